@@ -1,0 +1,1 @@
+"""A3C on Atari River Raid with hand-differentiated layers."""

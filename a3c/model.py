@@ -1,0 +1,132 @@
+"""The actor-critic network, built from the hand-differentiated layers.
+
+4 x (Conv2d 32@3x3, stride 2, padding 1 -> ELU) on (N, 1, 42, 42) frames -> 288
+features -> LSTMCell(288, 256) -> critic Linear(256, 1) and actor Linear(256, A).
+
+Acting: ``step(..., record=False)`` keeps nothing. Learning: the T steps of a
+rollout are run with ``record=True``; ``backward`` then takes d(loss)/d(logits,
+values) for all T steps and fills every parameter's ``.grad``: heads and
+convolutions back-propagate the whole rollout in one call each, and only the LSTM
+steps back in time.
+"""
+from __future__ import annotations
+
+import torch
+
+from layers import ELU, Conv2d, Linear, LSTMCell
+from layers import init as layer_init
+
+FRAME_SIZE = 42
+CONV_CHANNELS = 32
+HIDDEN_SIZE = 256
+
+
+class ActorCritic:
+    def __init__(self, n_actions: int, in_channels: int = 1, *, forget_bias: float = 0.0,
+                 seed: int | None = None, dtype: torch.dtype = torch.float32) -> None:
+        self.n_actions = n_actions
+        channels = [in_channels] + [CONV_CHANNELS] * 4
+        self.convs = [Conv2d(channels[k], channels[k + 1], 3, stride=2, padding=1, dtype=dtype)
+                      for k in range(4)]
+        self.elus = [ELU() for _ in range(4)]
+        side = FRAME_SIZE
+        for conv in self.convs:
+            side = conv.output_size(side, side)[0]
+        self.feature_size = CONV_CHANNELS * side * side  # 288 for 42x42 frames
+        self.lstm = LSTMCell(self.feature_size, HIDDEN_SIZE, dtype=dtype)
+        self.critic = Linear(HIDDEN_SIZE, 1, dtype=dtype)
+        self.actor = Linear(HIDDEN_SIZE, n_actions, dtype=dtype)
+        self._steps_recorded = 0
+        self._conv_out_shape: tuple[int, ...] = ()
+        self.initialize(seed, forget_bias)
+
+    @property
+    def layers(self):
+        return [*self.convs, self.lstm, self.critic, self.actor]
+
+    def initialize(self, seed: int | None = None, forget_bias: float = 0.0) -> None:
+        generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        for conv in self.convs:
+            layer_init.fan_uniform_(conv, generator)
+        layer_init.lstm_(self.lstm, forget_bias, generator)
+        layer_init.normalized_columns_(self.critic.weight, 1.0, generator)
+        layer_init.normalized_columns_(self.actor.weight, 0.01, generator)
+        self.critic.bias.zero_()
+        self.actor.bias.zero_()
+
+    # --- parameters --------------------------------------------------------------------
+    def named_parameters(self):
+        for prefix, layer in [*((f"conv{k}", c) for k, c in enumerate(self.convs)),
+                              ("lstm", self.lstm), ("critic", self.critic), ("actor", self.actor)]:
+            for name, tensor in layer.named_parameters():
+                yield f"{prefix}.{name}", tensor
+
+    def parameters(self) -> list[torch.Tensor]:
+        return [p for _, p in self.named_parameters()]
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return dict(self.named_parameters())
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        own = self.state_dict()
+        if own.keys() != state.keys():
+            missing, unexpected = sorted(own.keys() - state.keys()), sorted(state.keys() - own.keys())
+            raise ValueError(f"ActorCritic: state_dict keys do not match "
+                             f"(missing {missing}, unexpected {unexpected})")
+        for name, tensor in own.items():
+            if tensor.shape != state[name].shape:
+                raise ValueError(f"ActorCritic: {name} has shape {tuple(tensor.shape)}, "
+                                 f"state_dict gives {tuple(state[name].shape)}")
+            tensor.copy_(state[name])
+
+    def zero_grad(self) -> None:
+        for layer in self.layers:
+            layer.zero_grad()
+
+    def reset_records(self) -> None:
+        for layer in [*self.layers, *self.elus]:
+            layer.reset()
+        self._steps_recorded = 0
+
+    def initial_state(self, batch: int = 1):
+        return self.lstm.initial_state(batch)
+
+    # --- forward -----------------------------------------------------------------------
+    def step(self, frames: torch.Tensor, state, mask: torch.Tensor | None = None, *, record: bool = False):
+        """frames (N, C, 42, 42), state (h, c) each (N, 256), mask (N, 1) zeroing the
+        state of rows that start an episode -> (logits (N, A), values (N, 1), (h, c))."""
+        x = frames
+        for conv, elu in zip(self.convs, self.elus):
+            x = elu.forward(conv.forward(x, record=record), record=record)
+        self._conv_out_shape = tuple(x.shape[1:])
+        features = x.reshape(x.shape[0], self.feature_size)
+        h, c = self.lstm.forward(features, state, mask, record=record)
+        values = self.critic.forward(h, record=record)
+        logits = self.actor.forward(h, record=record)
+        if record:
+            self._steps_recorded += 1
+        return logits, values, (h, c)
+
+    # --- backward ----------------------------------------------------------------------
+    def backward(self, grad_logits: torch.Tensor, grad_values: torch.Tensor) -> None:
+        """Add d(loss)/d(parameters) into ``.grad`` for all recorded steps.
+
+        grad_logits (T, N, A) and grad_values (T, N, 1) for the T recorded steps in
+        order. Gradients do not flow into the state the rollout started from
+        (truncated back-propagation through time, as in A3C).
+        """
+        steps = self._steps_recorded
+        if grad_logits.dim() != 3 or grad_logits.shape[0] != steps or grad_logits.shape[2] != self.n_actions \
+                or grad_values.shape != (*grad_logits.shape[:2], 1):
+            raise ValueError(
+                f"ActorCritic: backward needs grad_logits (T={steps}, N, {self.n_actions}) and "
+                f"grad_values (T, N, 1), got {tuple(grad_logits.shape)} and {tuple(grad_values.shape)}"
+            )
+        n = grad_logits.shape[1]
+        grad_h = self.actor.backward(grad_logits.reshape(steps * n, self.n_actions))
+        grad_h += self.critic.backward(grad_values.reshape(steps * n, 1))
+        grad_features, _, _ = self.lstm.backward_through_time(grad_h.view(steps, n, -1))
+        grad_x = grad_features.view(steps * n, *self._conv_out_shape)
+        for k in range(len(self.convs) - 1, -1, -1):  # the frames need no gradient
+            grad_x = self.convs[k].backward(self.elus[k].backward(grad_x), input_grad=k > 0)
+        self._steps_recorded = 0

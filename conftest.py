@@ -1,0 +1,1 @@
+"""Make the repository root importable (tests import ``tests.helpers``)."""

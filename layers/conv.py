@@ -1,0 +1,124 @@
+"""2-D convolution with a hand-written backward."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .base import Layer
+
+
+def _pair(value, what: str) -> tuple[int, int]:
+    pair = (value, value) if isinstance(value, int) else tuple(value)
+    if len(pair) != 2 or not all(isinstance(v, int) for v in pair):
+        raise ValueError(f"Conv2d: {what} must be an int or a pair of ints, got {value!r}")
+    return pair
+
+
+class Conv2d(Layer):
+    """y = conv2d(x, W) + b as in ``torch.nn.Conv2d``.
+
+    Shapes: x (N, C_in, H, W), W (C_out, C_in/groups, kh, kw), b (C_out,),
+    y (N, C_out, H_out, W_out) with H_out = (H + 2p - d(kh-1) - 1) // s + 1.
+
+    Backward:
+      dx  = conv_transpose2d(dy, W) with the output padding that restores H, W
+            (the rows and columns the strided forward skipped get zero gradient);
+      dW += correlation of x with dy: dW[o,c,i,j] = sum_{n,y,x} dy[n,o,y,x] x[n,c,sy+di,sx+dj],
+            computed as a convolution of x^T (C, N, H, W) by dy^T (C_out, N, H_out, W_out)
+            with stride and dilation swapped, one per group;
+      db += sum_{n,y,x} dy.
+    """
+
+    _param_names = ("weight", "bias")
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 dilation=1, groups: int = 1, bias: bool = True,
+                 dtype: torch.dtype = torch.float32) -> None:
+        super().__init__()
+        self.kernel_size = _pair(kernel_size, "kernel_size")
+        self.stride = _pair(stride, "stride")
+        self.padding = _pair(padding, "padding")
+        self.dilation = _pair(dilation, "dilation")
+        if min(self.kernel_size + self.stride + self.dilation) < 1 or min(self.padding) < 0:
+            raise ValueError(
+                f"Conv2d: kernel_size, stride and dilation must be >= 1 and padding >= 0, got "
+                f"{self.kernel_size}, {self.stride}, {self.dilation}, {self.padding}"
+            )
+        if groups < 1 or in_channels % groups or out_channels % groups:
+            raise ValueError(
+                f"Conv2d: groups={groups} must divide in_channels={in_channels} "
+                f"and out_channels={out_channels}"
+            )
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+        self.weight = torch.zeros(out_channels, in_channels // groups, *self.kernel_size, dtype=dtype)
+        self.bias = torch.zeros(out_channels, dtype=dtype) if bias else None
+
+    def __repr__(self) -> str:
+        return (f"Conv2d({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding}, dilation={self.dilation}, "
+                f"groups={self.groups}, bias={self.bias is not None})")
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        return tuple(
+            (size + 2 * p - d * (k - 1) - 1) // s + 1
+            for size, p, d, k, s in zip((height, width), self.padding, self.dilation,
+                                        self.kernel_size, self.stride)
+        )
+
+    def forward(self, x: torch.Tensor, *, record: bool = True) -> torch.Tensor:
+        self._check_tensor("input", x, (None, self.in_channels, None, None))
+        out_h, out_w = self.output_size(x.shape[2], x.shape[3])
+        if out_h < 1 or out_w < 1:
+            raise ValueError(
+                f"{self.name}: input of shape {tuple(x.shape)} is smaller than the "
+                f"dilated kernel after padding"
+            )
+        if record:
+            self._records.append((x,))
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+    def backward(self, grad_out: torch.Tensor, *, input_grad: bool = True) -> torch.Tensor | None:
+        """grad_out (N, C_out, H_out, W_out) -> grad_input (N, C_in, H, W).
+
+        ``input_grad=False`` skips the input gradient (returns None), e.g. for a first
+        layer whose input is data.
+        """
+        self._check_tensor("upstream gradient", grad_out, (None, self.out_channels, None, None))
+        records = self._pop_records(grad_out.shape[0], tuple(grad_out.shape))
+        x = records[0][0] if len(records) == 1 else torch.cat([r[0] for r in records])
+        expected = (x.shape[0], self.out_channels, *self.output_size(x.shape[2], x.shape[3]))
+        if tuple(grad_out.shape) != expected:
+            raise ValueError(
+                f"{self.name}: upstream gradient has shape {tuple(grad_out.shape)}, "
+                f"the output had {expected}"
+            )
+        self._accumulate(self.weight, self._weight_grad(x, grad_out))
+        if self.bias is not None:
+            self._accumulate(self.bias, grad_out.sum((0, 2, 3)))
+        return self._input_grad(grad_out, x.shape[2:]) if input_grad else None
+
+    def _input_grad(self, grad_out: torch.Tensor, in_size) -> torch.Tensor:
+        output_padding = tuple(
+            size - ((o - 1) * s - 2 * p + d * (k - 1) + 1)
+            for size, o, s, p, d, k in zip(in_size, grad_out.shape[2:], self.stride, self.padding,
+                                           self.dilation, self.kernel_size)
+        )
+        return F.conv_transpose2d(grad_out, self.weight, None, self.stride, self.padding,
+                                  output_padding, self.groups, self.dilation)
+
+    def _weight_grad(self, x: torch.Tensor, grad_out: torch.Tensor) -> torch.Tensor:
+        kh, kw = self.kernel_size
+        in_per_group = self.in_channels // self.groups
+        out_per_group = self.out_channels // self.groups
+        x_t = x.transpose(0, 1)  # (C_in, N, H, W): the batch becomes the summed channel axis
+        grad_t = grad_out.transpose(0, 1)  # (C_out, N, H_out, W_out): acts as the kernel
+        per_group = []
+        for g in range(self.groups):
+            corr = F.conv2d(
+                x_t[g * in_per_group:(g + 1) * in_per_group],
+                grad_t[g * out_per_group:(g + 1) * out_per_group],
+                stride=self.dilation, padding=self.padding, dilation=self.stride,
+            )  # (C_in/g, C_out/g, >= kh, >= kw): extra rows come from unused input rows
+            per_group.append(corr[:, :, :kh, :kw].transpose(0, 1))
+        grad_w = per_group[0] if self.groups == 1 else torch.cat(per_group)
+        return grad_w.contiguous()

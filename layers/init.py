@@ -1,0 +1,52 @@
+"""Initialisation schemes of the A3C network (as in the original A3C-LSTM code).
+
+All take an optional ``torch.Generator`` so a seed fixes the initial weights.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .conv import Conv2d
+from .linear import Linear
+from .lstm import LSTMCell
+
+
+def normalized_columns_(weight: torch.Tensor, std: float, generator: torch.Generator | None = None) -> None:
+    """Gaussian rows rescaled so each output unit's weight vector has norm ``std``.
+
+    (The original TensorFlow code stores weights as (in, out) and normalises columns;
+    in torch's (out, in) layout those are rows.) Small ``std`` for the actor makes the
+    initial policy near uniform; ``std`` 1.0 for the critic.
+    """
+    sample = torch.randn(weight.shape, generator=generator, dtype=torch.float64)
+    sample *= std / sample.pow(2).sum(1, keepdim=True).sqrt()
+    weight.copy_(sample)
+
+
+def fan_uniform_(layer: Conv2d | Linear, generator: torch.Generator | None = None) -> None:
+    """U(-b, b) with b = sqrt(6 / (fan_in + fan_out)); bias zero.
+
+    Conv2d: fan_in = C_in/groups * kh * kw, fan_out = C_out * kh * kw; Linear: in, out.
+    """
+    weight = layer.weight
+    receptive = weight[0, 0].numel() if weight.dim() == 4 else 1
+    fan_in, fan_out = weight.shape[1] * receptive, weight.shape[0] * receptive
+    bound = math.sqrt(6.0 / (fan_in + fan_out))
+    sample = torch.rand(weight.shape, generator=generator, dtype=torch.float64) * (2 * bound) - bound
+    weight.copy_(sample)
+    if layer.bias is not None:
+        layer.bias.zero_()
+
+
+def lstm_(cell: LSTMCell, forget_bias: float = 0.0, generator: torch.Generator | None = None) -> None:
+    """Weights U(-1/sqrt(H), 1/sqrt(H)) as torch.nn.LSTMCell; biases zero, except the
+    forget gate's total bias (b_ih + b_hh) set to ``forget_bias`` if given."""
+    bound = 1.0 / math.sqrt(cell.hidden_size)
+    for weight in (cell.weight_ih, cell.weight_hh):
+        weight.copy_(torch.rand(weight.shape, generator=generator, dtype=torch.float64) * (2 * bound) - bound)
+    if cell.bias_ih is not None:
+        cell.bias_ih.zero_()
+        cell.bias_hh.zero_()
+        cell.bias_ih[cell.hidden_size:2 * cell.hidden_size] = forget_bias

@@ -1,0 +1,152 @@
+"""LSTM cell with a hand-written backward through time."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .activations import stable_sigmoid, stable_tanh
+from .base import Layer
+
+
+class LSTMCell(Layer):
+    """One step of ``torch.nn.LSTMCell`` (gate order i, f, g, o).
+
+    Forward, with x (N, in), h and c (N, H), optional mask (N, 1) that zeroes the
+    state of rows whose episode starts here (h, c <- mask * h, mask * c):
+      a = x W_ih^T + b_ih + h W_hh^T + b_hh          (N, 4H)
+      i, f, o = sigma(a_i), sigma(a_f), sigma(a_o);  g = tanh(a_g)
+      c' = f c + i g;  h' = o tanh(c')
+
+    Backward of one step, given dh' and dc' from above:
+      dc  = dc' + dh' o (1 - tanh(c')^2)
+      da  = [dc g i(1-i), dc c f(1-f), dc i (1-g^2), dh' tanh(c') o(1-o)]
+      dx  = da W_ih;   dh = mask * (da W_hh);   dc_prev = mask * (dc f)
+      dW_ih += da^T x;  dW_hh += da^T h;  db_ih, db_hh += sum_n da
+    Steps are back-propagated in the reverse order of their forward calls.
+    """
+
+    _param_names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
+                 dtype: torch.dtype = torch.float32) -> None:
+        super().__init__()
+        if input_size < 1 or hidden_size < 1:
+            raise ValueError(f"LSTMCell: sizes must be positive, got {input_size}, {hidden_size}")
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.weight_ih = torch.zeros(4 * hidden_size, input_size, dtype=dtype)
+        self.weight_hh = torch.zeros(4 * hidden_size, hidden_size, dtype=dtype)
+        self.bias_ih = torch.zeros(4 * hidden_size, dtype=dtype) if bias else None
+        self.bias_hh = torch.zeros(4 * hidden_size, dtype=dtype) if bias else None
+
+    def __repr__(self) -> str:
+        return f"LSTMCell({self.input_size}, {self.hidden_size}, bias={self.bias_ih is not None})"
+
+    def initial_state(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        zeros = torch.zeros(batch, self.hidden_size, dtype=self.weight_ih.dtype, device=self.weight_ih.device)
+        return zeros, zeros.clone()
+
+    def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None,
+                mask: torch.Tensor | None = None, *, record: bool = True):
+        """x (N, in), state (h, c) each (N, H) or None for zeros, mask (N, 1) -> (h', c')."""
+        self._check_tensor("input", x, (None, self.input_size))
+        n, hidden = x.shape[0], self.hidden_size
+        h, c = self.initial_state(n) if state is None else state
+        self._check_tensor("h", h, (n, hidden))
+        self._check_tensor("c", c, (n, hidden))
+        if mask is not None:
+            self._check_tensor("mask", mask, (n, 1))
+            h, c = h * mask, c * mask
+        gates = F.linear(x, self.weight_ih, self.bias_ih)
+        gates = gates.addmm_(h, self.weight_hh.t()) if self.bias_hh is None else \
+            torch.addmm(self.bias_hh, h, self.weight_hh.t()).add_(gates)
+        act = stable_sigmoid(gates)  # i, f, o use it; the g slice is replaced next
+        act[:, 2 * hidden:3 * hidden] = stable_tanh(gates[:, 2 * hidden:3 * hidden])
+        i, f, g, o = act.chunk(4, 1)
+        c_new = torch.addcmul(f * c, i, g)
+        tanh_c = stable_tanh(c_new)
+        h_new = o * tanh_c
+        if record:
+            self._records.append((x, h, c, act, tanh_c, mask))
+        return h_new, c_new
+
+    def _gate_grads(self, record, grad_h, grad_c):
+        """da (N, 4H) and dc (N, H) of one step, from dh' and dc' (grad_c may be None)."""
+        _, _, c_prev, act, tanh_c, _ = record
+        i, f, g, o = act.chunk(4, 1)
+        dc = grad_h * o * (1.0 - tanh_c * tanh_c)
+        if grad_c is not None:
+            dc = dc + grad_c
+        d_act = torch.cat((dc * g, dc * c_prev, dc * i, grad_h * tanh_c), 1)
+        slope = act * (1.0 - act)
+        slope[:, 2 * self.hidden_size:3 * self.hidden_size] = 1.0 - g * g
+        return d_act.mul_(slope), dc
+
+    def _accumulate_weights(self, d_gates, x, h_prev) -> None:
+        self._accumulate(self.weight_ih, d_gates.t() @ x)
+        self._accumulate(self.weight_hh, d_gates.t() @ h_prev)
+        if self.bias_ih is not None:
+            bias_grad = d_gates.sum(0)
+            self._accumulate(self.bias_ih, bias_grad)
+            self._accumulate(self.bias_hh, bias_grad.clone())
+
+    def _check_grad(self, what, grad, shape):
+        if grad is not None:
+            self._check_tensor(what, grad, shape)
+
+    def backward(self, grad_h: torch.Tensor, grad_c: torch.Tensor | None = None):
+        """Back-propagate the latest un-backpropagated step.
+
+        grad_h, grad_c (N, H) (grad_c None = 0) -> (grad_x (N, in), grad_h_prev, grad_c_prev),
+        the last two with respect to the state passed to that forward call.
+        """
+        self._check_tensor("upstream gradient grad_h", grad_h, (None, self.hidden_size))
+        self._check_grad("upstream gradient grad_c", grad_c, tuple(grad_h.shape))
+        (record,) = self._pop_records(grad_h.shape[0], tuple(grad_h.shape))
+        x, h_prev, _, act, _, mask = record
+        d_gates, dc = self._gate_grads(record, grad_h, grad_c)
+        self._accumulate_weights(d_gates, x, h_prev)
+        grad_h_prev = d_gates @ self.weight_hh
+        grad_c_prev = dc * act[:, self.hidden_size:2 * self.hidden_size]
+        if mask is not None:
+            grad_h_prev, grad_c_prev = grad_h_prev * mask, grad_c_prev * mask
+        return d_gates @ self.weight_ih, grad_h_prev, grad_c_prev
+
+    def backward_through_time(self, grad_hs: torch.Tensor, grad_c_last: torch.Tensor | None = None):
+        """Back-propagate the last T recorded steps at once (the fast path for rollouts).
+
+        grad_hs (T, N, H): the gradient reaching each step's output h from outside the
+        recurrence (e.g. from the heads); grad_c_last (N, H) reaches the last c.
+        Returns (grad_xs (T, N, in), grad_h0, grad_c0). Same maths as T calls of
+        ``backward``, but the weight and input gradients are one matmul each over
+        all T steps instead of T small ones.
+        """
+        self._check_tensor("upstream gradient grad_hs", grad_hs, (None, None, self.hidden_size))
+        steps, n = grad_hs.shape[:2]
+        self._check_grad("upstream gradient grad_c_last", grad_c_last, (n, self.hidden_size))
+        if steps > len(self._records) or any(r[0].shape[0] != n for r in self._records[-steps:]):
+            raise ValueError(
+                f"{self.name}: grad_hs of shape {tuple(grad_hs.shape)} does not match the "
+                f"recorded steps (batch sizes {[r[0].shape[0] for r in self._records]})"
+            )
+        records = self._records[-steps:]
+        del self._records[-steps:]
+        hidden = self.hidden_size
+        d_gates_all = grad_hs.new_empty(steps, n, 4 * hidden)
+        grad_h, grad_c = grad_hs[-1], grad_c_last
+        for t in range(steps - 1, -1, -1):
+            record = records[t]
+            d_gates, dc = self._gate_grads(record, grad_h, grad_c)
+            d_gates_all[t] = d_gates
+            grad_h = d_gates @ self.weight_hh
+            grad_c = dc * record[3][:, hidden:2 * hidden]
+            mask = record[5]
+            if mask is not None:
+                grad_h, grad_c = grad_h * mask, grad_c * mask
+            if t > 0:
+                grad_h = grad_h + grad_hs[t - 1]
+        d_gates_flat = d_gates_all.view(steps * n, 4 * hidden)
+        xs = torch.cat([r[0] for r in records])
+        hs_prev = torch.cat([r[1] for r in records])
+        self._accumulate_weights(d_gates_flat, xs, hs_prev)
+        grad_xs = (d_gates_flat @ self.weight_ih).view(steps, n, self.input_size)
+        return grad_xs, grad_h, grad_c

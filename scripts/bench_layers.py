@@ -1,0 +1,89 @@
+"""Time one learning update of the A3C network: torch.nn + autograd vs our layers.
+
+One update = 20 forward steps on single 42x42 frames (LSTM state carried), then the
+backward pass from random gradients on values and logits. Single-threaded; medians
+over many repetitions after a warm-up; A and B alternate so machine drift cancels.
+
+    python scripts/bench_layers.py [--repeats 200] [--steps 20]
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from a3c.model import ActorCritic  # noqa: E402
+from tests.autograd_reference import TorchActorCritic  # noqa: E402
+
+N_ACTIONS = 18
+
+
+def time_autograd(model, frames, grad_logits, grad_values):
+    start = time.perf_counter()
+    state = (torch.zeros(1, 256), torch.zeros(1, 256))
+    logits, values = [], []
+    for frame in frames:
+        lg, v, state = model(frame, state)
+        logits.append(lg)
+        values.append(v)
+    mid = time.perf_counter()
+    loss = (torch.stack(logits) * grad_logits).sum() + (torch.stack(values) * grad_values).sum()
+    model.zero_grad()
+    loss.backward()
+    end = time.perf_counter()
+    return mid - start, end - mid
+
+
+def time_ours(model, frames, grad_logits, grad_values):
+    start = time.perf_counter()
+    model.zero_grad()
+    state = model.initial_state(1)
+    for frame in frames:
+        _, _, state = model.step(frame, state, record=True)
+    mid = time.perf_counter()
+    model.backward(grad_logits, grad_values)
+    end = time.perf_counter()
+    return mid - start, end - mid
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=200)
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=20)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+
+    ours = ActorCritic(N_ACTIONS, seed=0)
+    reference = TorchActorCritic()
+    frames = [torch.rand(1, 1, 42, 42) for _ in range(args.steps)]
+    grad_logits = torch.randn(args.steps, 1, N_ACTIONS)
+    grad_values = torch.randn(args.steps, 1, 1)
+
+    timings = {"autograd": [], "ours": []}
+    for rep in range(args.warmup + args.repeats):
+        for name, fn, model in (("autograd", time_autograd, reference), ("ours", time_ours, ours)):
+            fwd, bwd = fn(model, frames, grad_logits, grad_values)
+            if rep >= args.warmup:
+                timings[name].append((fwd, bwd))
+
+    print(f"# bench_layers: {args.steps}-step update, medians of {args.repeats} repetitions, 1 thread")
+    print(f"# torch {torch.__version__}, python {platform.python_version()}, {platform.processor() or platform.machine()}")
+    totals = {}
+    for name, rows in timings.items():
+        fwd = statistics.median(r[0] for r in rows) * 1e3
+        bwd = statistics.median(r[1] for r in rows) * 1e3
+        totals[name] = statistics.median(r[0] + r[1] for r in rows) * 1e3
+        print(f"{name:>9}: forward {fwd:6.2f} ms  backward {bwd:6.2f} ms  total {totals[name]:6.2f} ms/update")
+    print(f"ratio ours/autograd: {totals['ours'] / totals['autograd']:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,229 @@
+"""Every hand-written backward equals torch autograd in float64 (relative error <= 1e-8)."""
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from layers import ELU, Conv2d, Linear, LSTMCell
+from layers.softmax import entropy, entropy_backward, log_softmax, log_softmax_backward
+from tests.helpers import assert_close
+
+F64 = torch.float64
+
+
+def conv_configs(count: int = 80, seed: int = 0):
+    """Random valid Conv2d configurations covering the ranges the layer must support."""
+    rng = random.Random(seed)
+    configs = []
+    while len(configs) < count:
+        groups = rng.choice([1, 2])
+        kernel = (rng.randint(1, 5), rng.randint(1, 5))
+        stride = (rng.randint(1, 3), rng.randint(1, 3))
+        padding = (rng.randint(0, 2), rng.randint(0, 2))
+        dilation = (rng.randint(1, 2), rng.randint(1, 2))
+        size = (rng.randint(1, 12), rng.randint(1, 12))  # odd and even, non-square
+        if any(s + 2 * p - d * (k - 1) - 1 < 0 for s, p, d, k in zip(size, padding, dilation, kernel)):
+            continue
+        configs.append(dict(
+            in_channels=groups * rng.randint(1, 3), out_channels=groups * rng.randint(1, 3),
+            kernel_size=kernel, stride=stride, padding=padding, dilation=dilation, groups=groups,
+            bias=rng.random() < 0.5, batch=rng.randint(1, 4), size=size, seed=len(configs),
+        ))
+    return configs
+
+
+@pytest.mark.parametrize("cfg", conv_configs(), ids=lambda c: "k{kernel_size}s{stride}p{padding}d{dilation}g{groups}".format(**c))
+def test_conv2d_matches_autograd(cfg):
+    cfg = dict(cfg)
+    batch, size = cfg.pop("batch"), cfg.pop("size")
+    torch.manual_seed(cfg.pop("seed"))
+    reference = torch.nn.Conv2d(**cfg).double()
+    conv = Conv2d(**cfg, dtype=F64)
+    conv.load_state_dict(reference.state_dict())
+
+    x = torch.randn(batch, cfg["in_channels"], *size, dtype=F64, requires_grad=True)
+    y_ref = reference(x)
+    grad_out = torch.randn_like(y_ref)
+    y_ref.backward(grad_out)
+
+    y = conv.forward(x.detach())
+    grad_x = conv.backward(grad_out)
+    assert_close(y, y_ref.detach(), what="output")
+    assert_close(grad_x, x.grad, what="input gradient")
+    assert_close(conv.weight.grad, reference.weight.grad, what="weight gradient")
+    if cfg["bias"]:
+        assert_close(conv.bias.grad, reference.bias.grad, what="bias gradient")
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_linear_matches_autograd(seed):
+    rng = random.Random(seed)
+    n_in, n_out, batch, bias = rng.randint(1, 40), rng.randint(1, 40), rng.randint(1, 6), rng.random() < 0.5
+    torch.manual_seed(seed)
+    reference = torch.nn.Linear(n_in, n_out, bias=bias).double()
+    linear = Linear(n_in, n_out, bias=bias, dtype=F64)
+    linear.load_state_dict(reference.state_dict())
+    x = torch.randn(batch, n_in, dtype=F64, requires_grad=True)
+    y_ref = reference(x)
+    grad_out = torch.randn_like(y_ref)
+    y_ref.backward(grad_out)
+
+    assert_close(linear.forward(x.detach()), y_ref.detach(), what="output")
+    assert_close(linear.backward(grad_out), x.grad, what="input gradient")
+    assert_close(linear.weight.grad, reference.weight.grad, what="weight gradient")
+    if bias:
+        assert_close(linear.bias.grad, reference.bias.grad, what="bias gradient")
+
+
+@pytest.mark.parametrize("alpha", [1.0, 0.3, 2.5])
+@pytest.mark.parametrize("shape", [(1, 7), (4, 3, 5, 6), (2, 32, 21, 21)])
+def test_elu_matches_autograd(alpha, shape):
+    torch.manual_seed(len(shape))
+    x = (torch.randn(*shape, dtype=F64) * 3).requires_grad_()
+    y_ref = F.elu(x, alpha)
+    grad_out = torch.randn_like(y_ref)
+    y_ref.backward(grad_out)
+    elu = ELU(alpha)
+    assert_close(elu.forward(x.detach()), y_ref.detach(), what="output")
+    assert_close(elu.backward(grad_out), x.grad, what="input gradient")
+
+
+def run_lstm_reference(reference, xs, h0, c0, masks):
+    h, c, outputs = h0, c0, []
+    for x, mask in zip(xs, masks):
+        if mask is not None:
+            h, c = h * mask, c * mask
+        h, c = reference(x, (h, c))
+        outputs.append(h)
+    return torch.stack(outputs), c
+
+
+def lstm_case(seed: int):
+    rng = random.Random(seed)
+    steps, batch = rng.randint(1, 8), rng.randint(1, 4)
+    n_in, hidden, bias = rng.randint(1, 12), rng.randint(1, 10), rng.random() < 0.8
+    torch.manual_seed(seed)
+    reference = torch.nn.LSTMCell(n_in, hidden, bias=bias).double()
+    with torch.no_grad():  # large weights saturate some gates (sigma, tanh near 0 or 1)
+        reference.weight_ih.mul_(rng.choice([1.0, 4.0, 15.0]))
+    xs = [torch.randn(batch, n_in, dtype=F64, requires_grad=True) for _ in range(steps)]
+    h0 = torch.randn(batch, hidden, dtype=F64, requires_grad=True)
+    c0 = torch.randn(batch, hidden, dtype=F64, requires_grad=True)
+    masks = [None] + [
+        (torch.rand(batch, 1) > 0.3).to(F64) if rng.random() < 0.5 else None for _ in range(steps - 1)
+    ]
+    return reference, xs, h0, c0, masks
+
+
+@pytest.mark.parametrize("mode", ["step_by_step", "through_time"])
+@pytest.mark.parametrize("seed", range(16))
+def test_lstm_cell_matches_autograd_over_sequences(seed, mode):
+    reference, xs, h0, c0, masks = lstm_case(seed)
+    hs_ref, c_last_ref = run_lstm_reference(reference, xs, h0, c0, masks)
+    grad_hs, grad_c_last = torch.randn_like(hs_ref), torch.randn_like(c_last_ref)
+    ((hs_ref * grad_hs).sum() + (c_last_ref * grad_c_last).sum()).backward()
+
+    cell = LSTMCell(reference.input_size, reference.hidden_size, bias=reference.bias, dtype=F64)
+    cell.load_state_dict(reference.state_dict())
+    state, hs = (h0.detach(), c0.detach()), []
+    for x, mask in zip(xs, masks):
+        state = cell.forward(x.detach(), state, mask)
+        hs.append(state[0])
+    assert_close(torch.stack(hs), hs_ref.detach(), what="hidden states")
+    assert_close(state[1], c_last_ref.detach(), what="last cell state")
+
+    if mode == "through_time":
+        grad_xs, grad_h0, grad_c0 = cell.backward_through_time(grad_hs, grad_c_last)
+    else:
+        grad_h, grad_c, grad_x_list = torch.zeros_like(h0), grad_c_last, []
+        for t in reversed(range(len(xs))):
+            grad_x, grad_h, grad_c = cell.backward(grad_hs[t] + grad_h, grad_c)
+            grad_x_list.insert(0, grad_x)
+        grad_xs, grad_h0, grad_c0 = torch.stack(grad_x_list), grad_h, grad_c
+    assert_close(grad_xs, torch.stack([x.grad for x in xs]), what="input gradients")
+    assert_close(grad_h0, h0.grad, what="h0 gradient")
+    assert_close(grad_c0, c0.grad, what="c0 gradient")
+    for name, param in cell.named_parameters():
+        assert_close(param.grad, getattr(reference, name).grad, what=name)
+
+
+def test_gradients_accumulate_over_two_backward_calls():
+    torch.manual_seed(0)
+    conv, reference = Conv2d(2, 3, 3, padding=1, dtype=F64), torch.nn.Conv2d(2, 3, 3, padding=1).double()
+    conv.load_state_dict(reference.state_dict())
+    for _ in range(2):
+        x = torch.randn(2, 2, 5, 5, dtype=F64)
+        grad_out = torch.randn(2, 3, 5, 5, dtype=F64)
+        reference(x).backward(grad_out)
+        conv.forward(x)
+        conv.backward(grad_out)
+    assert_close(conv.weight.grad, reference.weight.grad, what="accumulated weight gradient")
+    assert_close(conv.bias.grad, reference.bias.grad, what="accumulated bias gradient")
+
+    cell, ref_cell = LSTMCell(3, 4, dtype=F64), torch.nn.LSTMCell(3, 4).double()
+    cell.load_state_dict(ref_cell.state_dict())
+    for _ in range(2):
+        x, grad_h = torch.randn(2, 3, dtype=F64), torch.randn(2, 4, dtype=F64)
+        (ref_cell(x)[0] * grad_h).sum().backward()
+        cell.forward(x)
+        cell.backward(grad_h)
+    for name, param in cell.named_parameters():
+        assert_close(param.grad, getattr(ref_cell, name).grad, what=f"accumulated {name}")
+
+
+def test_zero_grad_clears_gradients():
+    linear = Linear(3, 2, dtype=F64)
+    linear.forward(torch.randn(4, 3, dtype=F64))
+    linear.backward(torch.randn(4, 2, dtype=F64))
+    assert all(p.grad is not None for p in linear.parameters())
+    linear.zero_grad()
+    assert all(p.grad is None for p in linear.parameters())
+
+
+def test_one_backward_covers_several_forward_calls_in_order():
+    """A rollout: T forward calls of batch N, one backward with the T*N gradients."""
+    torch.manual_seed(1)
+    conv, reference = Conv2d(1, 4, 3, stride=2, padding=1, dtype=F64), torch.nn.Conv2d(1, 4, 3, 2, 1).double()
+    conv.load_state_dict(reference.state_dict())
+    elu = ELU()
+    frames = [torch.randn(2, 1, 8, 8, dtype=F64) for _ in range(5)]
+    outputs = [elu.forward(conv.forward(f)) for f in frames]
+    grad_out = torch.randn(10, *outputs[0].shape[1:], dtype=F64)
+    grad_frames = conv.backward(elu.backward(grad_out))
+
+    stacked = torch.cat(frames).requires_grad_()
+    F.elu(reference(stacked)).backward(grad_out)
+    assert_close(grad_frames, stacked.grad, what="input gradient")
+    assert_close(conv.weight.grad, reference.weight.grad, what="weight gradient")
+
+
+def test_last_forward_calls_can_be_backpropagated_one_at_a_time():
+    torch.manual_seed(2)
+    linear = Linear(3, 2, dtype=F64)
+    xs = [torch.randn(1, 3, dtype=F64) for _ in range(3)]
+    for x in xs:
+        linear.forward(x)
+    grads = [torch.randn(1, 2, dtype=F64) for _ in range(3)]
+    for grad in reversed(grads):
+        linear.backward(grad)
+    expected = sum(g.t() @ x for g, x in zip(grads, xs))
+    assert_close(linear.weight.grad, expected, what="weight gradient")
+
+
+@pytest.mark.parametrize("scale", [1.0, 30.0, 1e3])
+def test_log_softmax_and_entropy_gradients_match_autograd(scale):
+    torch.manual_seed(3)
+    logits = (torch.randn(5, 18, dtype=F64) * scale).requires_grad_()
+    grad_log_probs, grad_entropy = torch.randn(5, 18, dtype=F64), torch.randn(5, dtype=F64)
+    log_probs_ref = torch.log_softmax(logits, 1)
+    entropy_ref = -(log_probs_ref.exp() * log_probs_ref).sum(1)
+    ((log_probs_ref * grad_log_probs).sum() + (entropy_ref * grad_entropy).sum()).backward()
+
+    log_probs = log_softmax(logits.detach())
+    assert_close(log_probs, log_probs_ref.detach(), what="log-softmax")
+    assert_close(entropy(log_probs), entropy_ref.detach(), what="entropy")
+    grad = log_softmax_backward(grad_log_probs, log_probs.exp()) + entropy_backward(grad_entropy, log_probs)
+    assert_close(grad, logits.grad, what="logits gradient")
