@@ -15,16 +15,17 @@ from .base import Layer
 
 
 def stable_sigmoid(x: torch.Tensor) -> torch.Tensor:
-    """sigma(x) = 1 / (1 + e^-|x|) for x >= 0, e^-|x| / (1 + e^-|x|) for x < 0."""
-    e = torch.exp(-x.abs())  # in (0, 1]: never overflows
-    r = torch.reciprocal(e + 1.0)
-    return torch.where(x >= 0, r, e * r)  # e * r, not 1 - r: no cancellation for x << 0
+    """sigma(x) = e^min(x, 0) / (1 + e^-|x|): both exponents are <= 0, so nothing
+    overflows, and no difference of nearly equal numbers is ever taken."""
+    numerator = torch.exp(x.clamp(max=0.0))
+    denominator = x.abs().neg_().exp_().add_(1.0)  # in-place: fewer allocations on the hot path
+    return numerator.div_(denominator)
 
 
 def stable_tanh(x: torch.Tensor) -> torch.Tensor:
     """tanh(x) = sign(x) * (-m) / (2 + m) with m = expm1(-2|x|) in (-1, 0]."""
-    m = torch.expm1(-2.0 * x.abs())
-    return torch.copysign(m.neg() / (m + 2.0), x)
+    m = x.abs().mul_(-2.0).expm1_()
+    return torch.copysign(m.div_(m + 2.0), x)
 
 
 class ELU(Layer):
@@ -61,5 +62,8 @@ class ELU(Layer):
                 f"{self.name}: upstream gradient has shape {tuple(grad_out.shape)}, "
                 f"output had {tuple(y.shape)}"
             )
-        slope = torch.where(y > 0, 1.0, y + self.alpha)
-        return grad_out * slope
+        if self.alpha == 1.0:  # then the slope is min(y + 1, 1): one pass over memory fewer
+            slope = (y + 1.0).clamp_(max=1.0)
+        else:
+            slope = torch.where(y > 0, 1.0, y + self.alpha)
+        return slope.mul_(grad_out)

@@ -81,22 +81,19 @@ class Layer:
 
     def _check_tensor(self, what: str, x: torch.Tensor, shape: tuple) -> None:
         """Raise ``ValueError`` unless ``x`` matches ``shape`` (``None`` = any size),
-        and the parameters' dtype and device."""
+        and the parameters' dtype and device. Cheap on the happy path: it runs per step."""
         if not isinstance(x, torch.Tensor):
             raise ValueError(f"{self.name}: {what} must be a torch.Tensor, got {type(x).__name__}")
-        expected = "(" + ", ".join("N" if s is None else str(s) for s in shape) + ")"
-        if x.dim() != len(shape) or any(s is not None and s != d for s, d in zip(shape, x.shape)):
-            raise ValueError(
-                f"{self.name}: {what} must have shape {expected}, got {tuple(x.shape)}"
-            )
-        params = self.parameters()
-        if not params:
-            return
-        ref = params[0]
-        if x.dtype != ref.dtype:
-            raise ValueError(f"{self.name}: {what} has dtype {x.dtype}, parameters have {ref.dtype}")
-        if x.device != ref.device:
-            raise ValueError(f"{self.name}: {what} is on {x.device}, parameters on {ref.device}")
+        actual = x.shape
+        if len(actual) != len(shape) or any(s is not None and s != d for s, d in zip(shape, actual)):
+            expected = "(" + ", ".join("N" if s is None else str(s) for s in shape) + ")"
+            raise ValueError(f"{self.name}: {what} must have shape {expected}, got {tuple(actual)}")
+        if self._param_names:
+            ref = getattr(self, self._param_names[0])
+            if x.dtype != ref.dtype:
+                raise ValueError(f"{self.name}: {what} has dtype {x.dtype}, parameters have {ref.dtype}")
+            if x.device != ref.device:
+                raise ValueError(f"{self.name}: {what} is on {x.device}, parameters on {ref.device}")
 
     def _pop_records(self, batch: int, grad_shape: tuple) -> list:
         """Pop the most recent forward records whose batch sizes add up to ``batch``.

@@ -24,8 +24,7 @@ class Conv2d(Layer):
       dx  = conv_transpose2d(dy, W) with the output padding that restores H, W
             (the rows and columns the strided forward skipped get zero gradient);
       dW += correlation of x with dy: dW[o,c,i,j] = sum_{n,y,x} dy[n,o,y,x] x[n,c,sy+di,sx+dj],
-            computed as a convolution of x^T (C, N, H, W) by dy^T (C_out, N, H_out, W_out)
-            with stride and dilation swapped, one per group;
+            computed as one matmul of dy with the gathered input patches (per group);
       db += sum_{n,y,x} dy.
     """
 
@@ -50,7 +49,12 @@ class Conv2d(Layer):
                 f"and out_channels={out_channels}"
             )
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
-        self.weight = torch.zeros(out_channels, in_channels // groups, *self.kernel_size, dtype=dtype)
+        # channels-last weights (and activations, see forward) send small-batch
+        # convolutions to oneDNN's direct kernels, 2-3x faster here than the im2col path
+        # taken for NCHW tensors (scripts/bench_layers.py); the values and shape are
+        # torch.nn's, only the memory order differs
+        self.weight = torch.zeros(out_channels, in_channels // groups, *self.kernel_size,
+                                  dtype=dtype).contiguous(memory_format=torch.channels_last)
         self.bias = torch.zeros(out_channels, dtype=dtype) if bias else None
 
     def __repr__(self) -> str:
@@ -67,15 +71,17 @@ class Conv2d(Layer):
 
     def forward(self, x: torch.Tensor, *, record: bool = True) -> torch.Tensor:
         self._check_tensor("input", x, (None, self.in_channels, None, None))
-        out_h, out_w = self.output_size(x.shape[2], x.shape[3])
-        if out_h < 1 or out_w < 1:
-            raise ValueError(
-                f"{self.name}: input of shape {tuple(x.shape)} is smaller than the "
-                f"dilated kernel after padding"
-            )
+        x = x.contiguous(memory_format=torch.channels_last)
+        try:
+            y = F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        except RuntimeError as error:  # the only shape torch can still refuse here
+            if min(self.output_size(x.shape[2], x.shape[3])) >= 1:
+                raise
+            raise ValueError(f"{self.name}: input of shape {tuple(x.shape)} is smaller than the "
+                             f"dilated kernel after padding") from error
         if record:
             self._records.append((x,))
-        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        return y
 
     def backward(self, grad_out: torch.Tensor, *, input_grad: bool = True) -> torch.Tensor | None:
         """grad_out (N, C_out, H_out, W_out) -> grad_input (N, C_in, H, W).
@@ -103,22 +109,36 @@ class Conv2d(Layer):
             for size, o, s, p, d, k in zip(in_size, grad_out.shape[2:], self.stride, self.padding,
                                            self.dilation, self.kernel_size)
         )
+        grad_out = grad_out.contiguous(memory_format=torch.channels_last)  # faster, as in forward
         return F.conv_transpose2d(grad_out, self.weight, None, self.stride, self.padding,
                                   output_padding, self.groups, self.dilation)
 
     def _weight_grad(self, x: torch.Tensor, grad_out: torch.Tensor) -> torch.Tensor:
-        kh, kw = self.kernel_size
-        in_per_group = self.in_channels // self.groups
-        out_per_group = self.out_channels // self.groups
-        x_t = x.transpose(0, 1)  # (C_in, N, H, W): the batch becomes the summed channel axis
-        grad_t = grad_out.transpose(0, 1)  # (C_out, N, H_out, W_out): acts as the kernel
-        per_group = []
-        for g in range(self.groups):
-            corr = F.conv2d(
-                x_t[g * in_per_group:(g + 1) * in_per_group],
-                grad_t[g * out_per_group:(g + 1) * out_per_group],
-                stride=self.dilation, padding=self.padding, dilation=self.stride,
-            )  # (C_in/g, C_out/g, >= kh, >= kw): extra rows come from unused input rows
-            per_group.append(corr[:, :, :kh, :kw].transpose(0, 1))
-        grad_w = per_group[0] if self.groups == 1 else torch.cat(per_group)
-        return grad_w.contiguous()
+        """dW[o, c, i, j] = sum_{n, y, x} dy[n, o, y, x] x_pad[n, c, s*y + d*i, s*x + d*j].
+
+        The patches x_pad[n, :, s*y + d*i, s*x + d*j] are a strided view of the padded
+        input held channels-last (N, H, W, C): one copy gathers them into a
+        (N*H_out*W_out, kh*kw*C) matrix, and the sum over n, y, x is one matmul per
+        group with dy as (C_out, N*H_out*W_out). On this network's shapes it is 1.5-3x
+        faster than the classic "convolve x^T with dy^T" form (scripts/bench_layers.py).
+        """
+        n, channels, height, width = x.shape
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = self.kernel_size, self.stride, self.padding, self.dilation
+        out_h, out_w = grad_out.shape[2:]
+        groups, in_per_group = self.groups, channels // self.groups
+        out_per_group = self.out_channels // groups
+
+        padded = x.new_zeros(n, height + 2 * ph, width + 2 * pw, channels)
+        padded[:, ph:ph + height, pw:pw + width] = x.permute(0, 2, 3, 1)
+        st_n, st_h, st_w, _ = padded.stride()
+        patches = padded.as_strided(
+            (n, out_h, out_w, kh, kw, channels), (st_n, sh * st_h, sw * st_w, dh * st_h, dw * st_w, 1)
+        ).reshape(n * out_h * out_w, kh * kw, groups, in_per_group)  # the gathering copy
+        grad = grad_out.permute(0, 2, 3, 1).reshape(n * out_h * out_w, groups, out_per_group)
+        if groups == 1:
+            grad_w = grad[:, 0].t() @ patches.reshape(-1, kh * kw * in_per_group)
+        else:
+            grad_w = torch.bmm(grad.permute(1, 2, 0),
+                               patches.permute(2, 0, 1, 3).reshape(groups, -1, kh * kw * in_per_group))
+        # (C_out, kh, kw, C_in/g) -> (C_out, C_in/g, kh, kw), stored channels-last like the weight
+        return grad_w.reshape(self.out_channels, kh, kw, in_per_group).permute(0, 3, 1, 2)

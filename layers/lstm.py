@@ -117,8 +117,10 @@ class LSTMCell(Layer):
         grad_hs (T, N, H): the gradient reaching each step's output h from outside the
         recurrence (e.g. from the heads); grad_c_last (N, H) reaches the last c.
         Returns (grad_xs (T, N, in), grad_h0, grad_c0). Same maths as T calls of
-        ``backward``, but the weight and input gradients are one matmul each over
-        all T steps instead of T small ones.
+        ``backward``, rearranged so that only the recurrence is stepped:
+          da[:, :3H] = dc * [g i(1-i), c f(1-f), i (1-g^2)],  da[:, 3H:] = dh' tanh(c') o(1-o)
+        where the bracketed factors, o (1 - tanh(c')^2) and mask * f are computed for all
+        T steps up front, and the input and weight gradients are one matmul each.
         """
         self._check_tensor("upstream gradient grad_hs", grad_hs, (None, None, self.hidden_size))
         steps, n = grad_hs.shape[:2]
@@ -131,22 +133,39 @@ class LSTMCell(Layer):
         records = self._records[-steps:]
         del self._records[-steps:]
         hidden = self.hidden_size
-        d_gates_all = grad_hs.new_empty(steps, n, 4 * hidden)
-        grad_h, grad_c = grad_hs[-1], grad_c_last
-        for t in range(steps - 1, -1, -1):
-            record = records[t]
-            d_gates, dc = self._gate_grads(record, grad_h, grad_c)
-            d_gates_all[t] = d_gates
-            grad_h = d_gates @ self.weight_hh
-            grad_c = dc * record[3][:, hidden:2 * hidden]
-            mask = record[5]
+        xs, hs_prev, cs_prev, acts, tanh_cs, masks = zip(*records)
+        acts, tanh_cs, cs_prev = torch.stack(acts), torch.stack(tanh_cs), torch.stack(cs_prev)
+        i, f, g, o = acts.chunk(4, 2)
+        slope = acts * (1.0 - acts)  # sigma' for i, f, o; the g slice is unused
+        cell_factors = torch.cat((g * slope[..., :hidden], cs_prev * slope[..., hidden:2 * hidden],
+                                  i * (1.0 - g * g)), 2).view(steps, n, 3, hidden)
+        out_factor = tanh_cs * slope[..., 3 * hidden:]  # d a_o / d h'
+        tanh_slope = o * (1.0 - tanh_cs * tanh_cs)  # d c / d h' through h' = o tanh(c')
+        forget = f.clone()  # d c_prev / d c, masked where the state was reset
+        for t, mask in enumerate(masks):
             if mask is not None:
-                grad_h, grad_c = grad_h * mask, grad_c * mask
-            if t > 0:
-                grad_h = grad_h + grad_hs[t - 1]
-        d_gates_flat = d_gates_all.view(steps * n, 4 * hidden)
-        xs = torch.cat([r[0] for r in records])
-        hs_prev = torch.cat([r[1] for r in records])
-        self._accumulate_weights(d_gates_flat, xs, hs_prev)
+                forget[t] *= mask
+
+        d_gates = grad_hs.new_empty(steps, n, 4 * hidden)
+        # unbind once: indexing T-long tensors inside the loop costs an op per access
+        cell_factors_t, out_factor_t, tanh_slope_t = cell_factors.unbind(0), out_factor.unbind(0), tanh_slope.unbind(0)
+        forget_t, d_gates_t, external_t = forget.unbind(0), d_gates.unbind(0), grad_hs.unbind(0)
+        grad_h = external_t[-1]
+        grad_c = grad_c_last if grad_c_last is not None else torch.zeros_like(grad_h)
+        for t in range(steps - 1, -1, -1):
+            dc = torch.addcmul(grad_c, grad_h, tanh_slope_t[t])
+            torch.mul(cell_factors_t[t], dc.unsqueeze(1), out=d_gates_t[t][:, :3 * hidden].view(n, 3, hidden))
+            torch.mul(grad_h, out_factor_t[t], out=d_gates_t[t][:, 3 * hidden:])
+            grad_c = dc * forget_t[t]
+            if masks[t] is not None:
+                grad_h = (d_gates_t[t] @ self.weight_hh).mul_(masks[t])
+                if t > 0:
+                    grad_h += external_t[t - 1]
+            elif t > 0:
+                grad_h = torch.addmm(external_t[t - 1], d_gates_t[t], self.weight_hh)
+            else:
+                grad_h = d_gates_t[t] @ self.weight_hh
+        d_gates_flat = d_gates.view(steps * n, 4 * hidden)
+        self._accumulate_weights(d_gates_flat, torch.cat(xs), torch.cat(hs_prev))
         grad_xs = (d_gates_flat @ self.weight_ih).view(steps, n, self.input_size)
         return grad_xs, grad_h, grad_c
