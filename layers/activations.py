@@ -25,7 +25,7 @@ def stable_sigmoid(x: torch.Tensor) -> torch.Tensor:
 def stable_tanh(x: torch.Tensor) -> torch.Tensor:
     """tanh(x) = sign(x) * (-m) / (2 + m) with m = expm1(-2|x|) in (-1, 0]."""
     m = x.abs().mul_(-2.0).expm1_()
-    return torch.copysign(m.div_(m + 2.0), x)
+    return m.div_(m + 2.0).copysign_(x)
 
 
 class ELU(Layer):

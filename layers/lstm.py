@@ -1,11 +1,24 @@
 """LSTM cell with a hand-written backward through time."""
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
-import torch.nn.functional as F
 
 from .activations import stable_sigmoid, stable_tanh
 from .base import Layer
+
+
+class _Step(NamedTuple):
+    """What one forward step records for its backward."""
+
+    x: torch.Tensor  # (N, in)
+    h: torch.Tensor  # (N, H), the state used (after the mask)
+    c: torch.Tensor  # (N, H)
+    sig: torch.Tensor  # (N, 4H): sigma of all four gate blocks; i, f and o are used
+    g: torch.Tensor  # (N, H): tanh of the g block
+    tanh_c: torch.Tensor  # (N, H): tanh(c')
+    mask: torch.Tensor | None  # (N, 1)
 
 
 class LSTMCell(Layer):
@@ -56,30 +69,29 @@ class LSTMCell(Layer):
         if mask is not None:
             self._check_tensor("mask", mask, (n, 1))
             h, c = h * mask, c * mask
-        gates = F.linear(x, self.weight_ih, self.bias_ih)
-        gates = gates.addmm_(h, self.weight_hh.t()) if self.bias_hh is None else \
-            torch.addmm(self.bias_hh, h, self.weight_hh.t()).add_(gates)
-        act = stable_sigmoid(gates)  # i, f, o use it; the g slice is replaced next
-        act[:, 2 * hidden:3 * hidden] = stable_tanh(gates[:, 2 * hidden:3 * hidden])
-        i, f, g, o = act.chunk(4, 1)
+        gates = torch.mm(x, self.weight_ih.t()) if self.bias_ih is None else \
+            torch.addmm(self.bias_ih, x, self.weight_ih.t())
+        gates.addmm_(h, self.weight_hh.t())
+        if self.bias_hh is not None:
+            gates += self.bias_hh
+        sig = stable_sigmoid(gates)  # the g block is computed but unused: one op, not three
+        g = stable_tanh(gates[:, 2 * hidden:3 * hidden])
+        i, f, _, o = sig.chunk(4, 1)
         c_new = torch.addcmul(f * c, i, g)
         tanh_c = stable_tanh(c_new)
         h_new = o * tanh_c
         if record:
-            self._records.append((x, h, c, act, tanh_c, mask))
+            self._records.append(_Step(x, h, c, sig, g, tanh_c, mask))
         return h_new, c_new
 
-    def _gate_grads(self, record, grad_h, grad_c):
+    def _gate_grads(self, step: _Step, grad_h, grad_c):
         """da (N, 4H) and dc (N, H) of one step, from dh' and dc' (grad_c may be None)."""
-        _, _, c_prev, act, tanh_c, _ = record
-        i, f, g, o = act.chunk(4, 1)
-        dc = grad_h * o * (1.0 - tanh_c * tanh_c)
+        i, f, _, o = step.sig.chunk(4, 1)
+        dc = grad_h * o * (1.0 - step.tanh_c * step.tanh_c)
         if grad_c is not None:
             dc = dc + grad_c
-        d_act = torch.cat((dc * g, dc * c_prev, dc * i, grad_h * tanh_c), 1)
-        slope = act * (1.0 - act)
-        slope[:, 2 * self.hidden_size:3 * self.hidden_size] = 1.0 - g * g
-        return d_act.mul_(slope), dc
+        return torch.cat((dc * step.g * i * (1.0 - i), dc * step.c * f * (1.0 - f),
+                          dc * i * (1.0 - step.g * step.g), grad_h * step.tanh_c * o * (1.0 - o)), 1), dc
 
     def _accumulate_weights(self, d_gates, x, h_prev) -> None:
         self._accumulate(self.weight_ih, d_gates.t() @ x)
@@ -101,14 +113,13 @@ class LSTMCell(Layer):
         """
         self._check_tensor("upstream gradient grad_h", grad_h, (None, self.hidden_size))
         self._check_grad("upstream gradient grad_c", grad_c, tuple(grad_h.shape))
-        (record,) = self._pop_records(grad_h.shape[0], tuple(grad_h.shape))
-        x, h_prev, _, act, _, mask = record
-        d_gates, dc = self._gate_grads(record, grad_h, grad_c)
-        self._accumulate_weights(d_gates, x, h_prev)
+        (step,) = self._pop_records(grad_h.shape[0], tuple(grad_h.shape))
+        d_gates, dc = self._gate_grads(step, grad_h, grad_c)
+        self._accumulate_weights(d_gates, step.x, step.h)
         grad_h_prev = d_gates @ self.weight_hh
-        grad_c_prev = dc * act[:, self.hidden_size:2 * self.hidden_size]
-        if mask is not None:
-            grad_h_prev, grad_c_prev = grad_h_prev * mask, grad_c_prev * mask
+        grad_c_prev = dc * step.sig[:, self.hidden_size:2 * self.hidden_size]
+        if step.mask is not None:
+            grad_h_prev, grad_c_prev = grad_h_prev * step.mask, grad_c_prev * step.mask
         return d_gates @ self.weight_ih, grad_h_prev, grad_c_prev
 
     def backward_through_time(self, grad_hs: torch.Tensor, grad_c_last: torch.Tensor | None = None):
@@ -125,20 +136,20 @@ class LSTMCell(Layer):
         self._check_tensor("upstream gradient grad_hs", grad_hs, (None, None, self.hidden_size))
         steps, n = grad_hs.shape[:2]
         self._check_grad("upstream gradient grad_c_last", grad_c_last, (n, self.hidden_size))
-        if steps > len(self._records) or any(r[0].shape[0] != n for r in self._records[-steps:]):
+        if steps > len(self._records) or any(r.x.shape[0] != n for r in self._records[-steps:]):
             raise ValueError(
                 f"{self.name}: grad_hs of shape {tuple(grad_hs.shape)} does not match the "
-                f"recorded steps (batch sizes {[r[0].shape[0] for r in self._records]})"
+                f"recorded steps (batch sizes {[r.x.shape[0] for r in self._records]})"
             )
         records = self._records[-steps:]
         del self._records[-steps:]
         hidden = self.hidden_size
-        xs, hs_prev, cs_prev, acts, tanh_cs, masks = zip(*records)
-        acts, tanh_cs, cs_prev = torch.stack(acts), torch.stack(tanh_cs), torch.stack(cs_prev)
-        i, f, g, o = acts.chunk(4, 2)
-        slope = acts * (1.0 - acts)  # sigma' for i, f, o; the g slice is unused
-        cell_factors = torch.cat((g * slope[..., :hidden], cs_prev * slope[..., hidden:2 * hidden],
-                                  i * (1.0 - g * g)), 2).view(steps, n, 3, hidden)
+        xs, hs_prev, cs_prev, sigs, gs, tanh_cs, masks = zip(*records)
+        sigs, gs, tanh_cs, cs_prev = torch.stack(sigs), torch.stack(gs), torch.stack(tanh_cs), torch.stack(cs_prev)
+        i, f, _, o = sigs.chunk(4, 2)
+        slope = sigs * (1.0 - sigs)  # sigma' for i, f, o; the g block is unused
+        cell_factors = torch.cat((gs * slope[..., :hidden], cs_prev * slope[..., hidden:2 * hidden],
+                                  i * (1.0 - gs * gs)), 2).view(steps, n, 3, hidden)
         out_factor = tanh_cs * slope[..., 3 * hidden:]  # d a_o / d h'
         tanh_slope = o * (1.0 - tanh_cs * tanh_cs)  # d c / d h' through h' = o tanh(c')
         forget = f.clone()  # d c_prev / d c, masked where the state was reset
