@@ -130,3 +130,15 @@ class ActorCritic:
         for k in range(len(self.convs) - 1, -1, -1):  # the frames need no gradient
             grad_x = self.convs[k].backward(self.elus[k].backward(grad_x), input_grad=k > 0)
         self._steps_recorded = 0
+
+    # --- sharing between processes -------------------------------------------------------
+    def share_memory(self) -> "ActorCritic":
+        """Move every parameter into shared memory (the global network of A3C)."""
+        for tensor in self.parameters():
+            tensor.share_memory_()
+        return self
+
+    def copy_from(self, other: "ActorCritic") -> None:
+        """Pull ``other``'s weights into this network (a worker syncing with the global one)."""
+        for mine, theirs in zip(self.parameters(), other.parameters()):
+            mine.copy_(theirs)

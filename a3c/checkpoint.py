@@ -1,0 +1,80 @@
+"""Checkpoints: written atomically, loaded safely (``weights_only=True``).
+
+A checkpoint is a dict of tensors and plain values:
+  format      "riverraid-a3c/checkpoint" and version FORMAT_VERSION
+  model       the actor-critic's state_dict
+  optimizer   the shared optimizer's state (kind, update count, statistics)
+  global_step agent steps so far;  obs_norm  each worker's [mean, std, count]
+  n_actions, config (the run's settings as a dict)
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+
+import torch
+
+FORMAT = "riverraid-a3c/checkpoint"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used, with a one-line reason."""
+
+
+def save_checkpoint(path: str | Path, payload: dict) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename over ``path``:
+    a crash mid-write leaves the previous checkpoint intact."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"format": FORMAT, "version": FORMAT_VERSION, **payload}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(payload, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # make the rename itself durable
+    finally:
+        os.close(dir_fd)
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Load and check a checkpoint; any problem is a CheckpointError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError, ValueError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"cannot read checkpoint {path} (truncated or not a checkpoint): {reason}") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a riverraid-a3c checkpoint")
+    if payload.get("version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path} has checkpoint format version {payload.get('version')}, "
+                              f"this version reads {FORMAT_VERSION}")
+    missing = {"model", "optimizer", "global_step", "obs_norm", "n_actions", "config"} - payload.keys()
+    if missing:
+        raise CheckpointError(f"{path} lacks {', '.join(sorted(missing))}")
+    return payload
+
+
+def restore_model(model, payload: dict, path: str | Path = "checkpoint") -> None:
+    """Load the weights into ``model``, turning a mismatch into a CheckpointError."""
+    if payload["n_actions"] != model.n_actions:
+        raise CheckpointError(f"{path} was trained with {payload['n_actions']} actions, "
+                              f"this environment has {model.n_actions}")
+    try:
+        model.load_state_dict(payload["model"])
+    except ValueError as error:
+        raise CheckpointError(f"{path} does not fit this network: {error}") from None

@@ -1,0 +1,186 @@
+"""Run settings: a typed dataclass, loaded from YAML, overridden by ``key=value``.
+
+Every mistake is reported as one line before any process starts
+(:class:`ConfigError`; ``python -m a3c.train`` prints it and exits with code 2).
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "riverraid.yaml"
+
+
+class ConfigError(ValueError):
+    """A bad setting, with a one-line message meant for the user."""
+
+
+@dataclass
+class Config:
+    env_id: str = "Riverraid-v0"
+    """Gymnasium id of an ALE game (any id registered by ale-py)."""
+    workers: int = 0
+    """Worker processes, each playing its own game; 0 or 'auto' = one per CPU core."""
+    total_steps: int = 80_000_000
+    """Agent steps (summed over workers) after which training stops."""
+    num_steps: int = 20
+    """Rollout length: steps per worker between two updates (the BPTT window)."""
+    lr: float = 1e-4
+    """Learning rate of the shared optimizer."""
+    gamma: float = 0.99
+    """Discount factor."""
+    gae_lambda: float = 1.0
+    """GAE(lambda) parameter; 1.0 gives plain n-step advantages."""
+    entropy_coef: float = 0.01
+    """Weight of the entropy bonus."""
+    value_loss_coef: float = 0.5
+    """Weight of the value loss 0.5 * sum (R - V)^2."""
+    max_grad_norm: float = 50.0
+    """Gradients are rescaled so their global L2 norm is at most this."""
+    optimizer: str = "adam"
+    """'adam' or 'rmsprop' (shared statistics, as in the A3C paper)."""
+    lr_anneal: bool = False
+    """Anneal the learning rate linearly to zero over total_steps."""
+    seed: int = 1
+    """Seed of the initial weights; worker k's game is seeded with seed + k."""
+    run_dir: str | None = None
+    """Where checkpoints and TensorBoard files go; empty = runs/<timestamp>."""
+    checkpoint_interval: float = 300.0
+    """Seconds between checkpoints (one is always written at the end)."""
+    resume: str | None = None
+    """Path of a checkpoint to continue from (steps, weights, optimizer, normalisation)."""
+    max_restarts: int = 10
+    """Worker crashes tolerated (each restarted) before the run stops."""
+    log_interval: float = 5.0
+    """Seconds between progress lines when stdout is not a terminal."""
+    forget_bias: float = 0.0
+    """Initial bias of the LSTM forget gate."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+FIELD_TYPES = {f.name: f.type for f in fields(Config)}
+CHOICES = {"optimizer": ("adam", "rmsprop")}
+
+
+def _coerce(key: str, value: Any) -> Any:
+    """Check and convert one value to its field's type (YAML already parsed it)."""
+    kind = FIELD_TYPES[key]
+    if key == "workers" and value == "auto":
+        return 0
+    if "None" in kind and value in (None, "", "null", "none"):
+        return None
+    if kind.startswith("int"):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key} must be an integer, got {value!r}")
+    elif kind.startswith("float"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key} must be a number, got {value!r}")
+        value = float(value)
+    elif kind.startswith("bool"):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} must be true or false, got {value!r}")
+    elif kind.startswith("str"):
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(f"{key} must be a string, got {value!r}")
+        value = str(value)
+    return value
+
+
+def _unknown_key(key: str) -> ConfigError:
+    close = difflib.get_close_matches(key, FIELD_TYPES, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return ConfigError(f"unknown setting {key!r}{hint}")
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``["lr=3e-4", "workers=4"]`` -> ``{"lr": 0.0003, "workers": 4}`` (YAML scalars)."""
+    overrides = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"expected key=value, got {pair!r}")
+        try:
+            overrides[key.strip()] = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError:
+            overrides[key.strip()] = text
+    return overrides
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """Read YAML (default: configs/riverraid.yaml), apply overrides, validate."""
+    path = Path(path) if path is not None else DEFAULT_CONFIG
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except (OSError, yaml.YAMLError) as error:
+        raise ConfigError(f"cannot read config {path}: {str(error).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config {path} must be a mapping of settings, got {type(raw).__name__}")
+    raw.update(overrides or {})
+    values = {}
+    for key, value in raw.items():
+        if key not in FIELD_TYPES:
+            raise _unknown_key(str(key))
+        values[key] = _coerce(key, value)
+    config = Config(**values)
+    validate(config)
+    return config
+
+
+def validate(config: Config) -> None:
+    """Range checks; raises ConfigError with the first problem found."""
+    positive = ["total_steps", "num_steps", "lr", "checkpoint_interval", "log_interval", "max_grad_norm"]
+    for key in positive:
+        if getattr(config, key) <= 0:
+            raise ConfigError(f"{key} must be positive, got {getattr(config, key)}")
+    for key in ["gamma", "gae_lambda"]:
+        if not 0.0 <= getattr(config, key) <= 1.0:
+            raise ConfigError(f"{key} must be in [0, 1], got {getattr(config, key)}")
+    for key in ["entropy_coef", "value_loss_coef", "max_restarts", "workers"]:
+        if getattr(config, key) < 0:
+            raise ConfigError(f"{key} must not be negative, got {getattr(config, key)}")
+    for key, choices in CHOICES.items():
+        if getattr(config, key) not in choices:
+            raise ConfigError(f"{key} must be one of {', '.join(choices)}, got {getattr(config, key)!r}")
+
+
+def resolve_workers(config: Config) -> int:
+    return config.workers or os.cpu_count() or 1
+
+
+def default_run_dir() -> Path:
+    return Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+
+
+def check_env_id(env_id: str) -> None:
+    """Fail early, with the closest known ids, when gymnasium does not know ``env_id``."""
+    from a3c.envs import registered_env_ids
+
+    known = registered_env_ids()
+    if env_id not in known:
+        close = difflib.get_close_matches(env_id, known, n=3)
+        hint = f" (close matches: {', '.join(close)})" if close else ""
+        raise ConfigError(f"unknown env_id {env_id!r}{hint}")
+
+
+def check_run_dir(run_dir: Path) -> None:
+    """Create ``run_dir`` and prove it writable, or raise ConfigError."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as error:
+        raise ConfigError(f"run_dir {str(run_dir)!r} is not writable: {error.strerror or error}") from None

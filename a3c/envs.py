@@ -1,0 +1,106 @@
+"""Atari environments with the original design's preprocessing.
+
+Frame: crop rows 34..194 (the play field), resize to 80x80 then 42x42 (area
+interpolation), mean over colour channels, scale to [0, 1]; then a running
+mean/std normalisation with bias correction (alpha 0.9999) whose state
+(:class:`ObsNormalizer`) is saved in checkpoints. Rewards are clipped to [-1, 1]
+for learning; the raw game score is in ``info["raw_reward"]``.
+"""
+from __future__ import annotations
+
+import warnings
+
+import cv2
+import gymnasium as gym
+import numpy as np
+
+FRAME_SIZE = 42
+_registered = False
+
+
+def _register() -> None:
+    global _registered
+    if not _registered:
+        import ale_py
+
+        gym.register_envs(ale_py)
+        # v0 ids are what the original design used; gymnasium warns that they are old
+        warnings.filterwarnings("ignore", message=r".*is out of date.*")
+        _registered = True
+
+
+def registered_env_ids() -> list[str]:
+    _register()
+    return sorted(gym.registry.keys())
+
+
+def preprocess_frame(frame: np.ndarray) -> np.ndarray:
+    """(210, 160, 3) uint8 RGB -> (1, 42, 42) float32 in [0, 1]."""
+    cropped = frame[34:34 + 160, :160]
+    small = cv2.resize(cropped, (80, 80), interpolation=cv2.INTER_AREA)
+    small = cv2.resize(small, (FRAME_SIZE, FRAME_SIZE), interpolation=cv2.INTER_AREA)
+    grey = small.mean(axis=2, dtype=np.float32) * np.float32(1.0 / 255.0)
+    return grey[None]
+
+
+class ObsNormalizer:
+    """Running mean and std of frame statistics, with bias correction.
+
+    mean <- alpha mean + (1 - alpha) frame.mean(), likewise std; the corrected values
+    divide by 1 - alpha^count, as Adam does, so early frames are not pulled to 0.
+    """
+
+    def __init__(self, alpha: float = 0.9999) -> None:
+        self.alpha = alpha
+        self.mean, self.std, self.count = 0.0, 0.0, 0
+
+    def __call__(self, obs: np.ndarray, update: bool = True) -> np.ndarray:
+        if update:
+            self.count += 1
+            self.mean = self.alpha * self.mean + (1 - self.alpha) * float(obs.mean())
+            self.std = self.alpha * self.std + (1 - self.alpha) * float(obs.std())
+        if self.count == 0:
+            return obs
+        correction = 1 - self.alpha ** self.count
+        return (obs - self.mean / correction) / (self.std / correction + 1e-8)
+
+    def state(self) -> list[float]:
+        return [self.mean, self.std, float(self.count)]
+
+    def load_state(self, state) -> None:
+        self.mean, self.std, self.count = float(state[0]), float(state[1]), int(state[2])
+
+
+class AtariPreprocessing(gym.ObservationWrapper):
+    """Crop, resize, grey, scale and normalise observations (see module docstring)."""
+
+    def __init__(self, env: gym.Env, normalizer: ObsNormalizer | None = None, update_stats: bool = True):
+        super().__init__(env)
+        self.normalizer = normalizer or ObsNormalizer()
+        self.update_stats = update_stats
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (1, FRAME_SIZE, FRAME_SIZE), np.float32)
+
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        return self.normalizer(preprocess_frame(observation), self.update_stats).astype(np.float32, copy=False)
+
+
+class ClipReward(gym.Wrapper):
+    """Clip rewards to [-1, 1] for learning; keep the raw score in info['raw_reward']."""
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        info["raw_reward"] = reward
+        return obs, float(np.clip(reward, -1.0, 1.0)), terminated, truncated, info
+
+
+def make_env(env_id: str, seed: int | None = None, normalizer: ObsNormalizer | None = None,
+             update_stats: bool = True, render_mode: str | None = None) -> gym.Env:
+    """The training env: ALE game + preprocessing + reward clipping.
+
+    The caller's first ``reset(seed=...)`` seeds the game (sticky actions included).
+    """
+    _register()
+    env = gym.make(env_id, render_mode=render_mode)
+    env = ClipReward(AtariPreprocessing(env, normalizer, update_stats))
+    env.action_space.seed(seed)
+    return env

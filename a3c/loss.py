@@ -1,0 +1,78 @@
+"""The A3C loss of one rollout and its gradients with respect to logits and values.
+
+For a rollout of T steps (N parallel envs), rewards r_t, done flags d_t (the episode
+ended after step t), values V_t and a bootstrap V_T (zero after a terminal):
+  returns     R_t = r_t + gamma (1 - d_t) R_{t+1},            R_T = V_T
+  TD errors   delta_t = r_t + gamma (1 - d_t) V_{t+1} - V_t
+  advantages  A_t = delta_t + gamma lambda (1 - d_t) A_{t+1}  (GAE; lambda = 1: R_t - V_t)
+  loss = -sum_t log pi(a_t|s_t) A_t  - beta sum_t H(pi(.|s_t))  + c_v 0.5 sum_t (R_t - V_t)^2
+with A_t and R_t held constant. Gradients, by hand:
+  dL/dV_t      = -c_v (R_t - V_t)
+  dL/dlogits_t = -A_t (onehot(a_t) - pi_t)  - beta dH/dlogits_t
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from layers.softmax import entropy, entropy_backward, log_softmax, log_softmax_backward
+
+
+@dataclass
+class LossTerms:
+    """Loss values for logging (sums over the rollout) and the gradients to back-propagate."""
+
+    policy: float
+    value: float
+    entropy: float
+    grad_logits: torch.Tensor  # (T, N, A)
+    grad_values: torch.Tensor  # (T, N, 1)
+
+
+def discounted_targets(rewards, dones, values, bootstrap, gamma: float, gae_lambda: float):
+    """Returns R (T, N) and GAE advantages A (T, N); all inputs (T, N) but bootstrap (N,)."""
+    steps = rewards.shape[0]
+    returns = torch.empty_like(rewards)
+    advantages = torch.empty_like(rewards)
+    next_return, next_value = bootstrap, bootstrap
+    next_advantage = torch.zeros_like(bootstrap)
+    for t in range(steps - 1, -1, -1):
+        not_done = 1.0 - dones[t]
+        next_return = rewards[t] + gamma * not_done * next_return
+        delta = rewards[t] + gamma * not_done * next_value - values[t]
+        next_advantage = delta + gamma * gae_lambda * not_done * next_advantage
+        returns[t], advantages[t] = next_return, next_advantage
+        next_value = values[t]
+    return returns, advantages
+
+
+def a3c_loss(logits, values, actions, rewards, dones, bootstrap, *, gamma: float, gae_lambda: float,
+             entropy_coef: float, value_loss_coef: float) -> LossTerms:
+    """logits (T, N, A), values (T, N, 1), actions (T, N) int64, rewards and dones (T, N),
+    bootstrap (N,) = V(s_T) (zero where the last step was terminal)."""
+    steps, n, n_actions = logits.shape
+    values_flat = values.squeeze(2)
+    returns, advantages = discounted_targets(rewards, dones, values_flat, bootstrap, gamma, gae_lambda)
+
+    flat_logits = logits.reshape(steps * n, n_actions)
+    log_probs = log_softmax(flat_logits)
+    taken = actions.reshape(-1, 1)
+    log_prob_taken = log_probs.gather(1, taken).squeeze(1)
+    entropies = entropy(log_probs)
+    flat_adv = advantages.reshape(-1)
+
+    policy_loss = -(log_prob_taken * flat_adv).sum()
+    entropy_sum = entropies.sum()
+    value_error = returns - values_flat
+    value_loss = 0.5 * (value_error * value_error).sum()
+
+    # d loss / d log pi: -A_t at the taken action, 0 elsewhere
+    grad_log_probs = torch.zeros_like(log_probs).scatter_(1, taken, -flat_adv.unsqueeze(1))
+    grad_logits = log_softmax_backward(grad_log_probs, log_probs.exp())
+    grad_logits -= entropy_backward(torch.full_like(entropies, entropy_coef), log_probs)
+    grad_values = (-value_loss_coef * value_error).unsqueeze(2)
+    return LossTerms(
+        policy=policy_loss.item(), value=value_loss.item(), entropy=entropy_sum.item(),
+        grad_logits=grad_logits.view(steps, n, n_actions), grad_values=grad_values,
+    )

@@ -1,0 +1,101 @@
+"""What the main process shows and records: TensorBoard scalars and a progress display."""
+from __future__ import annotations
+
+import sys
+import time
+from collections import deque
+
+from torch.utils.tensorboard import SummaryWriter
+
+
+class RunMetrics:
+    """Turns worker messages into TensorBoard scalars and a progress line.
+
+    On a terminal: a tqdm progress bar. Otherwise (CI, a log file): one summary line
+    every ``log_interval`` seconds, never a line per update.
+    """
+
+    def __init__(self, log_dir, total_steps: int, start_step: int, log_interval: float, stream=None) -> None:
+        self.writer = SummaryWriter(str(log_dir))
+        self.total_steps, self.log_interval = total_steps, log_interval
+        self.stream = stream or sys.stdout
+        self.recent_returns: deque[float] = deque(maxlen=100)
+        self.episodes = self.updates = self.skipped = 0
+        self.step = start_step
+        self._rate_mark = (time.monotonic(), start_step)
+        self._last_line = time.monotonic()
+        self._losses = {"policy": 0.0, "value": 0.0, "entropy": 0.0, "grad_norm": 0.0, "n": 0}
+        self._lr: float | None = None
+        self.bar = None
+        if self.stream.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True,
+                            file=self.stream, smoothing=0.05)
+
+    def log_config(self, config: dict) -> None:
+        table = "\n".join(f"| {key} | {value} |" for key, value in config.items())
+        self.writer.add_text("config", "| setting | value |\n|---|---|\n" + table, 0)
+
+    def episode(self, step: int, raw_return: float, length: int) -> None:
+        self.episodes += 1
+        self.recent_returns.append(raw_return)
+        self.writer.add_scalar("train/episode_return", raw_return, step)
+        self.writer.add_scalar("train/episode_length", length, step)
+
+    def update(self, step, policy, value, entropy, grad_norm, lr, skipped) -> None:
+        self.updates += 1
+        self._lr = lr
+        if skipped:
+            self.skipped += 1
+            self.writer.add_scalar("train/skipped_updates", self.skipped, step)
+            return
+        losses = self._losses
+        losses["policy"] += policy
+        losses["value"] += value
+        losses["entropy"] += entropy
+        losses["grad_norm"] += grad_norm
+        losses["n"] += 1
+
+    def event(self, text: str) -> None:
+        """A line worth keeping (a restart, an error), shown without breaking the bar."""
+        if self.bar is not None:
+            self.bar.write(text, file=self.stream)
+        else:
+            print(text, file=self.stream, flush=True)
+
+    @property
+    def mean_return(self) -> float | None:
+        return sum(self.recent_returns) / len(self.recent_returns) if self.recent_returns else None
+
+    def tick(self, step: int, force: bool = False) -> None:
+        """Called often by the main loop: rates, averaged losses, the progress display."""
+        now = time.monotonic()
+        if self.bar is not None:
+            self.bar.update(step - self.bar.n)
+            if self.mean_return is not None:
+                self.bar.set_postfix(score=f"{self.mean_return:.0f}", refresh=False)
+        if not force and now - self._last_line < self.log_interval:
+            return
+        mark_time, mark_step = self._rate_mark
+        rate = (step - mark_step) / max(now - mark_time, 1e-9)
+        self._rate_mark, self._last_line, self.step = (now, step), now, step
+        self.writer.add_scalar("train/steps_per_second", rate, step)
+        if self._lr is not None:
+            self.writer.add_scalar("optim/lr", self._lr, step)
+        losses = self._losses
+        if losses["n"]:
+            for key in ("policy", "value", "entropy"):
+                self.writer.add_scalar(f"loss/{key}", losses[key] / losses["n"], step)
+            self.writer.add_scalar("grad/norm", losses["grad_norm"] / losses["n"], step)
+            self._losses = {key: 0.0 for key in losses} | {"n": 0}
+        if self.bar is None:
+            score = f"{self.mean_return:.0f}" if self.mean_return is not None else "-"
+            print(f"step {step}/{self.total_steps}  {rate:.0f} steps/s  episodes {self.episodes}  "
+                  f"mean score (last {len(self.recent_returns)}) {score}", file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        self.writer.flush()
+        self.writer.close()

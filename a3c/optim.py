@@ -1,0 +1,124 @@
+"""Shared optimizers: state in shared memory, updates written by hand.
+
+Workers call ``step(local_grads, lr)``: the gradients stay in the worker (no
+aliasing of ``.grad`` between processes); the update is applied in place to the
+shared parameters, lock-free (Hogwild), as in the A3C paper. The update count lives
+in shared memory too, one slot per worker so that no lock is needed and a worker
+killed mid-update cannot leave one held.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def clip_grad_norm(grads: list[torch.Tensor], max_norm: float) -> float:
+    """Scale ``grads`` in place so their global L2 norm is at most ``max_norm``.
+
+    Returns the norm before clipping (inf or nan when a gradient is not finite;
+    then nothing is scaled and the caller must skip the update).
+    """
+    total = math.sqrt(sum(float(torch.dot(g.reshape(-1), g.reshape(-1))) for g in grads))
+    if math.isfinite(total):
+        scale = max_norm / (total + 1e-6)
+        if scale < 1.0:
+            for g in grads:
+                g.mul_(scale)
+    return total
+
+
+class SharedOptimizer:
+    """Common part: shared per-parameter state and a shared update counter."""
+
+    kind = ""
+    state_names: tuple[str, ...] = ()
+
+    def __init__(self, params: list[torch.Tensor], lr: float, slots: int = 1) -> None:
+        self.params = params
+        self.lr = lr
+        self.updates = torch.zeros(max(slots, 1), dtype=torch.int64).share_memory_()
+        self.state = {name: [torch.zeros_like(p).share_memory_() for p in params] for name in self.state_names}
+
+    @property
+    def update_count(self) -> int:
+        return int(self.updates.sum())
+
+    def step(self, grads: list[torch.Tensor], lr: float | None = None, slot: int = 0) -> None:
+        """Apply one update from ``grads`` (same order as ``params``) with learning rate ``lr``."""
+        if len(grads) != len(self.params):
+            raise ValueError(f"{type(self).__name__}: {len(grads)} gradients for {len(self.params)} parameters")
+        self.updates[slot] += 1
+        self._apply(grads, self.lr if lr is None else lr, self.update_count)
+
+    def _apply(self, grads, lr: float, count: int) -> None:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        return {"kind": self.kind, "updates": self.update_count,
+                **{name: [t.clone() for t in tensors] for name, tensors in self.state.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("kind") != self.kind:
+            raise ValueError(f"optimizer state is for {state.get('kind')!r}, this run uses {self.kind!r}")
+        for name, tensors in self.state.items():
+            saved = state[name]
+            if len(saved) != len(tensors) or any(s.shape != t.shape for s, t in zip(saved, tensors)):
+                raise ValueError(f"optimizer state {name!r} does not match the model's parameters")
+            for target, source in zip(tensors, saved):
+                target.copy_(source)
+        self.updates.zero_()
+        self.updates[0] = int(state["updates"])
+
+
+class SharedAdam(SharedOptimizer):
+    """Adam (as torch.optim.Adam, no weight decay):
+      m <- b1 m + (1 - b1) g;   v <- b2 v + (1 - b2) g^2
+      p <- p - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+    with t the shared update count."""
+
+    kind = "adam"
+    state_names = ("exp_avg", "exp_avg_sq")
+
+    def __init__(self, params, lr: float, betas=(0.9, 0.999), eps: float = 1e-8, slots: int = 1) -> None:
+        super().__init__(params, lr, slots)
+        self.betas, self.eps = betas, eps
+
+    def _apply(self, grads, lr, count):
+        beta1, beta2 = self.betas
+        step_size = lr / (1 - beta1 ** count)
+        correction2_sqrt = math.sqrt(1 - beta2 ** count)
+        for p, g, m, v in zip(self.params, grads, self.state["exp_avg"], self.state["exp_avg_sq"]):
+            m.mul_(beta1).add_(g, alpha=1 - beta1)
+            v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+            denom = (v.sqrt() / correction2_sqrt).add_(self.eps)
+            p.addcdiv_(m, denom, value=-step_size)
+
+
+class SharedRMSprop(SharedOptimizer):
+    """RMSProp with shared statistics (the A3C paper's choice; as torch.optim.RMSprop):
+      v <- alpha v + (1 - alpha) g^2;   p <- p - lr g / (sqrt(v) + eps)"""
+
+    kind = "rmsprop"
+    state_names = ("square_avg",)
+
+    def __init__(self, params, lr: float, alpha: float = 0.99, eps: float = 0.1, slots: int = 1) -> None:
+        super().__init__(params, lr, slots)
+        self.alpha, self.eps = alpha, eps
+
+    def _apply(self, grads, lr, count):
+        for p, g, v in zip(self.params, grads, self.state["square_avg"]):
+            v.mul_(self.alpha).addcmul_(g, g, value=1 - self.alpha)
+            p.addcdiv_(g, v.sqrt().add_(self.eps), value=-lr)
+
+
+def make_optimizer(kind: str, params, lr: float, slots: int = 1) -> SharedOptimizer:
+    if kind == "adam":
+        return SharedAdam(params, lr, slots=slots)
+    if kind == "rmsprop":
+        return SharedRMSprop(params, lr, slots=slots)
+    raise ValueError(f"unknown optimizer {kind!r}")
+
+
+def annealed_lr(base_lr: float, step: int, total_steps: int, anneal: bool) -> float:
+    return base_lr * max(0.0, 1.0 - step / total_steps) if anneal else base_lr

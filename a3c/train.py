@@ -1,0 +1,219 @@
+"""``python -m a3c.train [--config FILE] [key=value ...]``: train A3C on an Atari game.
+
+The plan of a run: read and check the settings (mistakes exit 2 before any process
+starts), build the shared network and optimizer (or restore them from a checkpoint),
+start one worker process per core, then watch them: log what they report, restart
+one that dies, write checkpoints, and stop cleanly at total_steps, on Ctrl-C or on
+SIGTERM with a final checkpoint.
+"""
+from __future__ import annotations
+
+import argparse
+import queue as queue_errors
+import signal
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.multiprocessing as mp
+import yaml
+
+from a3c.checkpoint import CheckpointError, load_checkpoint, restore_model, save_checkpoint
+from a3c.config import (Config, ConfigError, check_env_id, check_run_dir, default_run_dir, load_config,
+                        parse_overrides, resolve_workers)
+from a3c.envs import make_env
+from a3c.metrics import RunMetrics
+from a3c.model import ActorCritic
+from a3c.optim import make_optimizer
+from a3c.worker import SharedState, run_worker
+
+STOP_GRACE_SECONDS = 5.0
+
+
+def parse_args(argv: list[str] | None) -> tuple[Config, dict | None]:
+    parser = argparse.ArgumentParser(prog="python -m a3c.train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", help="YAML settings file (default: configs/riverraid.yaml)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="override any setting")
+    args = parser.parse_args(argv)
+    config = load_config(args.config, parse_overrides(args.overrides))
+    check_env_id(config.env_id)
+    checkpoint = None
+    if config.resume:
+        try:
+            checkpoint = load_checkpoint(config.resume)
+        except CheckpointError as error:
+            raise ConfigError(f"resume: {error}") from None
+        if config.run_dir is None:  # continue in the same run folder, so TensorBoard curves join up
+            config.run_dir = str(Path(config.resume).resolve().parent.parent)
+    if config.run_dir is None:
+        config.run_dir = str(default_run_dir())
+    check_run_dir(Path(config.run_dir))
+    return config, checkpoint
+
+
+class Trainer:
+    def __init__(self, config: Config, checkpoint: dict | None) -> None:
+        self.config = config
+        self.run_dir = Path(config.run_dir)
+        self.workers = resolve_workers(config)
+        probe = make_env(config.env_id)
+        n_actions = probe.action_space.n
+        probe.close()
+        model = ActorCritic(n_actions, seed=config.seed, forget_bias=config.forget_bias)
+        optimizer = make_optimizer(config.optimizer, model.parameters(), config.lr, slots=self.workers)
+        steps = torch.zeros(self.workers + 1, dtype=torch.int64)  # last slot: steps before a resume
+        obs_norm = torch.zeros(self.workers, 3, dtype=torch.float64)
+        if checkpoint is not None:
+            try:
+                restore_model(model, checkpoint, config.resume)
+                optimizer.load_state_dict(checkpoint["optimizer"])
+            except ValueError as error:
+                raise ConfigError(f"resume: {error}") from None
+            steps[-1] = int(checkpoint["global_step"])
+            saved_norm = checkpoint["obs_norm"]
+            for rank in range(self.workers):  # more workers than before: reuse rows cyclically
+                obs_norm[rank] = saved_norm[rank % saved_norm.shape[0]]
+        self.ctx = mp.get_context("spawn")  # fresh interpreters: no forked OpenMP or emulator state
+        self.shared = SharedState(model.share_memory(), optimizer, steps.share_memory_(),
+                                  obs_norm.share_memory_(), self.ctx.Event())
+        self.queue = self.ctx.Queue()
+        self.n_actions = n_actions
+        self.procs: dict[int, mp.Process] = {}
+        self.restarts = 0
+        self.stop_reason: str | None = None
+        self.exit_code = 0
+
+    # --- processes ---------------------------------------------------------------------
+    def start_worker(self, rank: int, restart: int = 0) -> None:
+        proc = self.ctx.Process(target=run_worker, args=(rank, self.config, self.shared, self.queue, restart),
+                                name=f"a3c-worker-{rank}", daemon=True)
+        proc.start()
+        self.procs[rank] = proc
+
+    def check_workers(self) -> None:
+        """Notice dead workers; restart them until max_restarts is used up."""
+        for rank, proc in list(self.procs.items()):
+            if proc.is_alive():
+                continue
+            proc.join()
+            finished = self.shared.global_step >= self.config.total_steps or self.shared.stop.is_set()
+            if proc.exitcode == 0 and finished:
+                del self.procs[rank]
+                continue
+            cause = f"exit code {proc.exitcode}" if proc.exitcode >= 0 else f"signal {-proc.exitcode}"
+            if finished:
+                del self.procs[rank]
+                continue
+            if self.restarts >= self.config.max_restarts:
+                self.metrics.event(f"worker {rank} died ({cause}); {self.restarts} restarts used, stopping the run")
+                self.request_stop("too many worker failures", exit_code=1)
+                del self.procs[rank]
+                continue
+            self.restarts += 1
+            self.metrics.event(f"worker {rank} died ({cause}); restarting it "
+                               f"({self.restarts}/{self.config.max_restarts})")
+            self.metrics.writer.add_scalar("train/worker_restarts", self.restarts, self.shared.global_step)
+            self.start_worker(rank, restart=self.restarts)
+
+    def request_stop(self, reason: str, exit_code: int = 0) -> None:
+        if self.stop_reason is None:
+            self.stop_reason, self.exit_code = reason, exit_code
+        self.shared.stop.set()
+
+    def stop_workers(self) -> None:
+        """Ask, wait a little, then terminate and finally kill: no child is left behind."""
+        self.shared.stop.set()
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        for proc in self.procs.values():
+            proc.join(max(0.0, deadline - time.monotonic()))
+        for proc in self.procs.values():
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(1.0)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+        self.procs.clear()
+
+    # --- checkpoints ---------------------------------------------------------------------
+    def save(self) -> Path:
+        path = self.run_dir / "checkpoints" / "latest.pt"
+        save_checkpoint(path, {
+            "model": {k: v.clone() for k, v in self.shared.model.state_dict().items()},
+            "optimizer": self.shared.optimizer.state_dict(),
+            "global_step": self.shared.global_step,
+            "obs_norm": self.shared.obs_norm.clone(),
+            "n_actions": self.n_actions,
+            "config": self.config.to_dict(),
+        })
+        return path
+
+    # --- the run ---------------------------------------------------------------------------
+    def drain_queue(self, timeout: float) -> None:
+        try:
+            message = self.queue.get(timeout=timeout)
+        except queue_errors.Empty:
+            return
+        while True:
+            kind = message[0]
+            if kind == "episode":
+                self.metrics.episode(*message[2:])
+            elif kind == "update":
+                self.metrics.update(*message[2:])
+            elif kind == "error":
+                self.metrics.event(f"worker {message[1]} failed:\n{message[2].rstrip()}")
+            try:
+                message = self.queue.get_nowait()
+            except queue_errors.Empty:
+                return
+
+    def run(self) -> int:
+        config = self.config
+        (self.run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+        self.metrics = RunMetrics(self.run_dir / "tensorboard", config.total_steps, self.shared.global_step,
+                                  config.log_interval)
+        self.metrics.log_config(config.to_dict())
+        self.metrics.event(f"training {config.env_id} with {self.workers} workers -> {self.run_dir}")
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            for rank in range(self.workers):
+                self.start_worker(rank)
+            last_checkpoint = time.monotonic()
+            while self.procs and self.stop_reason is None:
+                self.drain_queue(timeout=0.2)
+                self.check_workers()
+                self.metrics.tick(min(self.shared.global_step, config.total_steps))
+                if time.monotonic() - last_checkpoint >= config.checkpoint_interval:
+                    self.save()
+                    last_checkpoint = time.monotonic()
+        finally:
+            self.stop_workers()
+            self.drain_queue(timeout=0.0)
+            path = self.save()
+            self.metrics.tick(self.shared.global_step, force=True)
+            self.metrics.close()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        reason = self.stop_reason or "reached total_steps"
+        print(f"stopped at step {self.shared.global_step} ({reason}); checkpoint: {path}", flush=True)
+        return self.exit_code
+
+    def _on_signal(self, signum, frame) -> None:
+        name = signal.Signals(signum).name
+        self.request_stop(f"{name} received", exit_code=128 + signum)
+
+
+def main(argv: list[str] | None = None) -> int:
+    torch.set_num_threads(1)  # the main process only coordinates; the cores belong to workers
+    try:
+        config, checkpoint = parse_args(argv)
+        trainer = Trainer(config, checkpoint)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return trainer.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
