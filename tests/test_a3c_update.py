@@ -1,0 +1,116 @@
+"""The whole A3C update: model + loss gradients equal an autograd reference (float64)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from a3c.loss import a3c_loss, discounted_targets
+from a3c.model import ActorCritic
+from tests.autograd_reference import TorchActorCritic
+from tests.helpers import assert_close
+
+F64 = torch.float64
+ACTIONS = 18
+HYPER = dict(gamma=0.99, gae_lambda=0.95, entropy_coef=0.01, value_loss_coef=0.5)
+
+
+def reference_targets(rewards, dones, values, bootstrap, gamma, gae_lambda):
+    """Textbook recursions, one env at a time, in plain Python floats."""
+    steps, n = rewards.shape
+    returns, advantages = torch.zeros(steps, n, dtype=F64), torch.zeros(steps, n, dtype=F64)
+    for env in range(n):
+        ret, adv, next_value = float(bootstrap[env]), 0.0, float(bootstrap[env])
+        for t in reversed(range(steps)):
+            keep = 1.0 - float(dones[t, env])
+            ret = float(rewards[t, env]) + gamma * keep * ret
+            delta = float(rewards[t, env]) + gamma * keep * next_value - float(values[t, env])
+            adv = delta + gamma * gae_lambda * keep * adv
+            returns[t, env], advantages[t, env] = ret, adv
+            next_value = float(values[t, env])
+    return returns, advantages
+
+
+def run_update(steps, batch, dones, masks, bootstrap_zero, seed=0):
+    torch.manual_seed(seed)
+    model = ActorCritic(ACTIONS, seed=seed, dtype=F64)
+    reference = TorchActorCritic(ACTIONS).double().load_from(model)
+    frames = torch.rand(steps, batch, 1, 42, 42, dtype=F64)
+    actions = torch.randint(0, ACTIONS, (steps, batch))
+    rewards = torch.randint(-1, 2, (steps, batch)).to(F64)
+
+    # reference: autograd through the same network and loss
+    state = (torch.zeros(batch, 256, dtype=F64), torch.zeros(batch, 256, dtype=F64))
+    logits_ref, values_ref = [], []
+    for t in range(steps):
+        logits, values, state = reference(frames[t], state, masks[t])
+        logits_ref.append(logits)
+        values_ref.append(values)
+    logits_ref, values_ref = torch.stack(logits_ref), torch.stack(values_ref).squeeze(2)
+    bootstrap = torch.zeros(batch, dtype=F64) if bootstrap_zero else torch.randn(batch, dtype=F64)
+    returns, advantages = reference_targets(rewards, dones, values_ref.detach(), bootstrap,
+                                            HYPER["gamma"], HYPER["gae_lambda"])
+    log_probs = torch.log_softmax(logits_ref, 2)
+    policy_loss = -(log_probs.gather(2, actions.unsqueeze(2)).squeeze(2) * advantages).sum()
+    entropy = -(log_probs.exp() * log_probs).sum()
+    value_loss = 0.5 * ((returns - values_ref) ** 2).sum()
+    total = policy_loss + HYPER["value_loss_coef"] * value_loss - HYPER["entropy_coef"] * entropy
+    total.backward()
+
+    # ours: record the rollout, loss gradients by hand, backward by hand
+    state = model.initial_state(batch)
+    logits_seq, values_seq = [], []
+    for t in range(steps):
+        logits, values, state = model.step(frames[t], state, masks[t], record=True)
+        logits_seq.append(logits)
+        values_seq.append(values)
+    terms = a3c_loss(torch.stack(logits_seq), torch.stack(values_seq), actions, rewards, dones, bootstrap,
+                     **HYPER)
+    model.backward(terms.grad_logits, terms.grad_values)
+
+    assert terms.policy == pytest.approx(policy_loss.item(), rel=1e-10, abs=1e-10)
+    assert terms.value == pytest.approx(value_loss.item(), rel=1e-10)
+    assert terms.entropy == pytest.approx(entropy.item(), rel=1e-10)
+    reference_grads = reference.gradients_like(model)
+    for name, param in model.named_parameters():
+        assert_close(param.grad, reference_grads[name], what=name)
+
+
+def test_rollout_without_terminal_bootstraps_from_the_value():
+    steps = 20
+    dones = torch.zeros(steps, 1, dtype=F64)
+    run_update(steps, 1, dones, [None] * steps, bootstrap_zero=False)
+
+
+def test_rollout_that_ends_at_a_terminal():
+    steps = 13  # an episode ended at step 13: a short rollout with V(s_T) = 0
+    dones = torch.zeros(steps, 1, dtype=F64)
+    dones[-1] = 1.0
+    run_update(steps, 1, dones, [None] * steps, bootstrap_zero=True, seed=1)
+
+
+def test_several_envs_with_episodes_ending_inside_the_rollout():
+    steps, batch = 10, 3
+    dones = torch.zeros(steps, batch, dtype=F64)
+    dones[3, 0] = dones[6, 2] = dones[9, 1] = 1.0
+    masks = [None] + [(1.0 - dones[t - 1]).unsqueeze(1) for t in range(1, steps)]
+    run_update(steps, batch, dones, masks, bootstrap_zero=False, seed=2)
+
+
+def test_gae_with_lambda_one_is_return_minus_value():
+    torch.manual_seed(3)
+    rewards, values = torch.randn(6, 2, dtype=F64), torch.randn(6, 2, dtype=F64)
+    dones = torch.zeros(6, 2, dtype=F64)
+    dones[2, 1] = 1.0
+    returns, advantages = discounted_targets(rewards, dones, values, torch.randn(2, dtype=F64), 0.9, 1.0)
+    assert_close(advantages, returns - values, 1e-12, "advantages")
+
+
+def test_targets_match_the_textbook_recursion():
+    torch.manual_seed(4)
+    rewards, values = torch.randn(7, 3, dtype=F64), torch.randn(7, 3, dtype=F64)
+    dones = (torch.rand(7, 3) < 0.2).to(F64)
+    bootstrap = torch.randn(3, dtype=F64)
+    ours = discounted_targets(rewards, dones, values, bootstrap, 0.97, 0.9)
+    expected = reference_targets(rewards, dones, values, bootstrap, 0.97, 0.9)
+    assert_close(ours[0], expected[0], 1e-12, "returns")
+    assert_close(ours[1], expected[1], 1e-12, "advantages")

@@ -1,0 +1,73 @@
+"""Settings: YAML + key=value overrides; every mistake is one line on stderr and exit 2."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from a3c.config import Config, ConfigError, load_config, parse_overrides
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_default_config_has_the_documented_values():
+    config = load_config()
+    assert (config.env_id, config.lr, config.gamma, config.gae_lambda) == ("Riverraid-v0", 1e-4, 0.99, 1.0)
+    assert (config.entropy_coef, config.value_loss_coef, config.max_grad_norm) == (0.01, 0.5, 50.0)
+    assert (config.num_steps, config.optimizer, config.seed, config.workers) == (20, "adam", 1, 0)
+
+
+def test_overrides_are_parsed_as_yaml_scalars():
+    config = load_config(None, parse_overrides(["lr=3e-4", "workers=4", "lr_anneal=true", "run_dir=/tmp/x"]))
+    assert (config.lr, config.workers, config.lr_anneal, config.run_dir) == (3e-4, 4, True, "/tmp/x")
+    assert load_config(None, {"workers": "auto"}).workers == 0
+
+
+def test_every_field_has_a_docstring():
+    source = (ROOT / "a3c" / "config.py").read_text()
+    for name in Config.__dataclass_fields__:
+        block = source.split(f"\n    {name}:", 1)[1].split("\n", 2)[1]
+        assert block.strip().startswith('"""'), f"{name} has no docstring"
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ({"learning_rate": 1}, "unknown setting 'learning_rate'"),
+    ({"entropy_coeff": 0.1}, "did you mean 'entropy_coef'?"),
+    ({"lr": "fast"}, "lr must be a number, got 'fast'"),
+    ({"workers": 2.5}, "workers must be an integer, got 2.5"),
+    ({"lr_anneal": "maybe"}, "lr_anneal must be true or false"),
+    ({"gamma": 1.5}, r"gamma must be in \[0, 1\], got 1.5"),
+    ({"num_steps": 0}, "num_steps must be positive"),
+    ({"optimizer": "sgd"}, "optimizer must be one of adam, rmsprop, got 'sgd'"),
+])
+def test_bad_settings_raise_config_error(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, overrides)
+
+
+def run_train(*args, timeout=60):
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    return subprocess.run([sys.executable, "-m", "a3c.train", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout, env=env)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["entropy_coeff=0.1"], "error: unknown setting 'entropy_coeff' (did you mean 'entropy_coef'?)"),
+    (["lr=abc"], "error: lr must be a number, got 'abc'"),
+    (["max_grad_norm=-1"], "error: max_grad_norm must be positive, got -1.0"),
+    (["env_id=Riverrade-v0"], "error: unknown env_id 'Riverrade-v0' (close matches: Riverraid-v0"),
+    (["run_dir=/proc/forbidden"], "error: run_dir '/proc/forbidden' is not writable"),
+    (["resume=/nonexistent/latest.pt"], "error: resume: checkpoint not found: /nonexistent/latest.pt"),
+    (["--config", "configs/missing.yaml"], "error: config file not found: configs/missing.yaml"),
+    (["lr"], "error: expected key=value, got 'lr'"),
+])
+def test_cli_reports_one_line_and_exits_2_before_starting_workers(args, message, tmp_path):
+    result = run_train(*args)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and lines[0].startswith(message), result.stderr
+    assert "Traceback" not in result.stderr
+    assert "training" not in result.stdout  # no worker was started
