@@ -51,6 +51,18 @@ class SharedOptimizer:
         self.updates[slot] += 1
         self._apply(grads, self.lr if lr is None else lr, self.update_count)
 
+    def clip_and_step(self, grads: list[torch.Tensor], max_norm: float, lr: float | None = None,
+                      slot: int = 0) -> tuple[float, bool]:
+        """Clip ``grads`` to ``max_norm`` and step; a NaN or inf gradient is never applied.
+
+        Returns (norm before clipping, whether the update was applied).
+        """
+        norm = clip_grad_norm(grads, max_norm)
+        if not math.isfinite(norm):
+            return norm, False
+        self.step(grads, lr, slot)
+        return norm, True
+
     def _apply(self, grads, lr: float, count: int) -> None:
         raise NotImplementedError
 

@@ -58,7 +58,7 @@ class Trainer:
         self.run_dir = Path(config.run_dir)
         self.workers = resolve_workers(config)
         probe = make_env(config.env_id)
-        n_actions = probe.action_space.n
+        n_actions = int(probe.action_space.n)
         probe.close()
         model = ActorCritic(n_actions, seed=config.seed, forget_bias=config.forget_bias)
         optimizer = make_optimizer(config.optimizer, model.parameters(), config.lr, slots=self.workers)

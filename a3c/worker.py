@@ -11,14 +11,13 @@ import signal
 import traceback
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from a3c.config import Config
 from a3c.envs import ObsNormalizer, make_env
 from a3c.loss import a3c_loss
 from a3c.model import ActorCritic
-from a3c.optim import SharedOptimizer, annealed_lr, clip_grad_norm
+from a3c.optim import SharedOptimizer, annealed_lr
 
 
 @dataclass
@@ -55,7 +54,7 @@ class Worker:
             self.normalizer.load_state(shared.obs_norm[rank].tolist())
         self.env = make_env(config.env_id, seed=config.seed + rank, normalizer=self.normalizer)
         self.seed = config.seed + rank + 1000 * restart  # a restarted worker plays new games
-        self.model = ActorCritic(self.env.action_space.n, forget_bias=config.forget_bias)
+        self.model = ActorCritic(int(self.env.action_space.n), forget_bias=config.forget_bias)
         self.rng = torch.Generator().manual_seed(self.seed)
 
     def run(self) -> None:
@@ -110,10 +109,7 @@ class Worker:
         )
         self.model.backward(terms.grad_logits, terms.grad_values)
         grads = [p.grad for p in self.model.parameters()]
-        grad_norm = clip_grad_norm(grads, config.max_grad_norm)
         lr = annealed_lr(config.lr, global_step, config.total_steps, config.lr_anneal)
-        skipped = not np.isfinite(grad_norm)
-        if not skipped:  # a NaN or inf gradient never reaches the shared weights
-            self.shared.optimizer.step(grads, lr, slot=self.rank)
+        grad_norm, applied = self.shared.optimizer.clip_and_step(grads, config.max_grad_norm, lr, self.rank)
         self.queue.put(("update", self.rank, global_step, terms.policy, terms.value, terms.entropy,
-                        grad_norm, lr, skipped))
+                        grad_norm, lr, not applied))

@@ -94,3 +94,15 @@ def test_linear_annealing():
     assert annealed_lr(1e-4, 50, 100, True) == pytest.approx(5e-5)
     assert annealed_lr(1e-4, 150, 100, True) == 0.0
     assert annealed_lr(1e-4, 50, 100, False) == 1e-4
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_non_finite_gradient_is_never_applied(bad):
+    param = torch.ones(2)
+    optimizer = SharedAdam([param], lr=0.1)
+    norm, applied = optimizer.clip_and_step([torch.tensor([bad, 0.0])], max_norm=1.0)
+    assert not applied and not math.isfinite(norm)
+    assert torch.equal(param, torch.ones(2)) and optimizer.update_count == 0
+    assert not optimizer.state["exp_avg"][0].any()  # statistics untouched too
+    norm, applied = optimizer.clip_and_step([torch.tensor([3.0, 4.0])], max_norm=1.0)
+    assert applied and norm == pytest.approx(5.0) and optimizer.update_count == 1

@@ -1,0 +1,137 @@
+"""Real training runs on Riverraid-v0 with 2 workers: smoke, resume, faults, signals."""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from a3c.checkpoint import load_checkpoint
+
+ROOT = Path(__file__).resolve().parent.parent
+SMOKE = ["--config", "configs/smoke.yaml"]
+
+
+def start_run(run_dir: Path, *overrides: str) -> tuple[subprocess.Popen, Path]:
+    log = run_dir.parent / f"{run_dir.name}.log"
+    handle = open(log, "w")
+    proc = subprocess.Popen([sys.executable, "-m", "a3c.train", *SMOKE, f"run_dir={run_dir}", *overrides],
+                            cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT)
+    handle.close()
+    return proc, log
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def progress(log: Path) -> int:
+    steps = re.findall(r"^step (\d+)/", log.read_text(), re.MULTILINE)
+    return int(steps[-1]) if steps else 0
+
+
+def worker_pids(pid: int) -> list[int]:
+    """The spawn-started worker processes among ``pid``'s children."""
+    pids = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
+            if b"spawn_main" in cmdline:
+                pids.append(int(child))
+    return pids
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def scalars(run_dir: Path, tag: str) -> list:
+    events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0})
+    events.Reload()
+    return events.Scalars(tag) if tag in events.Tags()["scalars"] else []
+
+
+def test_smoke_run_writes_checkpoint_and_tensorboard_then_resumes(tmp_path):
+    run_dir = tmp_path / "run"
+    proc, log = start_run(run_dir, "total_steps=3000")
+    assert proc.wait(timeout=240) == 0, log.read_text()
+    checkpoint = load_checkpoint(run_dir / "checkpoints" / "latest.pt")
+    assert checkpoint["global_step"] >= 3000
+    assert checkpoint["optimizer"]["updates"] >= 3000 // 20
+    assert (checkpoint["obs_norm"][:, 2] > 0).all()  # every worker's normaliser state is saved
+    for tag in ["train/steps_per_second", "loss/policy", "loss/value", "loss/entropy", "grad/norm", "optim/lr"]:
+        assert scalars(run_dir, tag), f"no {tag} scalars"
+    assert "stopped at step" in log.read_text()
+
+    first_step = checkpoint["global_step"]
+    proc, log = start_run(run_dir, "total_steps=4000", f"resume={run_dir / 'checkpoints' / 'latest.pt'}")
+    assert proc.wait(timeout=240) == 0, log.read_text()
+    resumed = load_checkpoint(run_dir / "checkpoints" / "latest.pt")
+    assert resumed["global_step"] >= 4000
+    assert resumed["optimizer"]["updates"] > checkpoint["optimizer"]["updates"]
+    rate_steps = [s.step for s in scalars(run_dir, "train/steps_per_second")]
+    assert max(rate_steps) >= 4000 and min(s for s in rate_steps if s > first_step) > first_step
+
+
+def test_episode_returns_are_logged_as_raw_scores(tmp_path):
+    run_dir = tmp_path / "run"
+    # a random-ish policy loses all lives in about 1000-2000 steps
+    proc, log = start_run(run_dir, "total_steps=6000", "workers=2")
+    assert proc.wait(timeout=300) == 0, log.read_text()
+    returns = scalars(run_dir, "train/episode_return")
+    lengths = scalars(run_dir, "train/episode_length")
+    assert returns and len(returns) == len(lengths)
+    assert max(r.value for r in returns) > 1.0  # raw score (hundreds), not clipped rewards
+
+
+def test_a_killed_worker_is_restarted_and_the_run_completes(tmp_path):
+    run_dir = tmp_path / "run"
+    proc, log = start_run(run_dir, "total_steps=5000")
+    try:
+        wait_for(lambda: progress(log) > 0, 120, "training progress")
+        victims = wait_for(lambda: worker_pids(proc.pid), 30, "worker processes")
+        os.kill(victims[0], signal.SIGKILL)
+        assert proc.wait(timeout=240) == 0, log.read_text()
+    finally:
+        proc.kill()
+    text = log.read_text()
+    assert re.search(r"worker \d died \(signal 9\); restarting it \(1/10\)", text), text
+    assert load_checkpoint(run_dir / "checkpoints" / "latest.pt")["global_step"] >= 5000
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_stops_cleanly_with_a_final_checkpoint(tmp_path, signum):
+    run_dir = tmp_path / "run"
+    proc, log = start_run(run_dir, "total_steps=1000000")
+    try:
+        wait_for(lambda: progress(log) > 0, 120, "training progress")
+        workers = worker_pids(proc.pid)
+        assert len(workers) == 2
+        sent = time.monotonic()
+        proc.send_signal(signum)
+        code = proc.wait(timeout=10)
+        assert time.monotonic() - sent < 10
+    finally:
+        proc.kill()
+    assert code == 128 + signum, log.read_text()
+    checkpoint = load_checkpoint(run_dir / "checkpoints" / "latest.pt")
+    assert 0 < checkpoint["global_step"] < 1000000
+    assert f"{signal.Signals(signum).name} received" in log.read_text()
+    wait_for(lambda: not any(alive(pid) for pid in workers), 5, "workers to be gone")
