@@ -68,6 +68,18 @@ class Config:
 
 
 FIELD_TYPES = {f.name: f.type for f in fields(Config)}
+
+
+def field_docs() -> dict[str, str]:
+    """Each setting's docstring, read from this file's source (for --help)."""
+    import ast
+
+    tree = ast.parse(Path(__file__).read_text())
+    body = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Config").body
+    return {node.target.id: body[k + 1].value.value
+            for k, node in enumerate(body[:-1])
+            if isinstance(node, ast.AnnAssign) and isinstance(body[k + 1], ast.Expr)}
+
 CHOICES = {"optimizer": ("adam", "rmsprop")}
 
 

@@ -20,8 +20,8 @@ import torch.multiprocessing as mp
 import yaml
 
 from a3c.checkpoint import CheckpointError, load_checkpoint, restore_model, save_checkpoint
-from a3c.config import (Config, ConfigError, check_env_id, check_run_dir, default_run_dir, load_config,
-                        parse_overrides, resolve_workers)
+from a3c.config import (Config, ConfigError, check_env_id, check_run_dir, default_run_dir, field_docs,
+                        load_config, parse_overrides, resolve_workers)
 from a3c.envs import make_env
 from a3c.metrics import RunMetrics
 from a3c.model import ActorCritic
@@ -32,7 +32,10 @@ STOP_GRACE_SECONDS = 5.0
 
 
 def parse_args(argv: list[str] | None) -> tuple[Config, dict | None]:
-    parser = argparse.ArgumentParser(prog="python -m a3c.train", description=__doc__.split("\n\n")[0])
+    settings = "\n".join(f"  {name:<20} {doc}" for name, doc in field_docs().items())
+    parser = argparse.ArgumentParser(prog="python -m a3c.train", description="Train an A3C-LSTM agent on an Atari game, gradients computed by hand.",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=f"settings (key=value):\n{settings}")
     parser.add_argument("--config", help="YAML settings file (default: configs/riverraid.yaml)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="override any setting")
     args = parser.parse_args(argv)

@@ -135,3 +135,20 @@ def test_a_signal_stops_cleanly_with_a_final_checkpoint(tmp_path, signum):
     assert 0 < checkpoint["global_step"] < 1000000
     assert f"{signal.Signals(signum).name} received" in log.read_text()
     wait_for(lambda: not any(alive(pid) for pid in workers), 5, "workers to be gone")
+
+
+def test_the_run_stops_with_a_message_when_restarts_are_used_up(tmp_path):
+    run_dir = tmp_path / "run"
+    proc, log = start_run(run_dir, "total_steps=1000000", "max_restarts=0")
+    try:
+        wait_for(lambda: progress(log) > 0, 120, "training progress")
+        workers = wait_for(lambda: worker_pids(proc.pid), 30, "worker processes")
+        os.kill(workers[0], signal.SIGKILL)
+        code = proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    text = log.read_text()
+    assert code == 1, text
+    assert re.search(r"worker \d died \(signal 9\); 0 restarts used, stopping the run", text), text
+    assert "too many worker failures" in text
+    assert 0 < load_checkpoint(run_dir / "checkpoints" / "latest.pt")["global_step"] < 1000000
