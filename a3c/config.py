@@ -62,6 +62,14 @@ class Config:
     """Seconds between progress lines when stdout is not a terminal."""
     forget_bias: float = 0.0
     """Initial bias of the LSTM forget gate."""
+    eval_interval: float = 60.0
+    """Seconds between evaluations of the shared network during training; 0 = no evaluator."""
+    eval_episodes: int = 3
+    """Greedy episodes per evaluation; their mean decides checkpoints/best.pt."""
+    eval_max_steps: int = 10_000
+    """Cut evaluation episodes after this many agent steps (a greedy policy can stall forever)."""
+    eval_clip_every: int = 5
+    """Log a clip of the game to TensorBoard every this many evaluations; 0 = never."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -165,7 +173,10 @@ def validate(config: Config) -> None:
     for key in ["gamma", "gae_lambda"]:
         if not 0.0 <= getattr(config, key) <= 1.0:
             raise ConfigError(f"{key} must be in [0, 1], got {getattr(config, key)}")
-    for key in ["entropy_coef", "value_loss_coef", "max_restarts", "workers"]:
+    for key in ["eval_episodes", "eval_max_steps"]:
+        if getattr(config, key) < 1:
+            raise ConfigError(f"{key} must be at least 1, got {getattr(config, key)}")
+    for key in ["entropy_coef", "value_loss_coef", "max_restarts", "workers", "eval_interval", "eval_clip_every"]:
         if getattr(config, key) < 0:
             raise ConfigError(f"{key} must not be negative, got {getattr(config, key)}")
     for key, choices in CHOICES.items():

@@ -53,9 +53,10 @@ class ObsNormalizer:
     def __init__(self, alpha: float = 0.9999) -> None:
         self.alpha = alpha
         self.mean, self.std, self.count = 0.0, 0.0, 0
+        self.frozen = False
 
     def __call__(self, obs: np.ndarray, update: bool = True) -> np.ndarray:
-        if update:
+        if update and not self.frozen:
             self.count += 1
             self.mean = self.alpha * self.mean + (1 - self.alpha) * float(obs.mean())
             self.std = self.alpha * self.std + (1 - self.alpha) * float(obs.std())
@@ -63,6 +64,21 @@ class ObsNormalizer:
             return obs
         correction = 1 - self.alpha ** self.count
         return (obs - self.mean / correction) / (self.std / correction + 1e-8)
+
+    @classmethod
+    def frozen_from_workers(cls, rows) -> "ObsNormalizer":
+        """One normaliser for evaluation, from the workers' saved states (rows of
+        [mean, std, count]): their bias-corrected statistics averaged, never updated
+        again, so evaluation sees inputs scaled as the workers saw them."""
+        normalizer = cls()
+        used = [(float(m), float(s), int(c)) for m, s, c in rows if c > 0]
+        if used:
+            corrected = [(m / (1 - normalizer.alpha ** c), s / (1 - normalizer.alpha ** c)) for m, s, c in used]
+            normalizer.mean = sum(m for m, _ in corrected) / len(corrected)
+            normalizer.std = sum(s for _, s in corrected) / len(corrected)
+            normalizer.count = 10 ** 9  # alpha^count = 0: the stored values are already corrected
+        normalizer.frozen = True
+        return normalizer
 
     def state(self) -> list[float]:
         return [self.mean, self.std, float(self.count)]
@@ -94,13 +110,17 @@ class ClipReward(gym.Wrapper):
 
 
 def make_env(env_id: str, seed: int | None = None, normalizer: ObsNormalizer | None = None,
-             update_stats: bool = True, render_mode: str | None = None) -> gym.Env:
+             update_stats: bool = True, render_mode: str | None = None, wrap_game=None) -> gym.Env:
     """The training env: ALE game + preprocessing + reward clipping.
 
-    The caller's first ``reset(seed=...)`` seeds the game (sticky actions included).
+    ``wrap_game`` wraps the raw game before preprocessing (e.g. gymnasium's
+    RecordVideo, which must see the real frames). The caller's first
+    ``reset(seed=...)`` seeds the game (sticky actions included).
     """
     _register()
     env = gym.make(env_id, render_mode=render_mode)
+    if wrap_game is not None:
+        env = wrap_game(env)
     env = ClipReward(AtariPreprocessing(env, normalizer, update_stats))
     env.action_space.seed(seed)
     return env

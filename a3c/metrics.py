@@ -1,9 +1,11 @@
 """What the main process shows and records: TensorBoard scalars and a progress display."""
 from __future__ import annotations
 
+import io
 import sys
 import time
 from collections import deque
+from pathlib import Path
 
 from torch.utils.tensorboard import SummaryWriter
 
@@ -21,11 +23,12 @@ class RunMetrics:
         self.stream = stream or sys.stdout
         self.recent_returns: deque[float] = deque(maxlen=100)
         self.episodes = self.updates = self.skipped = 0
-        self.step = start_step
+        self.step = self._start_step = start_step
         self._rate_mark = (time.monotonic(), start_step)
         self._last_line = time.monotonic()
         self._losses = {"policy": 0.0, "value": 0.0, "entropy": 0.0, "grad_norm": 0.0, "n": 0}
         self._lr: float | None = None
+        self.last_eval: float | None = None
         self.bar = None
         if self.stream.isatty():
             from tqdm import tqdm
@@ -57,6 +60,23 @@ class RunMetrics:
         losses["grad_norm"] += grad_norm
         losses["n"] += 1
 
+    def evaluation(self, step: int, mean_return: float, mean_length: float) -> None:
+        self.writer.add_scalar("eval/mean_return", mean_return, step)
+        self.writer.add_scalar("eval/episode_length", mean_length, step)
+        self.last_eval = mean_return
+
+    def clip(self, step: int, gif_path: str, tag: str = "eval/clip") -> None:
+        """An animated GIF as an image summary: what ``SummaryWriter.add_video`` writes, built
+        here because add_video needs moviepy 1.x (``moviepy.editor``) and silently writes
+        nothing with moviepy 2.x."""
+        from PIL import Image
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
+        gif = Path(gif_path).read_bytes()
+        width, height = Image.open(io.BytesIO(gif)).size
+        image = Summary.Image(height=height, width=width, colorspace=3, encoded_image_string=gif)
+        self.writer.file_writer.add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), step)
+
     def event(self, text: str) -> None:
         """A line worth keeping (a restart, an error), shown without breaking the bar."""
         if self.bar is not None:
@@ -68,14 +88,14 @@ class RunMetrics:
     def mean_return(self) -> float | None:
         return sum(self.recent_returns) / len(self.recent_returns) if self.recent_returns else None
 
-    def tick(self, step: int, force: bool = False) -> None:
+    def tick(self, step: int) -> None:
         """Called often by the main loop: rates, averaged losses, the progress display."""
         now = time.monotonic()
         if self.bar is not None:
             self.bar.update(step - self.bar.n)
             if self.mean_return is not None:
                 self.bar.set_postfix(score=f"{self.mean_return:.0f}", refresh=False)
-        if not force and now - self._last_line < self.log_interval:
+        if now - self._last_line < self.log_interval:
             return
         mark_time, mark_step = self._rate_mark
         rate = (step - mark_step) / max(now - mark_time, 1e-9)
@@ -93,6 +113,11 @@ class RunMetrics:
             score = f"{self.mean_return:.0f}" if self.mean_return is not None else "-"
             print(f"step {step}/{self.total_steps}  {rate:.0f} steps/s  episodes {self.episodes}  "
                   f"mean score (last {len(self.recent_returns)}) {score}", file=self.stream, flush=True)
+
+    def summary(self, step: int, seconds: float) -> str:
+        score = f"{self.mean_return:.0f}" if self.mean_return is not None else "-"
+        return (f"{step - self._start_step} steps in {seconds:.0f} s ({(step - self._start_step) / max(seconds, 1e-9):.0f}"
+                f" steps/s), {self.episodes} episodes, mean score of the last {len(self.recent_returns)}: {score}")
 
     def close(self) -> None:
         if self.bar is not None:

@@ -26,7 +26,10 @@ from a3c.envs import make_env
 from a3c.metrics import RunMetrics
 from a3c.model import ActorCritic
 from a3c.optim import make_optimizer
+from a3c.evaluator import run_evaluator
 from a3c.worker import SharedState, run_worker
+
+EVALUATOR = "evaluator"  # key of the evaluator in Trainer.procs, beside the worker ranks
 
 STOP_GRACE_SECONDS = 5.0
 
@@ -82,8 +85,8 @@ class Trainer:
                                   obs_norm.share_memory_(), self.ctx.Event())
         self.queue = self.ctx.Queue()
         self.n_actions = n_actions
-        self.procs: dict[int, mp.Process] = {}
-        self.restarts = 0
+        self.procs: dict[int | str, mp.Process] = {}
+        self.restarts = self.evaluator_restarts = 0
         self.stop_reason: str | None = None
         self.exit_code = 0
 
@@ -94,6 +97,19 @@ class Trainer:
         proc.start()
         self.procs[rank] = proc
 
+    def start_evaluator(self) -> None:
+        best = self.run_dir / "checkpoints" / "best.pt"
+        best_score = None
+        if best.exists():  # a resumed run keeps its best checkpoint unless it is beaten
+            try:
+                best_score = float(load_checkpoint(best).get("eval_mean_return", -float("inf")))
+            except CheckpointError:
+                best_score = None
+        proc = self.ctx.Process(target=run_evaluator, args=(self.config, self.shared, self.queue, self.n_actions,
+                                                            best_score), name="a3c-evaluator", daemon=True)
+        proc.start()
+        self.procs[EVALUATOR] = proc
+
     def check_workers(self) -> None:
         """Notice dead workers; restart them until max_restarts is used up."""
         for rank, proc in list(self.procs.items()):
@@ -101,6 +117,13 @@ class Trainer:
                 continue
             proc.join()
             finished = self.shared.global_step >= self.config.total_steps or self.shared.stop.is_set()
+            if rank == EVALUATOR:  # its failures never stop training
+                del self.procs[rank]
+                if not finished and self.evaluator_restarts < self.config.max_restarts:
+                    self.evaluator_restarts += 1
+                    self.metrics.event(f"evaluator died (exit code {proc.exitcode}); restarting it")
+                    self.start_evaluator()
+                continue
             if proc.exitcode == 0 and finished:
                 del self.procs[rank]
                 continue
@@ -164,8 +187,13 @@ class Trainer:
                 self.metrics.episode(*message[2:])
             elif kind == "update":
                 self.metrics.update(*message[2:])
+            elif kind == "eval":
+                self.metrics.evaluation(*message[1:])
+            elif kind == "eval_clip":
+                self.metrics.clip(*message[1:])
             elif kind == "error":
-                self.metrics.event(f"worker {message[1]} failed:\n{message[2].rstrip()}")
+                who = message[1] if message[1] == EVALUATOR else f"worker {message[1]}"
+                self.metrics.event(f"{who} failed:\n{message[2].rstrip()}")
             try:
                 message = self.queue.get_nowait()
             except queue_errors.Empty:
@@ -179,11 +207,14 @@ class Trainer:
         self.metrics.log_config(config.to_dict())
         self.metrics.event(f"training {config.env_id} with {self.workers} workers -> {self.run_dir}")
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        started = time.monotonic()
         try:
             for rank in range(self.workers):
                 self.start_worker(rank)
+            if config.eval_interval > 0:
+                self.start_evaluator()
             last_checkpoint = time.monotonic()
-            while self.procs and self.stop_reason is None:
+            while any(rank != EVALUATOR for rank in self.procs) and self.stop_reason is None:
                 self.drain_queue(timeout=0.2)
                 self.check_workers()
                 self.metrics.tick(min(self.shared.global_step, config.total_steps))
@@ -194,12 +225,12 @@ class Trainer:
             self.stop_workers()
             self.drain_queue(timeout=0.0)
             path = self.save()
-            self.metrics.tick(self.shared.global_step, force=True)
+            summary = self.metrics.summary(self.shared.global_step, time.monotonic() - started)
             self.metrics.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         reason = self.stop_reason or "reached total_steps"
-        print(f"stopped at step {self.shared.global_step} ({reason}); checkpoint: {path}", flush=True)
+        print(f"stopped at step {self.shared.global_step} ({reason}): {summary}; checkpoint: {path}", flush=True)
         return self.exit_code
 
     def _on_signal(self, signum, frame) -> None:

@@ -42,7 +42,7 @@ def run_worker(rank: int, config: Config, shared: SharedState, queue, restart: i
     try:
         Worker(rank, config, shared, queue, restart).run()
     except Exception:  # noqa: BLE001 - anything a worker hits is reported, then the process ends
-        queue.put(("error", rank, traceback.format_exc()))
+        queue.put(("error", rank, traceback.format_exc()[-3000:]))  # small: atomic pipe write
         raise SystemExit(1)
 
 

@@ -1,0 +1,23 @@
+"""Shared fixtures: one real smoke training run (2 workers + evaluator) for the tests
+that need a trained run's files."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("smoke") / "run"
+    result = subprocess.run(
+        [sys.executable, "-m", "a3c.train", "--config", "configs/smoke.yaml", f"run_dir={run_dir}",
+         "total_steps=4000"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return run_dir

@@ -1,0 +1,73 @@
+"""Evaluation: scores, JSON summary and videos from a checkpoint; the evaluator during training."""
+from __future__ import annotations
+
+import io
+import json
+
+import cv2
+import pytest
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from a3c.checkpoint import load_checkpoint
+from a3c.evaluate import evaluate, main
+
+
+def frame_count(path) -> int:
+    capture = cv2.VideoCapture(str(path))
+    count = 0
+    while capture.read()[0]:
+        count += 1
+    return count
+
+
+def test_training_with_the_evaluator_logs_scores_keeps_best_and_a_clip(smoke_run):
+    events = EventAccumulator(str(smoke_run / "tensorboard"), size_guidance={"scalars": 0, "images": 0})
+    events.Reload()
+    assert events.Scalars("eval/mean_return") and events.Scalars("eval/episode_length")
+    best = load_checkpoint(smoke_run / "checkpoints" / "best.pt")
+    assert best["eval_mean_return"] == max(e.value for e in events.Scalars("eval/mean_return"))
+    clip = events.Images("eval/clip")[0]
+    gif = Image.open(io.BytesIO(clip.encoded_image_string))
+    assert gif.format == "GIF" and gif.n_frames > 10 and (clip.width, clip.height) == gif.size
+
+
+def test_one_episode_with_video_and_json_summary(smoke_run, tmp_path, capsys):
+    videos, summary_path = tmp_path / "videos", tmp_path / "summary.json"
+    code = main(["--checkpoint", str(smoke_run / "checkpoints" / "latest.pt"), "--episodes", "1", "--max-steps", "400",
+                 "--video-dir", str(videos), "--json", str(summary_path), "--agent-view"])
+    assert code == 0
+    summary = json.loads(summary_path.read_text())
+    (row,) = summary["episodes"]
+    assert set(row) >= {"episode", "score", "length", "seconds", "video"}
+    assert summary["mean"] == summary["min"] == summary["max"] == row["score"] and summary["std"] == 0
+    assert abs(frame_count(row["video"]) - row["length"]) <= 2
+    assert frame_count(row["agent_view"]) == row["length"]
+    printed = capsys.readouterr().out
+    assert f"{row['score']:.0f}" in printed and "mean" in printed
+
+
+@pytest.mark.parametrize("policy", ["greedy", "sample"])
+def test_a_fixed_seed_repeats_the_same_games(smoke_run, policy):
+    checkpoint = smoke_run / "checkpoints" / "latest.pt"
+    runs = [evaluate(checkpoint, episodes=2, policy=policy, seed=7, max_steps=400, stream=io.StringIO())
+            for _ in range(2)]
+    assert [(e["score"], e["length"]) for e in runs[0]["episodes"]] == \
+        [(e["score"], e["length"]) for e in runs[1]["episodes"]]
+
+
+def test_bad_inputs_exit_2_with_one_line(smoke_run, tmp_path, capsys):
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes((smoke_run / "checkpoints" / "latest.pt").read_bytes()[:1000])
+    checkpoint = str(smoke_run / "checkpoints" / "latest.pt")
+    cases = [
+        (["--checkpoint", str(tmp_path / "missing.pt")], "error: checkpoint not found"),
+        (["--checkpoint", str(corrupt)], "error: cannot read checkpoint"),
+        (["--checkpoint", checkpoint, "--env-id", "Pong-v0"], "error: .*trained with 18 actions, this environment has 6"),
+        (["--checkpoint", checkpoint, "--video-dir", "/proc/videos"], "error: video dir '/proc/videos' is not writable"),
+        (["--checkpoint", checkpoint, "--video-episodes", "one"], "error: --video-episodes takes comma-separated"),
+    ]
+    for args, message in cases:
+        assert main(args) == 2, args
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and __import__("re").match(message, err[0]), (args, err)
