@@ -49,8 +49,9 @@ def select_action(logits: torch.Tensor, policy: str, generator: torch.Generator)
 
 
 def play_episode(env, model: ActorCritic, policy: str, generator: torch.Generator, seed: int | None = None,
-                 on_step=None, max_steps: int | None = None) -> tuple[float, int, float]:
-    """One full episode (or ``max_steps``); returns (raw score, length, seconds).
+                 on_step=None, max_steps: int | None = None, stop=None) -> tuple[float, int, float]:
+    """One full episode (or ``max_steps``, or until ``stop.is_set()``); returns
+    (raw score, length, seconds).
 
     ``on_step(obs, probs, action)`` is called before each action (agent-view videos, clips).
     """
@@ -58,7 +59,7 @@ def play_episode(env, model: ActorCritic, policy: str, generator: torch.Generato
     obs, _ = env.reset(seed=seed)
     state = model.initial_state(1)
     score, length, done = 0.0, 0, False
-    while not done and (max_steps is None or length < max_steps):
+    while not done and (max_steps is None or length < max_steps) and not (stop is not None and stop.is_set()):
         logits, _, state = model.step(torch.from_numpy(obs).unsqueeze(0), state)
         action, probs = select_action(logits, policy, generator)
         if on_step is not None:

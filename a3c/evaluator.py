@@ -52,7 +52,9 @@ def run_evaluator(config: Config, shared, queue, n_actions: int, best_score: flo
     best = -float("inf") if best_score is None else best_score
     evaluations, generator = 0, torch.Generator().manual_seed(config.seed)
     next_time = time.monotonic()  # a first evaluation right away: the curve starts at the initial network
-    while not shared.stop.wait(max(0.0, next_time - time.monotonic())):
+    while not shared.stop.wait(max(0.0, min(1.0, next_time - time.monotonic()))) and not shared.should_stop():
+        if time.monotonic() < next_time:
+            continue
         next_time = time.monotonic() + config.eval_interval
         try:
             model.copy_from(shared.model)  # a snapshot: the workers keep updating the original
@@ -65,10 +67,10 @@ def run_evaluator(config: Config, shared, queue, n_actions: int, best_score: flo
                     break
                 score, length, _ = play_episode(env, model, "greedy", generator,
                                                 seed=config.seed + 10_000 + evaluations if episode == 0 else None,
-                                                max_steps=config.eval_max_steps)
+                                                max_steps=config.eval_max_steps, stop=shared.stop)
                 scores.append(score)
                 lengths.append(length)
-            if len(scores) < config.eval_episodes:
+            if shared.stop.is_set():  # an evaluation cut short by the end of training is not reported
                 env.close()
                 break
             mean = float(np.mean(scores))
@@ -82,8 +84,10 @@ def run_evaluator(config: Config, shared, queue, n_actions: int, best_score: flo
                 })
             if config.eval_clip_every and evaluations % config.eval_clip_every == 0:
                 frames = []
-                play_episode(env, model, "greedy", generator, max_steps=CLIP_STEPS,
+                play_episode(env, model, "greedy", generator, max_steps=CLIP_STEPS, stop=shared.stop,
                              on_step=lambda *_: frames.append(env.unwrapped.render()))
+                if shared.stop.is_set():
+                    break
                 clip_path = clips_dir / f"eval-step{step:012d}.gif"
                 tmp_path = clip_path.with_suffix(".tmp")
                 tmp_path.write_bytes(encode_gif(frames))

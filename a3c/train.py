@@ -213,6 +213,9 @@ class Trainer:
                 self.start_worker(rank)
             if config.eval_interval > 0:
                 self.start_evaluator()
+            self.metrics.event("processes: " + ", ".join(
+                f"{'evaluator' if key == EVALUATOR else f'worker {key}'} pid {proc.pid}"
+                for key, proc in self.procs.items()))
             last_checkpoint = time.monotonic()
             while any(rank != EVALUATOR for rank in self.procs) and self.stop_reason is None:
                 self.drain_queue(timeout=0.2)

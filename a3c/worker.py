@@ -7,6 +7,7 @@ Runs in its own process. Messages to the main process go through ``queue`` as tu
 """
 from __future__ import annotations
 
+import multiprocessing
 import signal
 import traceback
 from dataclasses import dataclass
@@ -33,6 +34,13 @@ class SharedState:
     @property
     def global_step(self) -> int:
         return int(self.steps.sum())
+
+    def should_stop(self) -> bool:
+        """Stop requested, or the main process is gone (killed: nobody would stop us)."""
+        if self.stop.is_set():
+            return True
+        parent = multiprocessing.parent_process()
+        return parent is not None and not parent.is_alive()
 
 
 def run_worker(rank: int, config: Config, shared: SharedState, queue, restart: int = 0) -> None:
@@ -62,12 +70,14 @@ class Worker:
         obs, _ = self.env.reset(seed=self.seed)
         state = self.model.initial_state(1)
         episode_return, episode_length = 0.0, 0
-        while not shared.stop.is_set() and shared.global_step < config.total_steps:
+        while not shared.should_stop() and shared.global_step < config.total_steps:
             self.model.copy_from(shared.model)
             self.model.zero_grad()
             rewards, dones, actions, logits_seq, values_seq = [], [], [], [], []
             done = False
             for _ in range(config.num_steps):
+                if shared.stop.is_set():  # stop promptly; a partial rollout is not learned from
+                    return
                 frame = torch.from_numpy(obs).unsqueeze(0)
                 logits, value, state = self.model.step(frame, state, record=True)
                 probs = torch.softmax(logits, 1)

@@ -43,15 +43,12 @@ def progress(log: Path) -> int:
     return int(steps[-1]) if steps else 0
 
 
-def worker_pids(pid: int) -> list[int]:
-    """The spawn-started worker processes among ``pid``'s children."""
-    pids = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            cmdline = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
-            if b"spawn_main" in cmdline:
-                pids.append(int(child))
-    return pids
+def child_pids(log: Path) -> dict[str, int]:
+    """{"worker 0": pid, ..., "evaluator": pid} from the run's "processes:" line."""
+    match = re.search(r"^processes: (.*)$", log.read_text(), re.MULTILINE)
+    if not match:
+        return {}
+    return {name: int(pid) for name, pid in re.findall(r"(worker \d+|evaluator) pid (\d+)", match.group(1))}
 
 
 def alive(pid: int) -> bool:
@@ -106,13 +103,15 @@ def test_a_killed_worker_is_restarted_and_the_run_completes(tmp_path):
     proc, log = start_run(run_dir, "total_steps=5000")
     try:
         wait_for(lambda: progress(log) > 0, 120, "training progress")
-        victims = wait_for(lambda: worker_pids(proc.pid), 30, "worker processes")
-        os.kill(victims[0], signal.SIGKILL)
+        pids = child_pids(log)
+        os.kill(pids["worker 0"], signal.SIGKILL)
+        os.kill(pids["evaluator"], signal.SIGKILL)  # its death must not disturb training either
         assert proc.wait(timeout=240) == 0, log.read_text()
     finally:
         proc.kill()
     text = log.read_text()
-    assert re.search(r"worker \d died \(signal 9\); restarting it \(1/10\)", text), text
+    assert "worker 0 died (signal 9); restarting it (1/10)" in text, text
+    assert "evaluator died (exit code -9); restarting it" in text, text
     assert load_checkpoint(run_dir / "checkpoints" / "latest.pt")["global_step"] >= 5000
 
 
@@ -122,8 +121,8 @@ def test_a_signal_stops_cleanly_with_a_final_checkpoint(tmp_path, signum):
     proc, log = start_run(run_dir, "total_steps=1000000")
     try:
         wait_for(lambda: progress(log) > 0, 120, "training progress")
-        workers = worker_pids(proc.pid)
-        assert len(workers) == 2
+        children = list(child_pids(log).values())
+        assert len(children) == 3  # two workers and the evaluator
         sent = time.monotonic()
         proc.send_signal(signum)
         code = proc.wait(timeout=10)
@@ -134,7 +133,7 @@ def test_a_signal_stops_cleanly_with_a_final_checkpoint(tmp_path, signum):
     checkpoint = load_checkpoint(run_dir / "checkpoints" / "latest.pt")
     assert 0 < checkpoint["global_step"] < 1000000
     assert f"{signal.Signals(signum).name} received" in log.read_text()
-    wait_for(lambda: not any(alive(pid) for pid in workers), 5, "workers to be gone")
+    wait_for(lambda: not any(alive(pid) for pid in children), 5, "child processes to be gone")
 
 
 def test_the_run_stops_with_a_message_when_restarts_are_used_up(tmp_path):
@@ -142,13 +141,25 @@ def test_the_run_stops_with_a_message_when_restarts_are_used_up(tmp_path):
     proc, log = start_run(run_dir, "total_steps=1000000", "max_restarts=0")
     try:
         wait_for(lambda: progress(log) > 0, 120, "training progress")
-        workers = wait_for(lambda: worker_pids(proc.pid), 30, "worker processes")
-        os.kill(workers[0], signal.SIGKILL)
+        os.kill(child_pids(log)["worker 1"], signal.SIGKILL)
         code = proc.wait(timeout=30)
     finally:
         proc.kill()
     text = log.read_text()
     assert code == 1, text
-    assert re.search(r"worker \d died \(signal 9\); 0 restarts used, stopping the run", text), text
+    assert "worker 1 died (signal 9); 0 restarts used, stopping the run" in text, text
     assert "too many worker failures" in text
     assert 0 < load_checkpoint(run_dir / "checkpoints" / "latest.pt")["global_step"] < 1000000
+
+
+def test_children_exit_when_the_main_process_is_killed(tmp_path):
+    run_dir = tmp_path / "run"
+    proc, log = start_run(run_dir, "total_steps=1000000")
+    try:
+        wait_for(lambda: progress(log) > 0, 120, "training progress")
+        children = list(child_pids(log).values())
+        proc.kill()  # SIGKILL: no chance to stop anyone
+        proc.wait(timeout=10)
+    finally:
+        proc.kill()
+    wait_for(lambda: not any(alive(pid) for pid in children), 30, "orphaned children to exit")
