@@ -24,8 +24,6 @@ def _register() -> None:
         import ale_py
 
         gym.register_envs(ale_py)
-        # v0 ids are what the original design used; gymnasium warns that they are old
-        warnings.filterwarnings("ignore", message=r".*is out of date.*")
         _registered = True
 
 
@@ -118,7 +116,9 @@ def make_env(env_id: str, seed: int | None = None, normalizer: ObsNormalizer | N
     ``reset(seed=...)`` seeds the game (sticky actions included).
     """
     _register()
-    env = gym.make(env_id, render_mode=render_mode)
+    with warnings.catch_warnings():  # v0 ids are the original design's; gymnasium calls them old
+        warnings.filterwarnings("ignore", message=r".*is out of date.*")
+        env = gym.make(env_id, render_mode=render_mode)
     if wrap_game is not None:
         env = wrap_game(env)
     env = ClipReward(AtariPreprocessing(env, normalizer, update_stats))
