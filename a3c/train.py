@@ -124,13 +124,10 @@ class Trainer:
                     self.metrics.event(f"evaluator died (exit code {proc.exitcode}); restarting it")
                     self.start_evaluator()
                 continue
-            if proc.exitcode == 0 and finished:
+            if finished:  # a worker's normal end, or one dying while the run stops anyway
                 del self.procs[rank]
                 continue
             cause = f"exit code {proc.exitcode}" if proc.exitcode >= 0 else f"signal {-proc.exitcode}"
-            if finished:
-                del self.procs[rank]
-                continue
             if self.restarts >= self.config.max_restarts:
                 self.metrics.event(f"worker {rank} died ({cause}); {self.restarts} restarts used, stopping the run")
                 self.request_stop("too many worker failures", exit_code=1)
