@@ -88,7 +88,7 @@ class Worker:
                 episode_length += 1
                 actions.append(action)
                 rewards.append(reward)
-                dones.append(float(done))
+                dones.append(float(terminated))  # a time limit is not a terminal: bootstrap below
                 logits_seq.append(logits)
                 values_seq.append(value)
                 if done:
@@ -96,15 +96,16 @@ class Worker:
             steps_taken = len(actions)
             shared.steps[self.rank] += steps_taken
             global_step = shared.global_step
+            if dones[-1]:
+                bootstrap = torch.zeros(1)  # V(s_T) = 0 after a terminal
+            else:
+                _, bootstrap_value, _ = self.model.step(torch.from_numpy(obs).unsqueeze(0), state)
+                bootstrap = bootstrap_value.view(1)
             if done:
                 self.queue.put(("episode", self.rank, global_step, episode_return, episode_length))
                 episode_return, episode_length = 0.0, 0
                 obs, _ = self.env.reset()
                 state = self.model.initial_state(1)
-                bootstrap = torch.zeros(1)
-            else:
-                _, bootstrap_value, _ = self.model.step(torch.from_numpy(obs).unsqueeze(0), state)
-                bootstrap = bootstrap_value.view(1)
             self._learn(logits_seq, values_seq, actions, rewards, dones, bootstrap, global_step)
             shared.obs_norm[self.rank] = torch.tensor(self.normalizer.state(), dtype=torch.float64)
 
