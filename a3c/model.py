@@ -83,11 +83,6 @@ class ActorCritic:
         for layer in self.layers:
             layer.zero_grad()
 
-    def reset_records(self) -> None:
-        for layer in [*self.layers, *self.elus]:
-            layer.reset()
-        self._steps_recorded = 0
-
     def initial_state(self, batch: int = 1):
         return self.lstm.initial_state(batch)
 

@@ -60,12 +60,6 @@ class Layer:
                 )
             p.copy_(src.detach())
 
-    def to(self, dtype: torch.dtype) -> "Layer":
-        """Convert parameters to ``dtype`` in place (used by float64 gradient checks)."""
-        for name, p in list(self.named_parameters()):
-            setattr(self, name, p.to(dtype))
-        return self
-
     @staticmethod
     def _accumulate(param: torch.Tensor, grad: torch.Tensor) -> None:
         """Add ``grad`` into ``param.grad``; ``grad`` must be a tensor nobody else holds."""
