@@ -87,6 +87,7 @@ def run_evaluator(config: Config, shared, queue, n_actions: int, best_score: flo
                 play_episode(env, model, "greedy", generator, max_steps=CLIP_STEPS, stop=shared.stop,
                              on_step=lambda *_: frames.append(env.unwrapped.render()))
                 if shared.stop.is_set():
+                    env.close()
                     break
                 clip_path = clips_dir / f"eval-step{step:012d}.gif"
                 tmp_path = clip_path.with_suffix(".tmp")

@@ -22,13 +22,12 @@ class RunMetrics:
         self.total_steps, self.log_interval = total_steps, log_interval
         self.stream = stream or sys.stdout
         self.recent_returns: deque[float] = deque(maxlen=100)
-        self.episodes = self.updates = self.skipped = 0
-        self.step = self._start_step = start_step
+        self.episodes = self.skipped = 0
+        self._start_step = start_step
         self._rate_mark = (time.monotonic(), start_step)
         self._last_line = time.monotonic()
         self._losses = {"policy": 0.0, "value": 0.0, "entropy": 0.0, "grad_norm": 0.0, "n": 0}
         self._lr: float | None = None
-        self.last_eval: float | None = None
         self.bar = None
         if self.stream.isatty():
             from tqdm import tqdm
@@ -47,7 +46,6 @@ class RunMetrics:
         self.writer.add_scalar("train/episode_length", length, step)
 
     def update(self, step, policy, value, entropy, grad_norm, lr, skipped) -> None:
-        self.updates += 1
         self._lr = lr
         if skipped:
             self.skipped += 1
@@ -63,7 +61,6 @@ class RunMetrics:
     def evaluation(self, step: int, mean_return: float, mean_length: float) -> None:
         self.writer.add_scalar("eval/mean_return", mean_return, step)
         self.writer.add_scalar("eval/episode_length", mean_length, step)
-        self.last_eval = mean_return
 
     def clip(self, step: int, gif_path: str, tag: str = "eval/clip") -> None:
         """An animated GIF as an image summary: what ``SummaryWriter.add_video`` writes, built
@@ -99,7 +96,7 @@ class RunMetrics:
             return
         mark_time, mark_step = self._rate_mark
         rate = (step - mark_step) / max(now - mark_time, 1e-9)
-        self._rate_mark, self._last_line, self.step = (now, step), now, step
+        self._rate_mark, self._last_line = (now, step), now
         self.writer.add_scalar("train/steps_per_second", rate, step)
         if self._lr is not None:
             self.writer.add_scalar("optim/lr", self._lr, step)

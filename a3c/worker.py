@@ -16,6 +16,7 @@ import torch
 
 from a3c.config import Config
 from a3c.envs import ObsNormalizer, make_env
+from a3c.evaluate import select_action
 from a3c.loss import a3c_loss
 from a3c.model import ActorCritic
 from a3c.optim import SharedOptimizer, annealed_lr
@@ -80,8 +81,7 @@ class Worker:
                     return
                 frame = torch.from_numpy(obs).unsqueeze(0)
                 logits, value, state = self.model.step(frame, state, record=True)
-                probs = torch.softmax(logits, 1)
-                action = int(torch.multinomial(probs, 1, generator=self.rng))
+                action, _ = select_action(logits, "sample", self.rng)
                 obs, reward, terminated, truncated, info = self.env.step(action)
                 done = terminated or truncated
                 episode_return += info["raw_reward"]

@@ -49,10 +49,10 @@ class Conv2d(Layer):
                 f"and out_channels={out_channels}"
             )
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
-        # channels-last weights (and activations, see forward) send small-batch
-        # convolutions to oneDNN's direct kernels, 2-3x faster here than the im2col path
-        # taken for NCHW tensors (scripts/bench_layers.py); the values and shape are
-        # torch.nn's, only the memory order differs
+        # channels-last weights (and activations, see forward) make torch's small-batch
+        # convolutions 2-3x faster here than with NCHW tensors (single-op timings on the
+        # 2-core dev VM, 2026-11-26); the values and shape are torch.nn's, only the memory
+        # order differs
         self.weight = torch.zeros(out_channels, in_channels // groups, *self.kernel_size,
                                   dtype=dtype).contiguous(memory_format=torch.channels_last)
         self.bias = torch.zeros(out_channels, dtype=dtype) if bias else None
@@ -120,7 +120,7 @@ class Conv2d(Layer):
         input held channels-last (N, H, W, C): one copy gathers them into a
         (N*H_out*W_out, kh*kw*C) matrix, and the sum over n, y, x is one matmul per
         group with dy as (C_out, N*H_out*W_out). On this network's shapes it is 1.5-3x
-        faster than the classic "convolve x^T with dy^T" form (scripts/bench_layers.py).
+        faster than the classic "convolve x^T with dy^T" form (single-op timings, 2026-11-26).
         """
         n, channels, height, width = x.shape
         (kh, kw), (sh, sw), (ph, pw), (dh, dw) = self.kernel_size, self.stride, self.padding, self.dilation
