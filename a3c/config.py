@@ -30,6 +30,9 @@ class Config:
     """Worker processes, each playing its own game; 0 or 'auto' = one per CPU core."""
     total_steps: int = 80_000_000
     """Agent steps (summed over workers) after which training stops."""
+    envs_per_worker: int = 8
+    """Games each worker plays at once (B): the network runs on B frames per step and an
+    update covers num_steps x B agent steps."""
     num_steps: int = 20
     """Rollout length: steps per worker between two updates (the BPTT window)."""
     lr: float = 1e-4
@@ -173,7 +176,7 @@ def validate(config: Config) -> None:
     for key in ["gamma", "gae_lambda"]:
         if not 0.0 <= getattr(config, key) <= 1.0:
             raise ConfigError(f"{key} must be in [0, 1], got {getattr(config, key)}")
-    for key in ["eval_episodes", "eval_max_steps"]:
+    for key in ["eval_episodes", "eval_max_steps", "envs_per_worker"]:
         if getattr(config, key) < 1:
             raise ConfigError(f"{key} must be at least 1, got {getattr(config, key)}")
     for key in ["entropy_coef", "value_loss_coef", "max_restarts", "workers", "eval_interval", "eval_clip_every"]:

@@ -8,6 +8,7 @@ for learning; the raw game score is in ``info["raw_reward"]``.
 """
 from __future__ import annotations
 
+import functools
 import warnings
 
 import cv2
@@ -124,3 +125,21 @@ def make_env(env_id: str, seed: int | None = None, normalizer: ObsNormalizer | N
     env = ClipReward(AtariPreprocessing(env, normalizer, update_stats))
     env.action_space.seed(seed)
     return env
+
+
+def make_vector_env(env_id: str, num_envs: int, normalizer: ObsNormalizer | None = None) -> gym.vector.SyncVectorEnv:
+    """``num_envs`` training envs stepped in this process (one worker's batch).
+
+    Each game is reset in the step that ends it (gymnasium's SAME_STEP autoreset): the
+    observation returned starts the next episode and the last one of the old episode is
+    in ``info["final_obs"]``. ``RecordEpisodeStatistics`` on the raw game puts each ended
+    episode's score and length in ``info["final_info"]["episode"]`` ("r", "l"), masked by
+    ``"_episode"``. The envs share one normaliser, so the worker's statistics see all of them.
+    """
+    from gymnasium.wrappers import RecordEpisodeStatistics
+
+    normalizer = normalizer or ObsNormalizer()
+    make_one = functools.partial(make_env, env_id, normalizer=normalizer, wrap_game=RecordEpisodeStatistics)
+    # copy=False: the worker copies each batch of frames into its own rollout buffer
+    return gym.vector.SyncVectorEnv([make_one] * num_envs, copy=False,
+                                    autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)

@@ -40,12 +40,13 @@ class EpisodeResult:
     agent_view: str | None = None
 
 
-def select_action(logits: torch.Tensor, policy: str, generator: torch.Generator) -> tuple[int, torch.Tensor]:
-    """The action (greedy: most probable; sample: drawn from pi) and the probabilities."""
+def select_action(logits: torch.Tensor, policy: str, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Actions (N,) int64 for logits (N, A) (greedy: most probable; sample: drawn from pi)
+    and the probabilities (N, A)."""
     probs = torch.softmax(logits, 1)
     if policy == "greedy":
-        return int(probs.argmax(1)), probs
-    return int(torch.multinomial(probs, 1, generator=generator)), probs
+        return probs.argmax(1), probs
+    return torch.multinomial(probs, 1, generator=generator).squeeze(1), probs
 
 
 def play_episode(env, model: ActorCritic, policy: str, generator: torch.Generator, seed: int | None = None,
@@ -61,7 +62,8 @@ def play_episode(env, model: ActorCritic, policy: str, generator: torch.Generato
     score, length, done = 0.0, 0, False
     while not done and (max_steps is None or length < max_steps) and not (stop is not None and stop.is_set()):
         logits, _, state = model.step(torch.from_numpy(obs).unsqueeze(0), state)
-        action, probs = select_action(logits, policy, generator)
+        actions, probs = select_action(logits, policy, generator)
+        action = int(actions[0])
         if on_step is not None:
             on_step(obs, probs[0], action)
         obs, _, terminated, truncated, info = env.step(action)

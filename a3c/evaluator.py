@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from a3c.memory import keep_freed_memory
 from a3c.checkpoint import save_checkpoint
 from a3c.config import Config
 from a3c.envs import ObsNormalizer, make_env
@@ -44,6 +45,7 @@ def encode_gif(frames: list[np.ndarray], fps: int = 30) -> bytes:
 
 def run_evaluator(config: Config, shared, queue, n_actions: int, best_score: float | None = None) -> None:
     torch.set_num_threads(1)
+    keep_freed_memory()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     model = ActorCritic(n_actions)
     best_path = Path(config.run_dir) / "checkpoints" / "best.pt"

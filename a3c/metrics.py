@@ -1,6 +1,7 @@
 """What the main process shows and records: TensorBoard scalars and a progress display."""
 from __future__ import annotations
 
+import csv
 import io
 import sys
 import time
@@ -10,6 +11,9 @@ from pathlib import Path
 from torch.utils.tensorboard import SummaryWriter
 
 
+EPISODE_COLUMNS = ("step", "worker", "env", "return", "length")
+
+
 class RunMetrics:
     """Turns worker messages into TensorBoard scalars and a progress line.
 
@@ -17,8 +21,16 @@ class RunMetrics:
     every ``log_interval`` seconds, never a line per update.
     """
 
-    def __init__(self, log_dir, total_steps: int, start_step: int, log_interval: float, stream=None) -> None:
+    def __init__(self, log_dir, total_steps: int, start_step: int, log_interval: float, stream=None,
+                 episodes_csv: Path | None = None) -> None:
         self.writer = SummaryWriter(str(log_dir))
+        self._episodes_file = None
+        if episodes_csv is not None:  # appended to on resume, so one run keeps one table
+            new = not Path(episodes_csv).exists()
+            self._episodes_file = open(episodes_csv, "a", newline="")
+            self._episodes_csv = csv.writer(self._episodes_file)
+            if new:
+                self._episodes_csv.writerow(EPISODE_COLUMNS)
         self.total_steps, self.log_interval = total_steps, log_interval
         self.stream = stream or sys.stdout
         self.recent_returns: deque[float] = deque(maxlen=100)
@@ -39,8 +51,11 @@ class RunMetrics:
         table = "\n".join(f"| {key} | {value} |" for key, value in config.items())
         self.writer.add_text("config", "| setting | value |\n|---|---|\n" + table, 0)
 
-    def episode(self, step: int, raw_return: float, length: int) -> None:
+    def episode(self, step: int, raw_return: float, length: int, worker: int = 0, env: int = 0) -> None:
+        """One finished training game: TensorBoard scalars and a row of episodes.csv."""
         self.episodes += 1
+        if self._episodes_file is not None:
+            self._episodes_csv.writerow((step, worker, env, raw_return, length))
         self.recent_returns.append(raw_return)
         self.writer.add_scalar("train/episode_return", raw_return, step)
         self.writer.add_scalar("train/episode_length", length, step)
@@ -94,6 +109,8 @@ class RunMetrics:
                 self.bar.set_postfix(score=f"{self.mean_return:.0f}", refresh=False)
         if now - self._last_line < self.log_interval:
             return
+        if self._episodes_file is not None:
+            self._episodes_file.flush()
         mark_time, mark_step = self._rate_mark
         rate = (step - mark_step) / max(now - mark_time, 1e-9)
         self._rate_mark, self._last_line = (now, step), now
@@ -117,6 +134,8 @@ class RunMetrics:
                 f" steps/s), {self.episodes} episodes, mean score of the last {len(self.recent_returns)}: {score}")
 
     def close(self) -> None:
+        if self._episodes_file is not None:
+            self._episodes_file.close()
         if self.bar is not None:
             self.bar.close()
         self.writer.flush()

@@ -27,7 +27,7 @@ from a3c.metrics import RunMetrics
 from a3c.model import ActorCritic
 from a3c.optim import make_optimizer
 from a3c.evaluator import run_evaluator
-from a3c.worker import SharedState, run_worker
+from a3c.worker import SharedState, run_worker, time_split
 
 EVALUATOR = "evaluator"  # key of the evaluator in Trainer.procs, beside the worker ranks
 
@@ -82,7 +82,8 @@ class Trainer:
                 obs_norm[rank] = saved_norm[rank % saved_norm.shape[0]]
         self.ctx = mp.get_context("spawn")  # fresh interpreters: no forked OpenMP or emulator state
         self.shared = SharedState(model.share_memory(), optimizer, steps.share_memory_(),
-                                  obs_norm.share_memory_(), self.ctx.Event())
+                                  obs_norm.share_memory_(), self.ctx.Event(),
+                                  SharedState.timing_table(self.workers))
         self.queue = self.ctx.Queue()
         self.n_actions = n_actions
         self.procs: dict[int | str, mp.Process] = {}
@@ -181,7 +182,8 @@ class Trainer:
         while True:
             kind = message[0]
             if kind == "episode":
-                self.metrics.episode(*message[2:])
+                _, rank, env_index, step, raw_return, length = message
+                self.metrics.episode(step, raw_return, length, rank, env_index)
             elif kind == "update":
                 self.metrics.update(*message[2:])
             elif kind == "eval":
@@ -200,9 +202,10 @@ class Trainer:
         config = self.config
         (self.run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
         self.metrics = RunMetrics(self.run_dir / "tensorboard", config.total_steps, self.shared.global_step,
-                                  config.log_interval)
+                                  config.log_interval, episodes_csv=self.run_dir / "episodes.csv")
         self.metrics.log_config(config.to_dict())
-        self.metrics.event(f"training {config.env_id} with {self.workers} workers -> {self.run_dir}")
+        self.metrics.event(f"training {config.env_id} with {self.workers} workers x {config.envs_per_worker} "
+                           f"envs -> {self.run_dir}")
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         started = time.monotonic()
         try:
@@ -230,7 +233,9 @@ class Trainer:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         reason = self.stop_reason or "reached total_steps"
+        split = ", ".join(f"{phase} {ms:.1f}" for phase, ms in time_split(self.shared.timings).items())
         print(f"stopped at step {self.shared.global_step} ({reason}): {summary}; checkpoint: {path}", flush=True)
+        print(f"ms per update and worker: {split}", flush=True)
         return self.exit_code
 
     def _on_signal(self, signum, frame) -> None:

@@ -1,7 +1,10 @@
 """One A3C worker: play a rollout, compute gradients by hand, update the shared network.
 
-Runs in its own process. Messages to the main process go through ``queue`` as tuples:
-  ("episode", rank, global_step, raw_return, length)
+Runs in its own process and plays ``envs_per_worker`` games at once: the network runs
+on the batch of their frames, each game keeps its own LSTM state (zeroed by a mask when
+its episode restarts), and one update covers the T x B rollout. Messages to the main
+process go through ``queue`` as tuples:
+  ("episode", rank, env_index, global_step, raw_return, length)
   ("update", rank, global_step, policy_loss, value_loss, entropy, grad_norm, lr, skipped)
   ("error", rank, traceback_text)
 """
@@ -9,17 +12,32 @@ from __future__ import annotations
 
 import multiprocessing
 import signal
+import time
 import traceback
 from dataclasses import dataclass
 
 import torch
 
 from a3c.config import Config
-from a3c.envs import ObsNormalizer, make_env
+from a3c.envs import FRAME_SIZE, ObsNormalizer, make_vector_env
 from a3c.evaluate import select_action
 from a3c.loss import a3c_loss
+from a3c.memory import keep_freed_memory
 from a3c.model import ActorCritic
 from a3c.optim import SharedOptimizer, annealed_lr
+
+
+PHASES = ("env", "forward", "backward", "optimizer")
+"""Where a worker's time goes, per update: stepping the games (preprocessing included),
+the network's forward steps and action sampling, the loss and backward, and clipping,
+the shared optimizer step and pulling the new weights."""
+
+
+def time_split(timings: torch.Tensor) -> dict[str, float]:
+    """Milliseconds per update in each phase, averaged over the workers' rows of ``timings``."""
+    totals = timings.sum(0)
+    updates = max(float(totals[-1]), 1.0)
+    return {phase: 1e3 * float(totals[k]) / updates for k, phase in enumerate(PHASES)}
 
 
 @dataclass
@@ -31,6 +49,11 @@ class SharedState:
     steps: torch.Tensor  # (slots,) int64: agent steps per worker slot, plus a resume offset
     obs_norm: torch.Tensor  # (workers, 3) float64: each worker's normaliser state
     stop: object  # multiprocessing.Event
+    timings: torch.Tensor  # (workers, len(PHASES) + 1) float64: seconds per phase, then updates
+
+    @staticmethod
+    def timing_table(workers: int) -> torch.Tensor:
+        return torch.zeros(workers, len(PHASES) + 1, dtype=torch.float64).share_memory_()
 
     @property
     def global_step(self) -> int:
@@ -47,6 +70,7 @@ class SharedState:
 def run_worker(rank: int, config: Config, shared: SharedState, queue, restart: int = 0) -> None:
     """Process entry point: never raises; reports errors on the queue and exits 1."""
     torch.set_num_threads(1)  # one core per worker; also avoids OpenMP trouble in children
+    keep_freed_memory()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides when to stop
     try:
         Worker(rank, config, shared, queue, restart).run()
@@ -61,66 +85,110 @@ class Worker:
         self.normalizer = ObsNormalizer()
         if shared.obs_norm[rank, 2] > 0:
             self.normalizer.load_state(shared.obs_norm[rank].tolist())
-        self.env = make_env(config.env_id, seed=config.seed + rank, normalizer=self.normalizer)
-        self.seed = config.seed + rank + 1000 * restart  # a restarted worker plays new games
-        self.model = ActorCritic(int(self.env.action_space.n), forget_bias=config.forget_bias)
+        self.num_envs = batch = config.envs_per_worker
+        self.envs = make_vector_env(config.env_id, batch, self.normalizer)
+        self.n_actions = int(self.envs.single_action_space.n)
+        # game seeds: distinct per worker and env; a restarted worker plays new games
+        self.seed = config.seed + 1000 * restart + rank * batch
+        self.model = ActorCritic(self.n_actions, forget_bias=config.forget_bias)
         self.rng = torch.Generator().manual_seed(self.seed)
+        steps = config.num_steps
+        # rollout buffers, reused by every update (the layers' records point into frames
+        # until the backward has consumed them)
+        self.frames = torch.zeros(steps, batch, 1, FRAME_SIZE, FRAME_SIZE)
+        self.logits = torch.zeros(steps, batch, self.n_actions)
+        self.values = torch.zeros(steps, batch, 1)
+        self.actions = torch.zeros(steps, batch, dtype=torch.int64)
+        self.rewards = torch.zeros(steps, batch)
+        self.dones = torch.zeros(steps, batch)  # 1 where the episode ended at this step
+        self.timings = shared.timings[rank]
 
     def run(self) -> None:
         config, shared = self.config, self.shared
-        obs, _ = self.env.reset(seed=self.seed)
-        state = self.model.initial_state(1)
-        episode_return, episode_length = 0.0, 0
+        obs, _ = self.envs.reset(seed=[self.seed + k for k in range(self.num_envs)])
+        state = self.model.initial_state(self.num_envs)
+        restart_mask = None  # (B, 1): 0 for games whose episode starts at the next step
         while not shared.should_stop() and shared.global_step < config.total_steps:
+            started = time.perf_counter()
             self.model.copy_from(shared.model)
-            self.model.zero_grad()
-            rewards, dones, actions, logits_seq, values_seq = [], [], [], [], []
-            done = False
-            for _ in range(config.num_steps):
-                if shared.stop.is_set():  # stop promptly; a partial rollout is not learned from
-                    return
-                frame = torch.from_numpy(obs).unsqueeze(0)
-                logits, value, state = self.model.step(frame, state, record=True)
-                action, _ = select_action(logits, "sample", self.rng)
-                obs, reward, terminated, truncated, info = self.env.step(action)
-                done = terminated or truncated
-                episode_return += info["raw_reward"]
-                episode_length += 1
-                actions.append(action)
-                rewards.append(reward)
-                dones.append(float(terminated))  # a time limit is not a terminal: bootstrap below
-                logits_seq.append(logits)
-                values_seq.append(value)
-                if done:
-                    break
-            steps_taken = len(actions)
-            shared.steps[self.rank] += steps_taken
-            global_step = shared.global_step
-            if dones[-1]:
-                bootstrap = torch.zeros(1)  # V(s_T) = 0 after a terminal
-            else:
-                _, bootstrap_value, _ = self.model.step(torch.from_numpy(obs).unsqueeze(0), state)
-                bootstrap = bootstrap_value.view(1)
-            if done:
-                self.queue.put(("episode", self.rank, global_step, episode_return, episode_length))
-                episode_return, episode_length = 0.0, 0
-                obs, _ = self.env.reset()
-                state = self.model.initial_state(1)
-            self._learn(logits_seq, values_seq, actions, rewards, dones, bootstrap, global_step)
+            self.timings[3] += time.perf_counter() - started
+            rollout = self.collect(obs, state, restart_mask)
+            if rollout is None:  # stop requested mid-rollout: a partial rollout is not learned from
+                return
+            obs, state, restart_mask, bootstrap = rollout
+            shared.steps[self.rank] += self.config.num_steps * self.num_envs
+            self.learn(bootstrap, shared.global_step)
             shared.obs_norm[self.rank] = torch.tensor(self.normalizer.state(), dtype=torch.float64)
 
-    def _learn(self, logits_seq, values_seq, actions, rewards, dones, bootstrap, global_step) -> None:
-        config = self.config
+    def collect(self, obs, state, restart_mask):
+        """Play num_steps steps in every game, recording the network's forward steps.
+
+        Returns (next obs, LSTM state, restart mask, bootstrap values V(s_T) (B,)), or None
+        when a stop is requested.
+        """
+        model, clock, timings = self.model, time.perf_counter, self.timings
+        for t in range(self.config.num_steps):
+            if self.shared.stop.is_set():
+                return None
+            started = clock()
+            frames = self.frames[t]
+            frames.copy_(torch.from_numpy(obs))
+            logits, values, state = model.step(frames, state, restart_mask, record=True)
+            actions, _ = select_action(logits, "sample", self.rng)
+            self.logits[t], self.values[t], self.actions[t] = logits, values, actions
+            stepped = clock()
+            obs, rewards, terminated, truncated, info = self.envs.step(actions.numpy())
+            timings[1] += stepped - started
+            timings[0] += clock() - stepped
+            self.rewards[t] = torch.from_numpy(rewards)
+            self.dones[t] = torch.from_numpy(terminated)
+            ended = terminated | truncated
+            if ended.any():
+                self._end_episodes(t, ended, truncated & ~terminated, info, state)
+                restart_mask = torch.from_numpy(~ended).to(torch.float32).unsqueeze(1)
+            else:
+                restart_mask = None
+        started = clock()
+        _, bootstrap, _ = model.step(torch.from_numpy(obs), state, restart_mask)
+        timings[1] += clock() - started
+        return obs, state, restart_mask, bootstrap.view(-1)
+
+    def _end_episodes(self, t, ended, cut, info, state) -> None:
+        """Report finished games; bootstrap the ones cut by a time limit.
+
+        A game cut short (truncated, not terminated) still has a future: its last reward
+        gets gamma V(final obs), computed with that game's LSTM state, and the step is then
+        treated as an end, so the return is r + gamma V(s') as if the rollout had stopped there.
+        """
+        stats = info["final_info"]["episode"]
+        step = self.shared.global_step
+        for env_index in ended.nonzero()[0]:
+            self.queue.put(("episode", self.rank, int(env_index), step, float(stats["r"][env_index]),
+                            int(stats["l"][env_index])))
+        if cut.any():
+            rows = torch.from_numpy(cut.nonzero()[0])
+            final = torch.from_numpy(info["final_obs"][cut])
+            _, final_values, _ = self.model.step(final, (state[0][rows], state[1][rows]))
+            self.rewards[t, rows] += self.config.gamma * final_values.view(-1)
+            self.dones[t, rows] = 1.0
+
+    def learn(self, bootstrap: torch.Tensor, global_step: int) -> None:
+        config, clock = self.config, time.perf_counter
+        started = clock()
         terms = a3c_loss(
-            torch.stack(logits_seq), torch.stack(values_seq),
-            torch.tensor(actions).view(-1, 1), torch.tensor(rewards, dtype=torch.float32).view(-1, 1),
-            torch.tensor(dones).view(-1, 1), bootstrap,
+            self.logits, self.values, self.actions, self.rewards, self.dones, bootstrap,
             gamma=config.gamma, gae_lambda=config.gae_lambda,
             entropy_coef=config.entropy_coef, value_loss_coef=config.value_loss_coef,
         )
         self.model.backward(terms.grad_logits, terms.grad_values)
         grads = [p.grad for p in self.model.parameters()]
+        mid = clock()
         lr = annealed_lr(config.lr, global_step, config.total_steps, config.lr_anneal)
         grad_norm, applied = self.shared.optimizer.clip_and_step(grads, config.max_grad_norm, lr, self.rank)
+        self.model.zero_grad()
+        timings = self.timings
+        timings[2] += mid - started
+        timings[3] += clock() - mid
+        timings[4] += 1
         self.queue.put(("update", self.rank, global_step, terms.policy, terms.value, terms.entropy,
                         grad_norm, lr, not applied))

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from a3c.memory import keep_freed_memory  # noqa: E402
 from a3c.model import ActorCritic  # noqa: E402
 from tests.autograd_reference import TorchActorCritic  # noqa: E402
 
@@ -59,6 +60,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     args = parser.parse_args()
     torch.set_num_threads(1)
+    keep_freed_memory()  # as the workers do; applies to both sides alike
     torch.manual_seed(0)
 
     ours = ActorCritic(N_ACTIONS, seed=0)

@@ -1,0 +1,96 @@
+"""The classic A3C worker, differentiated by autograd: the baseline of scripts/benchmark.py.
+
+Same network (tests/autograd_reference.TorchActorCritic, torch.nn), same rollout code
+(it subclasses a3c.worker.Worker: games, sampling, masks, bootstrap), same loss (written
+with torch ops and ``loss.backward()``, as the textbook A3C does) and the same shared
+optimizer. Only the network's forward and backward differ from ours. Never used by the
+product.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from a3c.loss import discounted_targets  # noqa: E402
+from a3c.optim import annealed_lr, make_optimizer  # noqa: E402
+from a3c.worker import Worker  # noqa: E402
+from tests.autograd_reference import TorchActorCritic  # noqa: E402
+
+
+class AutogradNetwork:
+    """TorchActorCritic behind the interface the worker uses (step, copy_from, ...).
+
+    Recorded steps keep their autograd graph; the LSTM state is detached where a new
+    rollout starts (truncated back-propagation through time, as in ours).
+    """
+
+    def __init__(self, n_actions: int) -> None:
+        self.net = TorchActorCritic(n_actions)
+        self.recorded: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def initial_state(self, batch: int):
+        return torch.zeros(batch, 256), torch.zeros(batch, 256)
+
+    def step(self, frames, state, mask=None, *, record: bool = False):
+        if record:
+            frames = frames.clone()  # the worker reuses its frame buffer; autograd needs these intact
+            if not self.recorded:
+                state = (state[0].detach(), state[1].detach())
+        with torch.set_grad_enabled(record):
+            logits, values, state = self.net(frames, state, mask)
+        if record:
+            self.recorded.append((logits, values))
+        return logits.detach(), values.detach(), state
+
+    def copy_from(self, shared: TorchActorCritic) -> None:
+        with torch.no_grad():
+            for mine, theirs in zip(self.net.parameters(), shared.parameters()):
+                mine.copy_(theirs)
+
+    def parameters(self):
+        return list(self.net.parameters())
+
+    def zero_grad(self) -> None:
+        self.net.zero_grad(set_to_none=True)
+
+
+class AutogradWorker(Worker):
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.model = AutogradNetwork(self.n_actions)
+
+    def learn(self, bootstrap: torch.Tensor, global_step: int) -> None:
+        config, clock = self.config, time.perf_counter
+        started = clock()
+        logits = torch.stack([r[0] for r in self.model.recorded])  # (T, B, A), with graph
+        values = torch.stack([r[1] for r in self.model.recorded]).squeeze(2)
+        self.model.recorded.clear()
+        returns, advantages = discounted_targets(self.rewards, self.dones, values.detach(), bootstrap,
+                                                 config.gamma, config.gae_lambda)
+        log_probs = torch.log_softmax(logits, 2)
+        policy_loss = -(log_probs.gather(2, self.actions.unsqueeze(2)).squeeze(2) * advantages).sum()
+        entropy = -(log_probs.exp() * log_probs).sum()
+        value_loss = 0.5 * ((returns - values) ** 2).sum()
+        loss = policy_loss + config.value_loss_coef * value_loss - config.entropy_coef * entropy
+        loss.backward()
+        grads = [p.grad for p in self.model.parameters()]
+        mid = clock()
+        lr = annealed_lr(config.lr, global_step, config.total_steps, config.lr_anneal)
+        grad_norm, applied = self.shared.optimizer.clip_and_step(grads, config.max_grad_norm, lr, self.rank)
+        self.model.zero_grad()
+        self.timings[2] += mid - started
+        self.timings[3] += clock() - mid
+        self.timings[4] += 1
+        self.queue.put(("update", self.rank, global_step, policy_loss.item(), value_loss.item(),
+                        entropy.item(), grad_norm, lr, not applied))
+
+
+def shared_network(n_actions: int, optimizer: str, lr: float, slots: int):
+    """The global torch.nn network in shared memory and its shared optimizer."""
+    net = TorchActorCritic(n_actions).share_memory()
+    params = [p.data for p in net.parameters()]  # the optimizer updates them in place
+    return net, make_optimizer(optimizer, params, lr, slots=slots)

@@ -1,0 +1,155 @@
+"""Agent steps per second: the env-only ceiling, our trainer, and an autograd A3C.
+
+Each measurement starts P worker processes (spawned, one torch thread each), lets them
+warm up, then counts the agent steps they make in ``--duration`` seconds:
+  env       P processes stepping the same vectorised, preprocessed games with random
+            actions (``--env-batch`` games each): the most any trainer could reach;
+  ours-B    a3c.worker.Worker, our hand-differentiated trainer, with envs_per_worker=B;
+  autograd  scripts/autograd_a3c.AutogradWorker: the same rollout code, network, loss
+            and shared optimizer, differentiated by torch autograd (B = 1).
+Rounds alternate env / ours-B... / autograd so that machine drift hits all alike; the
+ratios are computed per round and their median printed, with each run's time split
+per update (env, forward, backward, optimizer; ms, averaged over workers).
+
+    python scripts/benchmark.py [--duration 20] [--rounds 2] [--workers 2] [--envs-per-worker 1 4]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import queue as queue_errors
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+import torch
+import torch.multiprocessing as mp
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from a3c.config import load_config  # noqa: E402
+from a3c.envs import make_vector_env  # noqa: E402
+from a3c.memory import keep_freed_memory  # noqa: E402
+from a3c.model import ActorCritic  # noqa: E402
+from a3c.optim import make_optimizer  # noqa: E402
+from a3c.worker import PHASES, SharedState, Worker, time_split  # noqa: E402
+from scripts.autograd_a3c import AutogradWorker, shared_network  # noqa: E402
+
+
+def run_process(kind: str, rank: int, config, shared: SharedState, queue) -> None:
+    torch.set_num_threads(1)
+    keep_freed_memory()  # as a3c.worker.run_worker does, for every kind alike
+    if kind == "env":
+        envs = make_vector_env(config.env_id, config.envs_per_worker)
+        envs.reset(seed=[config.seed + rank * config.envs_per_worker + k for k in range(config.envs_per_worker)])
+        envs.action_space.seed(config.seed + rank)
+        while not shared.stop.is_set():
+            started = time.perf_counter()
+            envs.step(envs.action_space.sample())
+            shared.timings[rank, 0] += time.perf_counter() - started
+            shared.steps[rank] += config.envs_per_worker
+        return
+    worker_class = AutogradWorker if kind == "autograd" else Worker
+    worker_class(rank, config, shared, queue).run()
+
+
+def measure(kind: str, envs_per_worker: int, args, ctx) -> dict:
+    """Start the processes, wait out the warm-up, count steps for args.duration seconds."""
+    config = load_config(None, {"workers": args.workers, "envs_per_worker": envs_per_worker,
+                                "total_steps": 10 ** 12, "eval_interval": 0})
+    n_actions = int(make_vector_env(config.env_id, 1).single_action_space.n)
+    if kind == "autograd":
+        model, optimizer = shared_network(n_actions, config.optimizer, config.lr, args.workers)
+    else:
+        model = ActorCritic(n_actions, seed=config.seed).share_memory()
+        optimizer = make_optimizer(config.optimizer, model.parameters(), config.lr, slots=args.workers)
+    shared = SharedState(model, optimizer, torch.zeros(args.workers + 1, dtype=torch.int64).share_memory_(),
+                         torch.zeros(args.workers, 3, dtype=torch.float64).share_memory_(), ctx.Event(),
+                         SharedState.timing_table(args.workers))
+    queue = ctx.Queue()
+    draining = threading.Event()
+
+    def drain() -> None:  # workers report every update; an unread pipe would block them
+        while not draining.is_set():
+            try:
+                queue.get(timeout=0.1)
+            except queue_errors.Empty:
+                pass
+
+    drainer = threading.Thread(target=drain, daemon=True)
+    drainer.start()
+    procs = [ctx.Process(target=run_process, args=(kind, rank, config, shared, queue), daemon=True)
+             for rank in range(args.workers)]
+    for proc in procs:
+        proc.start()
+    try:
+        time.sleep(args.warmup)
+        steps0, timings0, t0 = shared.steps.clone(), shared.timings.clone(), time.monotonic()
+        time.sleep(args.duration)
+        steps1, timings1, t1 = shared.steps.clone(), shared.timings.clone(), time.monotonic()
+        if not all(proc.is_alive() for proc in procs):
+            raise SystemExit(f"benchmark: a {kind} process died (exit codes {[p.exitcode for p in procs]})")
+    finally:
+        shared.stop.set()
+        for proc in procs:
+            proc.join(10)
+            if proc.is_alive():
+                proc.kill()
+        draining.set()
+        drainer.join()
+    delta, steps = timings1 - timings0, (steps1 - steps0)[:args.workers]
+    if kind == "env":  # one "update" = num_steps steps of every game, as in the trainers
+        delta[:, -1] = steps / (config.num_steps * envs_per_worker)
+    return {"steps_per_s": int(steps.sum()) / (t1 - t0), "split_ms": time_split(delta)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds counted per measurement")
+    parser.add_argument("--warmup", type=float, default=8.0, help="seconds before counting starts")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--envs-per-worker", type=int, nargs="+", default=[1, 4], metavar="B",
+                        help="envs_per_worker values of our trainer to measure")
+    parser.add_argument("--env-batch", type=int, default=None,
+                        help="games per process in the env-only run (default: the largest B)")
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args()
+    env_batch = args.env_batch or max(args.envs_per_worker)
+    ctx = mp.get_context("spawn")
+    runs = [("env", env_batch)] + [("ours", b) for b in args.envs_per_worker] + [("autograd", 1)]
+    results: dict[str, list[dict]] = {}
+    print(f"# benchmark: {args.workers} workers, {args.duration:.0f} s per run after {args.warmup:.0f} s "
+          f"warm-up, {args.rounds} rounds; torch {torch.__version__}, python {platform.python_version()}, "
+          f"{platform.machine()}", flush=True)
+    for round_index in range(args.rounds):
+        for kind, batch in runs:
+            name = f"{kind}-B{batch}"
+            result = measure(kind, batch, args, ctx)
+            results.setdefault(name, []).append(result)
+            split = "  ".join(f"{phase} {result['split_ms'][phase]:6.1f}" for phase in PHASES)
+            print(f"round {round_index + 1}  {name:<12} {result['steps_per_s']:7.0f} steps/s   "
+                  f"ms/update: {split}", flush=True)
+
+    def rate(name: str, k: int) -> float:
+        return results[name][k]["steps_per_s"]
+
+    print("\n# medians over rounds of per-round ratios")
+    env_name, autograd_name = f"env-B{env_batch}", "autograd-B1"
+    for name in results:
+        print(f"{name:<12} {statistics.median(r['steps_per_s'] for r in results[name]):7.0f} steps/s")
+    ratios = {}
+    for batch in args.envs_per_worker:
+        name = f"ours-B{batch}"
+        ratios[f"{name}/autograd"] = statistics.median(rate(name, k) / rate(autograd_name, k) for k in range(args.rounds))
+        ratios[f"{name}/env"] = statistics.median(rate(name, k) / rate(env_name, k) for k in range(args.rounds))
+    for key, value in ratios.items():
+        print(f"{key:<22} {value:.2f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"args": vars(args), "runs": results, "ratios": ratios}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
