@@ -16,6 +16,7 @@ import time
 import traceback
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from a3c.config import Config
@@ -80,7 +81,8 @@ def run_worker(rank: int, config: Config, shared: SharedState, queue, restart: i
 
 
 class Worker:
-    def __init__(self, rank: int, config: Config, shared: SharedState, queue, restart: int = 0) -> None:
+    def __init__(self, rank: int, config: Config, shared: SharedState, queue, restart: int = 0,
+                 dtype: torch.dtype = torch.float32) -> None:
         self.rank, self.config, self.shared, self.queue = rank, config, shared, queue
         self.normalizer = ObsNormalizer()
         if shared.obs_norm[rank, 2] > 0:
@@ -90,17 +92,17 @@ class Worker:
         self.n_actions = int(self.envs.single_action_space.n)
         # game seeds: distinct per worker and env; a restarted worker plays new games
         self.seed = config.seed + 1000 * restart + rank * batch
-        self.model = ActorCritic(self.n_actions, forget_bias=config.forget_bias)
+        self.model = ActorCritic(self.n_actions, forget_bias=config.forget_bias, dtype=dtype)
         self.rng = torch.Generator().manual_seed(self.seed)
         steps = config.num_steps
         # rollout buffers, reused by every update (the layers' records point into frames
         # until the backward has consumed them)
-        self.frames = torch.zeros(steps, batch, 1, FRAME_SIZE, FRAME_SIZE)
-        self.logits = torch.zeros(steps, batch, self.n_actions)
-        self.values = torch.zeros(steps, batch, 1)
+        self.frames = torch.zeros(steps, batch, 1, FRAME_SIZE, FRAME_SIZE, dtype=dtype)
+        self.logits = torch.zeros(steps, batch, self.n_actions, dtype=dtype)
+        self.values = torch.zeros(steps, batch, 1, dtype=dtype)
         self.actions = torch.zeros(steps, batch, dtype=torch.int64)
-        self.rewards = torch.zeros(steps, batch)
-        self.dones = torch.zeros(steps, batch)  # 1 where the episode ended at this step
+        self.rewards = torch.zeros(steps, batch, dtype=dtype)
+        self.dones = torch.zeros(steps, batch, dtype=dtype)  # 1 where the episode ended at this step
         self.timings = shared.timings[rank]
 
     def run(self) -> None:
@@ -145,11 +147,11 @@ class Worker:
             ended = terminated | truncated
             if ended.any():
                 self._end_episodes(t, ended, truncated & ~terminated, info, state)
-                restart_mask = torch.from_numpy(~ended).to(torch.float32).unsqueeze(1)
+                restart_mask = torch.from_numpy(~ended).to(self.frames.dtype).unsqueeze(1)
             else:
                 restart_mask = None
         started = clock()
-        _, bootstrap, _ = model.step(torch.from_numpy(obs), state, restart_mask)
+        _, bootstrap, _ = model.step(torch.from_numpy(obs).to(self.frames.dtype), state, restart_mask)
         timings[1] += clock() - started
         return obs, state, restart_mask, bootstrap.view(-1)
 
@@ -167,7 +169,7 @@ class Worker:
                             int(stats["l"][env_index])))
         if cut.any():
             rows = torch.from_numpy(cut.nonzero()[0])
-            final = torch.from_numpy(info["final_obs"][cut])
+            final = torch.from_numpy(np.stack(info["final_obs"][cut])).to(self.frames.dtype)  # an object array
             _, final_values, _ = self.model.step(final, (state[0][rows], state[1][rows]))
             self.rewards[t, rows] += self.config.gamma * final_values.view(-1)
             self.dones[t, rows] = 1.0

@@ -1,7 +1,8 @@
 """Agent steps per second: the env-only ceiling, our trainer, and an autograd A3C.
 
-Each measurement starts P worker processes (spawned, one torch thread each), lets them
-warm up, then counts the agent steps they make in ``--duration`` seconds:
+Each measurement starts P worker processes (spawned, one torch thread each), waits until
+all of them step and then ``--warmup`` seconds more, then counts the agent steps they
+make in ``--duration`` seconds:
   env       P processes stepping the same vectorised, preprocessed games with random
             actions (``--env-batch`` games each): the most any trainer could reach;
   ours-B    a3c.worker.Worker, our hand-differentiated trainer, with envs_per_worker=B;
@@ -85,6 +86,13 @@ def measure(kind: str, envs_per_worker: int, args, ctx) -> dict:
     for proc in procs:
         proc.start()
     try:
+        # count from warmup seconds after every process has made its first steps (imports,
+        # env start-up and first allocations are not what we measure)
+        while not all(shared.steps[:args.workers] > 0):
+            if not all(proc.is_alive() for proc in procs):
+                raise SystemExit(f"benchmark: a {kind} process died at start-up "
+                                 f"(exit codes {[p.exitcode for p in procs]})")
+            time.sleep(0.05)
         time.sleep(args.warmup)
         steps0, timings0, t0 = shared.steps.clone(), shared.timings.clone(), time.monotonic()
         time.sleep(args.duration)
@@ -108,7 +116,8 @@ def measure(kind: str, envs_per_worker: int, args, ctx) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=20.0, help="seconds counted per measurement")
-    parser.add_argument("--warmup", type=float, default=8.0, help="seconds before counting starts")
+    parser.add_argument("--warmup", type=float, default=5.0,
+                        help="seconds between every process's first steps and the start of counting")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--envs-per-worker", type=int, nargs="+", default=[1, 4], metavar="B",
@@ -121,7 +130,7 @@ def main() -> None:
     ctx = mp.get_context("spawn")
     runs = [("env", env_batch)] + [("ours", b) for b in args.envs_per_worker] + [("autograd", 1)]
     results: dict[str, list[dict]] = {}
-    print(f"# benchmark: {args.workers} workers, {args.duration:.0f} s per run after {args.warmup:.0f} s "
+    print(f"# benchmark: {args.workers} workers, {args.duration:g} s per run after {args.warmup:g} s "
           f"warm-up, {args.rounds} rounds; torch {torch.__version__}, python {platform.python_version()}, "
           f"{platform.machine()}", flush=True)
     for round_index in range(args.rounds):

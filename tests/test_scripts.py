@@ -1,6 +1,7 @@
 """The report scripts run on a real smoke run's files."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -28,3 +29,21 @@ def test_learning_curve_reads_an_existing_run(smoke_run):
     rows = [line.split() for line in result.stdout.splitlines() if line.strip()[:1].isdigit()]
     assert rows and all(len(row) == 3 for row in rows)
     assert float(rows[-1][1]) > 1.0  # a mean raw score
+
+
+def test_benchmark_script_measures_every_kind_of_run(tmp_path):
+    """A smoke test of scripts/benchmark.py with a tiny duration: not a timing assertion."""
+    out = tmp_path / "bench.json"
+    result = run_script("scripts/benchmark.py", "--duration", "1", "--warmup", "0.5", "--rounds", "1",
+                        "--workers", "1", "--envs-per-worker", "2", "--json", str(out))
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(out.read_text())
+    assert set(report["runs"]) == {"env-B2", "ours-B2", "autograd-B1"}
+    for name, (run,) in report["runs"].items():
+        assert run["steps_per_s"] > 0, name
+        assert set(run["split_ms"]) == {"env", "forward", "backward", "optimizer"}
+        assert run["split_ms"]["env"] > 0, name
+    for name in ("ours-B2", "autograd-B1"):  # the trainers spent time in every phase
+        assert min(report["runs"][name][0]["split_ms"].values()) > 0, name
+    assert set(report["ratios"]) == {"ours-B2/autograd", "ours-B2/env"}
+    assert "ours-B2/autograd" in result.stdout and "steps/s" in result.stdout

@@ -1,6 +1,7 @@
 """Real training runs on Riverraid-v0 with 2 workers: smoke, resume, faults, signals."""
 from __future__ import annotations
 
+import csv
 import os
 import re
 import signal
@@ -93,6 +94,22 @@ def test_episode_returns_are_logged_as_raw_scores(smoke_run):
     assert returns and len(returns) == len(lengths)
     assert max(r.value for r in returns) > 1.0  # raw score (hundreds), not clipped rewards
     assert all(length.value >= 1 for length in lengths)
+
+
+def test_a_run_with_four_envs_per_worker_logs_every_games_episodes(tmp_path):
+    run_dir = tmp_path / "run"
+    # 2,000 steps per game: an untrained agent's episodes last about 800-1,200
+    proc, log = start_run(run_dir, "workers=1", "envs_per_worker=4", "total_steps=8000", "eval_interval=0")
+    assert proc.wait(timeout=240) == 0, log.read_text()
+    with open(run_dir / "episodes.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert {(row["worker"], row["env"]) for row in rows} == {("0", str(env)) for env in range(4)}
+    assert all(float(row["return"]) > 0 and int(row["length"]) > 0 for row in rows)
+    returns = scalars(run_dir, "train/episode_return")  # the same episodes in TensorBoard
+    assert sorted(r.value for r in returns) == sorted(float(row["return"]) for row in rows)
+    checkpoint = load_checkpoint(run_dir / "checkpoints" / "latest.pt")
+    assert checkpoint["optimizer"]["updates"] == checkpoint["global_step"] // (4 * 20)  # T x B per update
+    assert "1 workers x 4 envs" in log.read_text()
 
 
 def test_a_killed_worker_is_restarted_and_the_run_completes(tmp_path):

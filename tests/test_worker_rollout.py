@@ -1,0 +1,203 @@
+"""A worker playing B games at once: its updates equal autograd on a replay (float64).
+
+The games are scripted (random frames and rewards, episodes of set lengths that end by
+termination or by a time limit), stepped through the same gymnasium vector env and
+episode statistics as training. Two consecutive rollouts cover: episodes ending at
+different steps of one rollout, an episode ending on a rollout's last step (its reset
+reaches the next rollout), truncations inside a rollout (bootstrapped from the final
+frame) and the LSTM state carried from one rollout into the next.
+"""
+from __future__ import annotations
+
+import threading
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium.wrappers import RecordEpisodeStatistics
+
+import a3c.worker as worker_module
+from a3c.config import load_config
+from a3c.model import ActorCritic
+from a3c.worker import SharedState, Worker
+from tests.autograd_reference import TorchActorCritic
+from tests.helpers import assert_close
+from tests.test_a3c_update import reference_targets
+
+F64 = torch.float64
+STEPS, BATCH, ROLLOUTS = 5, 3, 2
+# per game: (length, how it ends) of its successive episodes, at global steps 0..9
+EPISODES = [
+    [(3, "terminated"), (6, "terminated"), (99, "")],   # ends at steps 2 and 8
+    [(5, "truncated"), (3, "truncated"), (99, "")],     # ends at 4 (a rollout's last step) and 7
+    [(7, "terminated"), (99, "")],                      # ends at 6
+]
+SETTINGS = dict(gamma=0.9, gae_lambda=0.95, entropy_coef=0.01, value_loss_coef=0.5)
+
+
+class ScriptedGame(gym.Env):
+    """Random frames and rewards; episode lengths and endings from a script.
+
+    Logs what the agent saw before each step (``seen``), each reward, and the last frame
+    of each episode that a time limit cut (``final_frames``, by step).
+    """
+
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (1, 42, 42), np.float64)
+    action_space = gym.spaces.Discrete(18)
+
+    def __init__(self, index: int) -> None:
+        self.script = list(EPISODES[index])
+        self.rng = np.random.default_rng(100 + index)
+        self.seen, self.rewards, self.final_frames = [], [], {}
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.remaining, self.ending = self.script.pop(0)
+        self.current = self.rng.standard_normal((1, 42, 42))
+        return self.current, {}
+
+    def step(self, action):
+        self.seen.append(self.current)
+        reward = float(self.rng.integers(-1, 2))
+        self.rewards.append(reward)
+        self.current = self.rng.standard_normal((1, 42, 42))
+        self.remaining -= 1
+        ended = self.remaining == 0
+        if ended:
+            self.final_frames[len(self.seen) - 1] = self.current
+        return self.current, reward, ended and self.ending == "terminated", ended and self.ending == "truncated", {}
+
+
+class RecordingOptimizer:
+    """Stands in for the shared optimizer: keeps each update's gradients, applies nothing."""
+
+    def __init__(self) -> None:
+        self.updates: list[list[torch.Tensor]] = []
+
+    def clip_and_step(self, grads, max_norm, lr, slot):
+        self.updates.append([g.clone() for g in grads])
+        return 0.0, True
+
+
+class ListQueue(list):
+    put = list.append
+
+
+@pytest.fixture
+def played(monkeypatch):
+    """A float64 worker after ROLLOUTS updates: (worker, games, frames it saw, actions, updates, messages)."""
+    games = [ScriptedGame(k) for k in range(BATCH)]
+    monkeypatch.setattr(worker_module, "make_vector_env", lambda *args, **kwargs: gym.vector.SyncVectorEnv(
+        [lambda game=game: RecordEpisodeStatistics(game) for game in games], copy=False,
+        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP))
+    config = load_config(None, {"workers": 1, "envs_per_worker": BATCH, "num_steps": STEPS, **SETTINGS})
+    shared_model = ActorCritic(18, seed=5, dtype=F64)
+    optimizer, queue = RecordingOptimizer(), ListQueue()
+    shared = SharedState(shared_model, optimizer, torch.zeros(2, dtype=torch.int64),
+                         torch.zeros(1, 3, dtype=F64), threading.Event(), SharedState.timing_table(1))
+    worker = Worker(0, config, shared, queue, dtype=F64)
+    obs, _ = worker.envs.reset(seed=[0, 1, 2])
+    state, mask, frames, actions = worker.model.initial_state(BATCH), None, [], []
+    for _ in range(ROLLOUTS):
+        worker.model.copy_from(shared_model)
+        obs, state, mask, bootstrap = worker.collect(obs, state, mask)
+        frames.append(worker.frames.clone())
+        actions.append(worker.actions.clone())
+        worker.learn(bootstrap, 0)
+    return worker, games, torch.cat(frames), torch.cat(actions), optimizer.updates, queue
+
+
+def ends_by_step() -> dict[int, dict[int, str]]:
+    """{step: {game: "terminated" | "truncated"}} from the script."""
+    ends: dict[int, dict[int, str]] = {}
+    for game, episodes in enumerate(EPISODES):
+        step = -1
+        for length, ending in episodes[:-1]:
+            step += length
+            ends.setdefault(step, {})[game] = ending
+    return ends
+
+
+def restart_mask(ends, step):
+    """(B, 1) zeros for the games whose episode ended at ``step`` (their state restarts), or None."""
+    if step not in ends:
+        return None
+    mask = torch.ones(BATCH, 1, dtype=F64)
+    mask[list(ends[step])] = 0.0
+    return mask
+
+
+def reference_updates(model, games, actions):
+    """Autograd through the same network and loss on the games' own logs, rollout by rollout."""
+    reference = TorchActorCritic(18).double().load_from(model)
+    ends, gamma = ends_by_step(), SETTINGS["gamma"]
+    seen = torch.tensor(np.stack([np.stack(game.seen) for game in games], 1))  # (steps, B, 1, 42, 42)
+    rewards = torch.tensor([game.rewards for game in games], dtype=F64).t()  # (steps, B)
+    state = (torch.zeros(BATCH, 256, dtype=F64), torch.zeros(BATCH, 256, dtype=F64))
+    updates = []
+    for start in range(0, STEPS * ROLLOUTS, STEPS):
+        reference.zero_grad()
+        state = (state[0].detach(), state[1].detach())  # truncated BPTT between rollouts
+        logits_seq, values_seq = [], []
+        targets = rewards[start:start + STEPS].clone()
+        dones = torch.zeros(STEPS, BATCH, dtype=F64)
+        for t in range(start, start + STEPS):
+            logits, values, state = reference(seen[t], state, restart_mask(ends, t - 1))
+            logits_seq.append(logits)
+            values_seq.append(values.squeeze(1))
+            for game, ending in ends.get(t, {}).items():
+                dones[t - start, game] = 1.0
+                if ending == "truncated":  # r + gamma V(final frame), from this game's state
+                    final = torch.from_numpy(games[game].final_frames[t]).unsqueeze(0)
+                    with torch.no_grad():
+                        _, value, _ = reference(final, (state[0][game:game + 1], state[1][game:game + 1]))
+                    targets[t - start, game] += gamma * value.item()
+        last = start + STEPS - 1
+        following = seen[last + 1] if last + 1 < len(seen) else \
+            torch.tensor(np.stack([game.current for game in games]))
+        with torch.no_grad():
+            _, bootstrap, _ = reference(following, state, restart_mask(ends, last))
+        logits, values = torch.stack(logits_seq), torch.stack(values_seq)
+        returns, advantages = reference_targets(targets, dones, values.detach(), bootstrap.squeeze(1),
+                                                gamma, SETTINGS["gae_lambda"])
+        log_probs = torch.log_softmax(logits, 2)
+        taken = actions[start:start + STEPS].unsqueeze(2)
+        policy = -(log_probs.gather(2, taken).squeeze(2) * advantages).sum()
+        entropy = -(log_probs.exp() * log_probs).sum()
+        value = 0.5 * ((returns - values) ** 2).sum()
+        (policy + SETTINGS["value_loss_coef"] * value - SETTINGS["entropy_coef"] * entropy).backward()
+        grads = reference.gradients_like(model)
+        updates.append({name: grads[name].clone() for name, _ in model.named_parameters()})
+    return updates
+
+
+def test_the_worker_feeds_the_network_what_each_game_showed(played):
+    worker, games, frames, _, _, _ = played
+    seen = torch.tensor(np.stack([np.stack(game.seen) for game in games], 1))
+    assert frames.shape == seen.shape == (STEPS * ROLLOUTS, BATCH, 1, 42, 42)
+    assert torch.equal(frames, seen)  # reset frames included, final frames never
+
+
+def test_every_update_equals_autograd_on_a_replay_of_the_games(played):
+    worker, games, _, actions, updates, _ = played
+    assert len(updates) == ROLLOUTS
+    expected = reference_updates(worker.model, games, actions)
+    names = [name for name, _ in worker.model.named_parameters()]
+    for k, (ours, reference) in enumerate(zip(updates, expected)):
+        for name, grad in zip(names, ours):
+            assert_close(grad, reference[name], what=f"update {k + 1}, {name}")
+
+
+def test_each_finished_episode_is_reported_with_its_game_score_and_length(played):
+    _, games, _, _, _, messages = played
+    episodes = [m[1:] for m in messages if m[0] == "episode"]
+    ends = ends_by_step()
+    expected = []
+    for step in sorted(ends):
+        for game in sorted(ends[step]):
+            previous_end = max([s for s in ends if s < step and game in ends[s]], default=-1)
+            score = sum(games[game].rewards[previous_end + 1:step + 1])
+            expected.append((0, game, score, step - previous_end))
+    assert [(rank, env, ret, length) for rank, env, _, ret, length in episodes] == expected
+    assert sum(1 for m in messages if m[0] == "update") == ROLLOUTS
