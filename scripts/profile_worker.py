@@ -1,0 +1,84 @@
+"""Where a worker's time goes: one worker in this process under the torch profiler.
+
+Prints the time split per update (env, forward, backward, optimizer), the torch
+operators that take the most time, and how much slower the same games step inside the
+worker than alone (the network and the emulator evict each other from the CPU caches).
+
+    python scripts/profile_worker.py [--envs-per-worker 8] [--updates 30] [--top 15]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from a3c.config import load_config  # noqa: E402
+from a3c.envs import make_vector_env  # noqa: E402
+from a3c.memory import keep_freed_memory  # noqa: E402
+from a3c.model import ActorCritic  # noqa: E402
+from a3c.optim import make_optimizer  # noqa: E402
+from a3c.worker import PHASES, SharedState, Worker, time_split  # noqa: E402
+
+
+class Discard:
+    def put(self, message) -> None:
+        pass
+
+
+def env_alone_ms(env_id: str, batch: int, steps: int) -> float:
+    """ms per agent step of the same games, random actions, nothing else running."""
+    envs = make_vector_env(env_id, batch)
+    envs.reset(seed=list(range(batch)))
+    started = time.perf_counter()
+    for _ in range(steps // batch):
+        envs.step(envs.action_space.sample())
+    return 1e3 * (time.perf_counter() - started) / (steps // batch * batch)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--envs-per-worker", type=int, default=8)
+    parser.add_argument("--updates", type=int, default=30, help="updates profiled (after 5 warm-up ones)")
+    parser.add_argument("--top", type=int, default=15, help="operators listed")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    keep_freed_memory()
+    batch = args.envs_per_worker
+    config = load_config(None, {"workers": 1, "envs_per_worker": batch})
+    steps_per_update = config.num_steps * batch
+
+    def worker_for(updates: int) -> tuple[Worker, SharedState]:
+        model = ActorCritic(18, seed=config.seed).share_memory()
+        shared = SharedState(model, make_optimizer(config.optimizer, model.parameters(), config.lr),
+                             torch.zeros(2, dtype=torch.int64), torch.zeros(1, 3, dtype=torch.float64),
+                             threading.Event(), SharedState.timing_table(1))
+        config.total_steps = updates * steps_per_update
+        return Worker(0, config, shared, Discard()), shared
+
+    warm, _ = worker_for(5)
+    warm.run()
+    worker, shared = worker_for(args.updates)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        started = time.perf_counter()
+        worker.run()
+        wall = time.perf_counter() - started
+    split = time_split(shared.timings)
+    alone = env_alone_ms(config.env_id, batch, 2000)
+    print(f"# one worker, envs_per_worker={batch}, {args.updates} updates of {steps_per_update} steps "
+          f"under the torch profiler (which slows torch ops down)")
+    print(f"agent steps/s: {shared.global_step / wall:.0f}")
+    print("ms per update: " + "  ".join(f"{phase} {split[phase]:.1f}" for phase in PHASES))
+    print("ms per agent step: " + "  ".join(f"{phase} {split[phase] / steps_per_update:.3f}" for phase in PHASES))
+    print(f"env step alone: {alone:.3f} ms per agent step; inside the worker: "
+          f"{split['env'] / steps_per_update:.3f} ({split['env'] / steps_per_update / alone:.2f}x)")
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.top))
+
+
+if __name__ == "__main__":
+    main()
