@@ -104,6 +104,7 @@ class Worker:
         self.rewards = torch.zeros(steps, batch, dtype=dtype)
         self.dones = torch.zeros(steps, batch, dtype=dtype)  # 1 where the episode ended at this step
         self.timings = shared.timings[rank]
+        self.clock = [0.0] * len(PHASES)  # this update's seconds per phase, added to timings once
 
     def run(self) -> None:
         config, shared = self.config, self.shared
@@ -113,7 +114,7 @@ class Worker:
         while not shared.should_stop() and shared.global_step < config.total_steps:
             started = time.perf_counter()
             self.model.copy_from(shared.model)
-            self.timings[3] += time.perf_counter() - started
+            self.clock[3] += time.perf_counter() - started
             rollout = self.collect(obs, state, restart_mask)
             if rollout is None:  # stop requested mid-rollout: a partial rollout is not learned from
                 return
@@ -128,7 +129,7 @@ class Worker:
         Returns (next obs, LSTM state, restart mask, bootstrap values V(s_T) (B,)), or None
         when a stop is requested.
         """
-        model, clock, timings = self.model, time.perf_counter, self.timings
+        model, clock, seconds = self.model, time.perf_counter, self.clock
         for t in range(self.config.num_steps):
             if self.shared.stop.is_set():
                 return None
@@ -140,8 +141,8 @@ class Worker:
             self.logits[t], self.values[t], self.actions[t] = logits, values, actions
             stepped = clock()
             obs, rewards, terminated, truncated, info = self.envs.step(actions.numpy())
-            timings[1] += stepped - started
-            timings[0] += clock() - stepped
+            seconds[1] += stepped - started
+            seconds[0] += clock() - stepped
             self.rewards[t] = torch.from_numpy(rewards)
             self.dones[t] = torch.from_numpy(terminated)
             ended = terminated | truncated
@@ -152,7 +153,7 @@ class Worker:
                 restart_mask = None
         started = clock()
         _, bootstrap, _ = model.step(torch.from_numpy(obs).to(self.frames.dtype), state, restart_mask)
-        timings[1] += clock() - started
+        seconds[1] += clock() - started
         return obs, state, restart_mask, bootstrap.view(-1)
 
     def _end_episodes(self, t, ended, cut, info, state) -> None:
@@ -169,28 +170,35 @@ class Worker:
                             int(stats["l"][env_index])))
         if cut.any():
             rows = torch.from_numpy(cut.nonzero()[0])
-            final = torch.from_numpy(np.stack(info["final_obs"][cut])).to(self.frames.dtype)  # an object array
+            final = np.stack(info["final_obs"][cut])  # gymnasium gives an object array of frames
+            final = torch.from_numpy(final).to(self.frames.dtype)
             _, final_values, _ = self.model.step(final, (state[0][rows], state[1][rows]))
             self.rewards[t, rows] += self.config.gamma * final_values.view(-1)
             self.dones[t, rows] = 1.0
 
     def learn(self, bootstrap: torch.Tensor, global_step: int) -> None:
+        """Gradients of the rollout's loss, clipped and applied to the shared network."""
         config, clock = self.config, time.perf_counter
         started = clock()
+        grads, (policy, value, entropy) = self.gradients(bootstrap)
+        mid = clock()
+        lr = annealed_lr(config.lr, global_step, config.total_steps, config.lr_anneal)
+        grad_norm, applied = self.shared.optimizer.clip_and_step(grads, config.max_grad_norm, lr, self.rank)
+        self.model.zero_grad()
+        self.clock[2] += mid - started
+        self.clock[3] += clock() - mid
+        self.timings += torch.tensor([*self.clock, 1.0], dtype=torch.float64)  # one shared write per update
+        self.clock = [0.0] * len(PHASES)
+        self.queue.put(("update", self.rank, global_step, policy, value, entropy, grad_norm, lr, not applied))
+
+    def gradients(self, bootstrap: torch.Tensor) -> tuple[list[torch.Tensor], tuple[float, float, float]]:
+        """d(loss)/d(parameters) of the recorded rollout, by hand; and the (policy, value,
+        entropy) sums for the logs."""
+        config = self.config
         terms = a3c_loss(
             self.logits, self.values, self.actions, self.rewards, self.dones, bootstrap,
             gamma=config.gamma, gae_lambda=config.gae_lambda,
             entropy_coef=config.entropy_coef, value_loss_coef=config.value_loss_coef,
         )
         self.model.backward(terms.grad_logits, terms.grad_values)
-        grads = [p.grad for p in self.model.parameters()]
-        mid = clock()
-        lr = annealed_lr(config.lr, global_step, config.total_steps, config.lr_anneal)
-        grad_norm, applied = self.shared.optimizer.clip_and_step(grads, config.max_grad_norm, lr, self.rank)
-        self.model.zero_grad()
-        timings = self.timings
-        timings[2] += mid - started
-        timings[3] += clock() - mid
-        timings[4] += 1
-        self.queue.put(("update", self.rank, global_step, terms.policy, terms.value, terms.entropy,
-                        grad_norm, lr, not applied))
+        return [p.grad for p in self.model.parameters()], (terms.policy, terms.value, terms.entropy)

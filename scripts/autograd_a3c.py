@@ -9,14 +9,13 @@ product.
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from a3c.loss import discounted_targets  # noqa: E402
-from a3c.optim import annealed_lr, make_optimizer  # noqa: E402
+from a3c.optim import make_optimizer  # noqa: E402
 from a3c.worker import Worker  # noqa: E402
 from tests.autograd_reference import TorchActorCritic  # noqa: E402
 
@@ -63,9 +62,8 @@ class AutogradWorker(Worker):
         super().__init__(*args, **kwargs)
         self.model = AutogradNetwork(self.n_actions)
 
-    def learn(self, bootstrap: torch.Tensor, global_step: int) -> None:
-        config, clock = self.config, time.perf_counter
-        started = clock()
+    def gradients(self, bootstrap: torch.Tensor):
+        config = self.config
         logits = torch.stack([r[0] for r in self.model.recorded])  # (T, B, A), with graph
         values = torch.stack([r[1] for r in self.model.recorded]).squeeze(2)
         self.model.recorded.clear()
@@ -78,15 +76,7 @@ class AutogradWorker(Worker):
         loss = policy_loss + config.value_loss_coef * value_loss - config.entropy_coef * entropy
         loss.backward()
         grads = [p.grad for p in self.model.parameters()]
-        mid = clock()
-        lr = annealed_lr(config.lr, global_step, config.total_steps, config.lr_anneal)
-        grad_norm, applied = self.shared.optimizer.clip_and_step(grads, config.max_grad_norm, lr, self.rank)
-        self.model.zero_grad()
-        self.timings[2] += mid - started
-        self.timings[3] += clock() - mid
-        self.timings[4] += 1
-        self.queue.put(("update", self.rank, global_step, policy_loss.item(), value_loss.item(),
-                        entropy.item(), grad_norm, lr, not applied))
+        return grads, (policy_loss.item(), value_loss.item(), entropy.item())
 
 
 def shared_network(n_actions: int, optimizer: str, lr: float, slots: int):
