@@ -35,8 +35,9 @@ class Config:
     update covers num_steps x B agent steps."""
     num_steps: int = 20
     """Rollout length: steps per worker between two updates (the BPTT window)."""
-    lr: float = 1e-4
-    """Learning rate of the shared optimizer."""
+    lr: float = 3e-4
+    """Learning rate of the shared optimizer (1e-4 suits envs_per_worker=1: an update then
+    averages 8x fewer steps)."""
     gamma: float = 0.99
     """Discount factor."""
     gae_lambda: float = 1.0
