@@ -66,6 +66,12 @@ class Config:
     """Seconds between progress lines when stdout is not a terminal."""
     forget_bias: float = 0.0
     """Initial bias of the LSTM forget gate."""
+    backend: str = "local"
+    """'local': worker processes on this machine, sharing memory; 'ray': a parameter
+    server and worker actors on a Ray cluster (pip install -e ".[ray]")."""
+    ray_address: str | None = None
+    """backend=ray: 'auto' or HOST:PORT of a running cluster; empty = start Ray here with
+    one CPU per worker."""
     eval_interval: float = 60.0
     """Seconds between evaluations of the shared network during training; 0 = no evaluator."""
     eval_episodes: int = 3
@@ -92,7 +98,7 @@ def field_docs() -> dict[str, str]:
             for k, node in enumerate(body[:-1])
             if isinstance(node, ast.AnnAssign) and isinstance(body[k + 1], ast.Expr)}
 
-CHOICES = {"optimizer": ("adam", "rmsprop")}
+CHOICES = {"optimizer": ("adam", "rmsprop"), "backend": ("local", "ray")}
 
 
 def _coerce(key: str, value: Any) -> Any:

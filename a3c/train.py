@@ -140,6 +140,9 @@ class Trainer:
             self.metrics.writer.add_scalar("train/worker_restarts", self.restarts, self.shared.global_step)
             self.start_worker(rank, restart=self.restarts)
 
+    def process_ids(self) -> dict[str, int]:
+        return {("evaluator" if key == EVALUATOR else f"worker {key}"): proc.pid for key, proc in self.procs.items()}
+
     def request_stop(self, reason: str, exit_code: int = 0) -> None:
         if self.stop_reason is None:
             self.stop_reason, self.exit_code = reason, exit_code
@@ -162,14 +165,15 @@ class Trainer:
 
     # --- checkpoints ---------------------------------------------------------------------
     def save(self) -> Path:
-        path = self.run_dir / "checkpoints" / "latest.pt"
+        shared = self.shared
+        return self.write_checkpoint(self.run_dir / "checkpoints" / "latest.pt",
+                                     {k: v.clone() for k, v in shared.model.state_dict().items()},
+                                     shared.optimizer.state_dict(), shared.global_step, shared.obs_norm.clone())
+
+    def write_checkpoint(self, path: Path, model: dict, optimizer: dict, global_step: int, obs_norm) -> Path:
         save_checkpoint(path, {
-            "model": {k: v.clone() for k, v in self.shared.model.state_dict().items()},
-            "optimizer": self.shared.optimizer.state_dict(),
-            "global_step": self.shared.global_step,
-            "obs_norm": self.shared.obs_norm.clone(),
-            "n_actions": self.n_actions,
-            "config": self.config.to_dict(),
+            "model": model, "optimizer": optimizer, "global_step": global_step, "obs_norm": obs_norm,
+            "n_actions": self.n_actions, "config": self.config.to_dict(),
         })
         return path
 
@@ -180,23 +184,27 @@ class Trainer:
         except queue_errors.Empty:
             return
         while True:
-            kind = message[0]
-            if kind == "episode":
-                _, rank, env_index, step, raw_return, length = message
-                self.metrics.episode(step, raw_return, length, rank, env_index)
-            elif kind == "update":
-                self.metrics.update(*message[2:])
-            elif kind == "eval":
-                self.metrics.evaluation(*message[1:])
-            elif kind == "eval_clip":
-                self.metrics.clip(*message[1:])
-            elif kind == "error":
-                who = message[1] if message[1] == EVALUATOR else f"worker {message[1]}"
-                self.metrics.event(f"{who} failed:\n{message[2].rstrip()}")
+            self.handle(message)
             try:
                 message = self.queue.get_nowait()
             except queue_errors.Empty:
                 return
+
+    def handle(self, message: tuple) -> None:
+        """One message of a worker or the evaluator (see a3c/worker.py, a3c/evaluator.py)."""
+        kind = message[0]
+        if kind == "episode":
+            _, rank, env_index, step, raw_return, length = message
+            self.metrics.episode(step, raw_return, length, rank, env_index)
+        elif kind == "update":
+            self.metrics.update(*message[2:])
+        elif kind == "eval":
+            self.metrics.evaluation(*message[1:])
+        elif kind == "eval_clip":
+            self.metrics.clip(*message[1:])
+        elif kind == "error":
+            who = message[1] if message[1] == EVALUATOR else f"worker {message[1]}"
+            self.metrics.event(f"{who} failed:\n{message[2].rstrip()}")
 
     def run(self) -> int:
         config = self.config
@@ -214,8 +222,7 @@ class Trainer:
             if config.eval_interval > 0:
                 self.start_evaluator()
             self.metrics.event("processes: " + ", ".join(
-                f"{'evaluator' if key == EVALUATOR else f'worker {key}'} pid {proc.pid}"
-                for key, proc in self.procs.items()))
+                f"{name} pid {pid}" for name, pid in self.process_ids().items()))
             last_checkpoint = time.monotonic()
             while any(rank != EVALUATOR for rank in self.procs) and self.stop_reason is None:
                 self.drain_queue(timeout=0.2)
@@ -247,7 +254,13 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)  # the main process only coordinates; the cores belong to workers
     try:
         config, checkpoint = parse_args(argv)
-        trainer = Trainer(config, checkpoint)
+        if config.backend == "ray":
+            from a3c.ray_backend import RayTrainer, import_ray
+
+            import_ray()  # before anything starts: a missing install is a one-line error
+            trainer = RayTrainer(config, checkpoint)
+        else:
+            trainer = Trainer(config, checkpoint)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

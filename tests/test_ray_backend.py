@@ -1,0 +1,95 @@
+"""backend=ray on a local Ray instance (2 CPUs): the same training, checkpoints and faults.
+
+Each run starts its own Ray (token auth off: a private local instance), so these tests
+take a minute or two.
+"""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from a3c.checkpoint import load_checkpoint
+from tests.test_training_run import alive, child_pids, progress, wait_for
+
+pytest.importorskip("ray")
+
+ROOT = Path(__file__).resolve().parent.parent
+RAY = ["--config", "configs/smoke.yaml", "backend=ray", "eval_interval=0"]
+ENV = dict(os.environ, RAY_AUTH_MODE="disabled", PYTHONWARNINGS="ignore")
+
+
+def start(run_dir: Path, *args: str) -> tuple[subprocess.Popen, Path]:
+    log = run_dir.parent / f"{run_dir.name}.log"
+    with open(log, "w") as handle:
+        proc = subprocess.Popen([sys.executable, "-m", "a3c.train", *args, f"run_dir={run_dir}"], cwd=ROOT,
+                                stdout=handle, stderr=subprocess.STDOUT, env=ENV)
+    return proc, log
+
+
+def server_pid(log: Path) -> int | None:
+    match = re.search(r"parameter server pid (\d+)", log.read_text())
+    return int(match.group(1)) if match else None
+
+
+def test_a_ray_run_survives_a_killed_worker_applies_every_gradient_and_resumes_locally(tmp_path):
+    run_dir = tmp_path / "ray"
+    proc, log = start(run_dir, *RAY, "total_steps=3000")
+    try:
+        wait_for(lambda: progress(log) > 0, 240, "training progress")
+        os.kill(child_pids(log)["worker 0"], signal.SIGKILL)
+        assert proc.wait(timeout=400) == 0, log.read_text()
+    finally:
+        proc.kill()
+    text = log.read_text()
+    assert "worker 0 died (exit code 1); restarting it (1/10)" in text, text
+    pushed, applied = map(int, re.search(r"gradients pushed (\d+), applied (\d+)", text).groups())
+    checkpoint = load_checkpoint(run_dir / "checkpoints" / "latest.pt")
+    assert pushed == applied == checkpoint["optimizer"]["updates"] > 0
+    # every applied gradient came with one 20-step rollout; a killed worker's unsent one is lost
+    assert checkpoint["global_step"] == 20 * applied >= 3000
+    assert (checkpoint["obs_norm"][:, 2] > 0).all()
+
+    resumed, log = start(run_dir, "--config", "configs/smoke.yaml", "eval_interval=0", "total_steps=4000",
+                         f"resume={run_dir / 'checkpoints' / 'latest.pt'}")
+    assert resumed.wait(timeout=240) == 0, log.read_text()
+    after = load_checkpoint(run_dir / "checkpoints" / "latest.pt")
+    assert after["global_step"] >= 4000 and after["optimizer"]["updates"] > applied
+
+
+def test_a_local_checkpoint_resumes_on_ray_and_a_lost_server_stops_the_run_cleanly(smoke_run, tmp_path):
+    start_checkpoint = smoke_run / "checkpoints" / "latest.pt"
+    start_step = load_checkpoint(start_checkpoint)["global_step"]
+    run_dir = tmp_path / "ray"
+    proc, log = start(run_dir, *RAY, f"resume={start_checkpoint}", "total_steps=10000000",
+                      "checkpoint_interval=2")
+    try:
+        wait_for(lambda: progress(log) > start_step and (run_dir / "checkpoints" / "latest.pt").exists(),
+                 240, "progress and a first checkpoint")
+        wait_for(lambda: load_checkpoint(run_dir / "checkpoints" / "latest.pt")["global_step"] > start_step,
+                 60, "a checkpoint past the resumed step")
+        workers = [pid for name, pid in child_pids(log).items() if name.startswith("worker")]
+        os.kill(server_pid(log), signal.SIGKILL)
+        code = proc.wait(timeout=120)
+    finally:
+        proc.kill()
+    text = log.read_text()
+    assert code == 1, text
+    assert "parameter server lost" in text and "the last checkpoint is kept" in text, text
+    kept = load_checkpoint(run_dir / "checkpoints" / "latest.pt")  # intact and loadable
+    assert start_step < kept["global_step"] < 10000000
+    wait_for(lambda: not any(alive(pid) for pid in workers), 30, "worker actors to exit")
+
+
+def test_without_ray_installed_backend_ray_exits_2_with_the_install_command(tmp_path):
+    code = ("import sys; sys.modules['ray'] = None; from a3c.train import main; "
+            f"sys.exit(main(['backend=ray', 'run_dir={tmp_path / 'run'}']))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert 'error: backend=ray needs Ray: pip install -e ".[ray]"' in result.stderr
+    assert "Traceback" not in result.stderr
