@@ -46,6 +46,12 @@ def import_ray():
     return ray
 
 
+class _Outbox(list):
+    """The queue a Worker puts its messages in."""
+
+    put = list.append
+
+
 def _copy_into(tensors: list[torch.Tensor], arrays) -> None:
     for tensor, array in zip(tensors, arrays):
         np.copyto(tensor.numpy(), array)  # Ray's arrays are read-only: copy, never alias
@@ -64,7 +70,8 @@ class ParameterServer:
         self.obs_norm = state["obs_norm"].clone()
         self.timings = SharedState.timing_table(workers)
         self.messages: list[tuple] = []
-        self.pushed = self.applied = 0
+        self.received = 0  # gradients pushed to us; applied ones show in the optimizer's count
+        self.start_updates = self.optimizer.update_count
         self.stopping = False
 
     def weights(self) -> list[np.ndarray]:
@@ -81,9 +88,8 @@ class ParameterServer:
         Returns (global step, whether to stop, the current weights).
         """
         if grads is not None:
-            self.pushed += 1
+            self.received += 1
             self.optimizer.step([torch.tensor(g) for g in grads], lr, rank)
-            self.applied += 1
         self.steps[rank] += steps
         self.obs_norm[rank] = torch.from_numpy(np.array(obs_norm_row))
         self.timings[rank] += torch.from_numpy(np.array(timings_delta))
@@ -93,7 +99,8 @@ class ParameterServer:
     def drain(self):
         """Messages since the last call, and the counters the driver mirrors."""
         messages, self.messages = self.messages, []
-        return messages, self.steps.numpy(), self.obs_norm.numpy(), self.timings.numpy(), self.pushed, self.applied
+        applied = self.optimizer.update_count - self.start_updates
+        return messages, self.steps.numpy(), self.obs_norm.numpy(), self.timings.numpy(), self.received, applied
 
     def checkpoint_state(self) -> dict:
         return {"model": {k: v.clone() for k, v in self.model.state_dict().items()},
@@ -128,8 +135,7 @@ class RemoteShared:
         self.obs_norm[rank] = torch.from_numpy(np.array(obs_row))
         self.timings = SharedState.timing_table(workers)
         self.stop = threading.Event()
-        self.queue: list[tuple] = []
-        self.queue_put = self.queue.append
+        self.outbox = _Outbox()  # the worker's messages, sent with the next push
         self._sent_steps = 0
         self._sent_timings = torch.zeros(len(PHASES) + 1, dtype=torch.float64)
 
@@ -150,7 +156,7 @@ class RemoteShared:
         """Send gradients (or None) with everything reported since the last push; load the reply."""
         steps = int(self.steps[self.rank])
         timings = self.timings[self.rank].clone()
-        messages, self.queue[:] = list(self.queue), []
+        messages, self.outbox[:] = list(self.outbox), []
         reply = self.server.push.remote(
             self.rank, grads, lr, steps - self._sent_steps, self.obs_norm[self.rank].numpy(),
             (timings - self._sent_timings).numpy(), messages)
@@ -159,11 +165,6 @@ class RemoteShared:
         _copy_into(self.model.parameters(), weights)
         if stopping:
             self.stop.set()
-
-
-class _ListQueue:
-    def __init__(self, shared: RemoteShared) -> None:
-        self.put = shared.queue_put
 
 
 class RayWorker:
@@ -178,7 +179,7 @@ class RayWorker:
         keep_freed_memory()
         self.pid = os.getpid()
         self.shared = RemoteShared(ray, server, rank, config.workers, n_actions, config)
-        self.worker = Worker(rank, config, self.shared, _ListQueue(self.shared), restart)
+        self.worker = Worker(rank, config, self.shared, self.shared.outbox, restart)
 
     def get_pid(self) -> int:
         return self.pid
