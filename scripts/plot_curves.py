@@ -1,6 +1,6 @@
 """Plot learning curves (raw score against agent steps) of one or more runs to a PNG.
 
-    python scripts/plot_curves.py runs/A [runs/B ...] --out curve.png [--window 100]
+    python scripts/plot_curves.py runs/A [runs/B ...] --out curve.png [--window 100] [--labels A B ...]
 
 For each run: every training episode's raw score (faint), its running mean over the
 last ``--window`` episodes (solid), and the evaluator's mean greedy score (markers).
@@ -35,21 +35,22 @@ def running_mean(values: list[float], window: int) -> list[float]:
     return means
 
 
-def plot(run_dirs: list[Path], out: Path, window: int) -> int:
+def plot(run_dirs: list[Path], out: Path, window: int, labels: list[str] | None = None) -> int:
     figure, axes = plt.subplots(figsize=(9, 5), dpi=110)
     plotted = 0
-    for index, run_dir in enumerate(run_dirs):
+    labels = labels or [run_dir.name for run_dir in run_dirs]
+    for index, (run_dir, name) in enumerate(zip(run_dirs, labels)):
         colour = f"C{index}"
         steps, scores = read_scalars(run_dir, "train/episode_return")
         if steps:
             axes.plot(steps, scores, ".", color=colour, alpha=0.15, markersize=3)
             axes.plot(steps, running_mean(scores, window), color=colour, linewidth=2,
-                      label=f"{run_dir.name}: training, mean of last {window} episodes")
+                      label=f"{name}: training, mean of last {window} episodes")
             plotted += 1
         eval_steps, eval_scores = read_scalars(run_dir, "eval/mean_return")
         if eval_steps:
             axes.plot(eval_steps, eval_scores, "o--", color=colour, markersize=4, linewidth=1,
-                      label=f"{run_dir.name}: evaluation (greedy)")
+                      label=f"{name}: evaluation (greedy)")
             plotted += 1
     if not plotted:
         print(f"no episode scores found in {', '.join(map(str, run_dirs))}", file=sys.stderr)
@@ -70,8 +71,11 @@ def main() -> int:
     parser.add_argument("runs", nargs="+", type=Path, help="run directories (each holds tensorboard/)")
     parser.add_argument("--out", type=Path, default=Path("learning_curve.png"))
     parser.add_argument("--window", type=int, default=100, help="episodes in the running mean")
+    parser.add_argument("--labels", nargs="+", help="legend names of the runs (default: folder names)")
     args = parser.parse_args()
-    return plot(args.runs, args.out, args.window)
+    if args.labels and len(args.labels) != len(args.runs):
+        parser.error(f"--labels needs one name per run ({len(args.runs)}), got {len(args.labels)}")
+    return plot(args.runs, args.out, args.window, args.labels)
 
 
 if __name__ == "__main__":

@@ -17,10 +17,17 @@ def run_script(*args):
 
 def test_plot_curves_writes_a_png(smoke_run, tmp_path):
     out = tmp_path / "curve.png"
-    result = run_script("scripts/plot_curves.py", str(smoke_run), "--out", str(out), "--window", "10")
+    result = run_script("scripts/plot_curves.py", str(smoke_run), "--out", str(out), "--window", "10",
+                        "--labels", "smoke")
     assert result.returncode == 0, result.stderr
     image = Image.open(out)
     assert image.format == "PNG" and image.size[0] > 500
+
+
+def test_plot_curves_wants_one_label_per_run(smoke_run, tmp_path):
+    result = run_script("scripts/plot_curves.py", str(smoke_run), str(smoke_run), "--labels", "only-one",
+                        "--out", str(tmp_path / "x.png"))
+    assert result.returncode == 2 and "--labels needs one name per run (2), got 1" in result.stderr
 
 
 def test_learning_curve_reads_an_existing_run(smoke_run):
