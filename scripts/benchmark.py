@@ -46,7 +46,7 @@ def run_process(kind: str, rank: int, config, shared: SharedState, queue) -> Non
         envs = make_vector_env(config.env_id, config.envs_per_worker)
         envs.reset(seed=[config.seed + rank * config.envs_per_worker + k for k in range(config.envs_per_worker)])
         envs.action_space.seed(config.seed + rank)
-        while not shared.stop.is_set():
+        while not shared.should_stop():  # also ends if the benchmark itself is killed
             started = time.perf_counter()
             envs.step(envs.action_space.sample())
             shared.timings[rank, 0] += time.perf_counter() - started
