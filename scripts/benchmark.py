@@ -48,9 +48,10 @@ def run_process(kind: str, rank: int, config, shared: SharedState, queue) -> Non
         envs.action_space.seed(config.seed + rank)
         while not shared.should_stop():  # also ends if the benchmark itself is killed
             started = time.perf_counter()
-            envs.step(envs.action_space.sample())
+            for _ in range(config.num_steps):  # the shared counters once per "update", as a worker
+                envs.step(envs.action_space.sample())
             shared.timings[rank, 0] += time.perf_counter() - started
-            shared.steps[rank] += config.envs_per_worker
+            shared.steps[rank] += config.num_steps * config.envs_per_worker
         return
     worker_class = AutogradWorker if kind == "autograd" else Worker
     worker_class(rank, config, shared, queue).run()
