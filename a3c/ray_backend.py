@@ -211,6 +211,7 @@ class ActorHandle:
                 self.exitcode = 0
             except Exception:  # noqa: BLE001 - a crashed or killed actor: reported by the Trainer
                 self.exitcode = 1
+            self.ray.kill(self.actor, no_restart=True)  # free its CPU for a replacement
 
     def terminate(self) -> None:
         self.kill()
@@ -248,7 +249,13 @@ class RayTrainer(Trainer):
 
     def start_worker(self, rank: int, restart: int = 0) -> None:
         actor = self.worker_class.remote(rank, self.config, self.server, self.n_actions, restart)
-        pid = self.ray.get(actor.get_pid.remote(), timeout=CALL_TIMEOUT)
+        try:
+            pid = self.ray.get(actor.get_pid.remote(), timeout=CALL_TIMEOUT)
+        except Exception as error:  # noqa: BLE001 - no CPU free, a failing node, a crash in __init__
+            self.ray.kill(actor, no_restart=True)
+            self.metrics.event(f"worker {rank} could not start on Ray ({type(error).__name__}); stopping")
+            self.request_stop("a worker actor could not start", exit_code=1)
+            return
         self.procs[rank] = ActorHandle(self.ray, actor, actor.run.remote(), pid)
 
     def _server_call(self, method, *args):

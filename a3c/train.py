@@ -117,7 +117,10 @@ class Trainer:
             if proc.is_alive():
                 continue
             proc.join()
-            finished = self.shared.global_step >= self.config.total_steps or self.shared.stop.is_set()
+            # exit code 0: a worker that saw the run end (its view of the step count may be
+            # ahead of ours with the Ray backend)
+            finished = (proc.exitcode == 0 or self.shared.global_step >= self.config.total_steps
+                        or self.shared.stop.is_set())
             if rank == EVALUATOR:  # its failures never stop training
                 del self.procs[rank]
                 if not finished and self.evaluator_restarts < self.config.max_restarts:
