@@ -34,7 +34,7 @@ def registered_env_ids() -> list[str]:
 
 
 # the channel mean and the 1/255 scale as one weighted sum: cv2.transform does it 9x
-# faster than numpy's mean over the channel axis (2026-11-26, this 2-core VM)
+# faster than numpy's mean over the channel axis (single-op timings, 2026-11-26, 2-core VM)
 _GREY_WEIGHTS = np.full((1, 3), 1.0 / (3 * 255), dtype=np.float32)
 
 
