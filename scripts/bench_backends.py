@@ -7,6 +7,10 @@ per update. With Ray the "optimizer" phase is the round trip to the parameter se
 gradients out, fresh weights back.
 
     python scripts/bench_backends.py [--steps 30000] [--rounds 2] [key=value ...]
+    python scripts/bench_backends.py --overhead-only     # only the round-trip breakdown
+
+The breakdown times, on a local Ray, actor calls carrying what a push carries: nothing,
+the gradients out, the weights back, both; and the optimizer step the server applies.
 """
 from __future__ import annotations
 
@@ -17,9 +21,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
 
 def run(backend: str, steps: int, overrides: list[str]) -> tuple[float, str]:
@@ -35,12 +41,65 @@ def run(backend: str, steps: int, overrides: list[str]) -> tuple[float, str]:
     return statistics.median(rates[2:-1] or rates), split
 
 
+def round_trip_breakdown(repeats: int = 50) -> None:
+    """Median ms of actor calls carrying a push's payloads, and of the optimizer step."""
+    import numpy as np
+    import ray
+    import torch
+
+    from a3c.model import ActorCritic
+    from a3c.optim import make_optimizer
+
+    @ray.remote(num_cpus=0)
+    class Echo:
+        def __init__(self, size: int) -> None:
+            self.weights = np.zeros(size, dtype=np.float32)
+
+        def call(self, payload=None, reply: bool = False):
+            return self.weights if reply else None
+
+    model = ActorCritic(18)
+    size = sum(p.numel() for p in model.parameters())
+    grads = np.ones(size, dtype=np.float32)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        echo = Echo.remote(size)
+        ray.get(echo.call.remote())
+
+        def median_ms(fn) -> float:
+            times = []
+            for _ in range(repeats):
+                started = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - started)
+            return 1e3 * statistics.median(times)
+
+        rows = {
+            "empty call": lambda: ray.get(echo.call.remote()),
+            "gradients out": lambda: ray.get(echo.call.remote(grads)),
+            "weights back": lambda: ray.get(echo.call.remote(reply=True)),
+            "both (a push)": lambda: ray.get(echo.call.remote(grads, reply=True)),
+        }
+        print(f"# round trips on a local Ray, {size:,} float32 ({size * 4 / 1e6:.1f} MB) each way")
+        for name, fn in rows.items():
+            print(f"{name:<16} {median_ms(fn):6.2f} ms")
+    finally:
+        ray.shutdown()
+    optimizer = make_optimizer("adam", model.parameters(), 1e-4)
+    tensors = [torch.ones_like(p) for p in model.parameters()]
+    print(f"{'optimizer step':<16} {median_ms(lambda: optimizer.step(tensors)):6.2f} ms (Adam, in this process)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=30000, help="agent steps per run")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--overhead-only", action="store_true", help="only the round-trip breakdown")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="passed to both runs")
     args = parser.parse_args()
+    if args.overhead_only:
+        round_trip_breakdown()
+        return
     rates: dict[str, list[float]] = {"local": [], "ray": []}
     for round_index in range(args.rounds):
         for backend in rates:
@@ -49,6 +108,7 @@ def main() -> None:
             print(f"round {round_index + 1}  {backend:<5} {rate:6.0f} steps/s   ms per update: {split}", flush=True)
     ratio = statistics.median(r / l for r, l in zip(rates["ray"], rates["local"]))
     print(f"ray/local: {ratio:.2f}")
+    round_trip_breakdown()
 
 
 if __name__ == "__main__":
