@@ -192,6 +192,8 @@ def validate(config: Config) -> None:
     for key, choices in CHOICES.items():
         if getattr(config, key) not in choices:
             raise ConfigError(f"{key} must be one of {', '.join(choices)}, got {getattr(config, key)!r}")
+    if config.ray_address is not None and config.backend != "ray":
+        raise ConfigError(f"ray_address is only used with backend=ray (got backend={config.backend})")
 
 
 def resolve_workers(config: Config) -> int:

@@ -42,6 +42,8 @@ def test_every_field_has_a_docstring_shown_by_help():
     ({"gamma": 1.5}, r"gamma must be in \[0, 1\], got 1.5"),
     ({"num_steps": 0}, "num_steps must be positive"),
     ({"envs_per_worker": 0}, "envs_per_worker must be at least 1, got 0"),
+    ({"backend": "spark"}, "backend must be one of local, ray, got 'spark'"),
+    ({"ray_address": "auto"}, "ray_address is only used with backend=ray"),
     ({"optimizer": "sgd"}, "optimizer must be one of adam, rmsprop, got 'sgd'"),
 ])
 def test_bad_settings_raise_config_error(overrides, message):
