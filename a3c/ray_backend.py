@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import threading
 import time
+import traceback
 
 import numpy as np
 import torch
@@ -185,7 +186,12 @@ class RayWorker:
         return self.pid
 
     def run(self) -> int:
-        self.worker.run()
+        try:
+            self.worker.run()
+        except Exception:  # report it as a local worker does, then let the driver restart us
+            self.shared.outbox.put(("error", self.shared.rank, traceback.format_exc()[-3000:]))
+            self.shared.push(None)
+            raise
         self.shared.push(None)  # what the last update's report did not carry yet
         return 0
 
