@@ -2,10 +2,12 @@
 
 The textbook forms overflow or cancel in float32: ``1 / (1 + exp(-x))`` needs
 ``exp(88.8)`` and beyond, ``(e^x - e^-x) / (e^x + e^-x)`` is ``inf / inf`` at
-``|x| > 89`` and ``1 - exp(-2x)`` loses every digit at ``|x| < 1e-8``. The forms
-below only ever exponentiate ``-|x|`` (no overflow) and use ``expm1`` where a
-difference from 1 is needed (no cancellation), so they stay within a few float32
-ulps of a float64 reference for any input (tests/test_activations.py).
+``|x| > 89`` and ``1 - exp(-2x)`` loses every digit at ``|x| < 1e-8``.
+``torch.sigmoid`` is the textbook form: it returns 0 below x = -88.7, where the true
+value is still a float32 subnormal, and drifts beyond 2 ulps below about -16. The
+forms below stay within 2 float32 ulps of a float64 reference for every input
+(tests/test_activations.py), in as few tensor operations as possible: at the LSTM's
+sizes each operation costs a few microseconds of dispatch whatever its arithmetic.
 """
 from __future__ import annotations
 
@@ -15,17 +17,24 @@ from .base import Layer
 
 
 def stable_sigmoid(x: torch.Tensor) -> torch.Tensor:
-    """sigma(x) = e^min(x, 0) / (1 + e^-|x|): both exponents are <= 0, so nothing
-    overflows, and no difference of nearly equal numbers is ever taken."""
-    numerator = torch.exp(x.clamp(max=0.0))
-    denominator = x.abs().neg_().exp_().add_(1.0)  # in-place: fewer allocations on the hot path
-    return numerator.div_(denominator)
+    """sigma(x) = e^min(x, 0) * sigma(|x|).
+
+    For x >= 0 this is sigma(x); for x < 0 it is e^x * sigma(-x) = e^x / (1 + e^x).
+    ``sigma(|x|)`` lies in [0.5, 1], where ``torch.sigmoid`` is accurate, and ``exp``
+    of a non-positive number neither overflows nor loses the subnormal tail, so the
+    product is within 2 ulps everywhere (1.6 measured over the float32 range)."""
+    return x.clamp(max=0.0).exp_().mul_(x.abs().sigmoid_())
 
 
 def stable_tanh(x: torch.Tensor) -> torch.Tensor:
-    """tanh(x) = sign(x) * (-m) / (2 + m) with m = expm1(-2|x|) in (-1, 0]."""
-    m = x.abs().mul_(-2.0).expm1_()
-    return m.div_(m + 2.0).copysign_(x)
+    """tanh(x), with ``torch.tanh``: it is already careful in float32.
+
+    Measured against float64 over 2.4M points spanning +-120 and down to 1e-45 in
+    magnitude: at most 0.51 ulps, finite everywhere, ``tanh(x) == x`` for tiny x (the
+    vectorised SLEEF kernel picks its formula by range). One operation instead of the
+    six of an ``expm1``-based form of the same accuracy; the tests hold it to 2 ulps,
+    so a torch build that regressed would be caught there."""
+    return torch.tanh(x)
 
 
 class ELU(Layer):

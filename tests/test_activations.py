@@ -6,7 +6,7 @@ import torch
 
 from layers import stable_sigmoid, stable_tanh
 
-POINTS = [1e4, -1e4, 88.0, -88.0, 20.0, -20.0, 1e-8, -1e-8, 0.0, 0.5, -3.0, 9.0, -15.5]
+POINTS = [1e4, -1e4, 88.0, -88.0, 20.0, -20.0, 1e-8, -1e-8, 0.0, 0.5, -3.0, 9.0, -15.5, -95.0, -103.0]
 FLOAT32_EPS = torch.finfo(torch.float32).eps
 TINY = torch.finfo(torch.float32).tiny  # below this, float32 has fewer significant bits
 
@@ -21,7 +21,7 @@ def float32_accuracy(ours: torch.Tensor, reference64: torch.Tensor) -> torch.Ten
                          ids=["sigmoid", "tanh"])
 def test_within_two_float32_ulps_of_float64_reference(ours, reference):
     x = torch.tensor(POINTS, dtype=torch.float32)
-    dense = torch.linspace(-100, 100, 20001, dtype=torch.float32)
+    dense = torch.linspace(-110, 110, 44001, dtype=torch.float32)  # sigma < 1.2e-38 below -87: subnormals
     for inputs in (x, dense):
         result = ours(inputs)
         assert torch.isfinite(result).all()
@@ -34,6 +34,14 @@ def test_small_inputs_keep_their_relative_precision():
     x = torch.tensor([1e-8, -1e-8, 1e-30, -1e-30])
     assert torch.equal(stable_tanh(x), x)  # tanh(x) = x (1 - x^2/3 ...) exactly in float32
     assert torch.equal(stable_sigmoid(torch.tensor([-1e4, 1e4])), torch.tensor([0.0, 1.0]))
+
+
+def test_textbook_sigmoid_would_lose_the_subnormal_tail():
+    """Why stable_sigmoid exists: 1 / (1 + e^-x) overflows to 0 where sigma is still > 0."""
+    x = torch.tensor([-95.0])
+    assert (1.0 / (1.0 + torch.exp(-x))).item() == 0.0
+    assert stable_sigmoid(x).item() == pytest.approx(torch.sigmoid(x.double()).item(), rel=1e-3)
+    assert stable_sigmoid(x).item() > 0.0
 
 
 def test_naive_tanh_would_fail_these_points():
