@@ -46,10 +46,34 @@ class LSTMCell(Layer):
         if input_size < 1 or hidden_size < 1:
             raise ValueError(f"LSTMCell: sizes must be positive, got {input_size}, {hidden_size}")
         self.input_size, self.hidden_size = input_size, hidden_size
-        self.weight_ih = torch.zeros(4 * hidden_size, input_size, dtype=dtype)
-        self.weight_hh = torch.zeros(4 * hidden_size, hidden_size, dtype=dtype)
+        # W_ih and W_hh side by side in one (4H, in + H) matrix, exposed as two views: the
+        # forward is then one matmul of [x, h] instead of two (at batch 1 the matmuls only
+        # stream the 2 MB of weights, and one pass over both is ~20% faster than two)
+        self._weight = torch.zeros(4 * hidden_size, input_size + hidden_size, dtype=dtype)
+        self._weight_ih = self._weight[:, :input_size]
+        self._weight_hh = self._weight[:, input_size:]
         self.bias_ih = torch.zeros(4 * hidden_size, dtype=dtype) if bias else None
         self.bias_hh = torch.zeros(4 * hidden_size, dtype=dtype) if bias else None
+
+    # the views are fixed: assigning a new tensor would silently detach it from the
+    # matrix the forward uses, so weights are set in place (``load_state_dict``, ``copy_``)
+    @property
+    def weight_ih(self) -> torch.Tensor:
+        return self._weight_ih
+
+    @weight_ih.setter
+    def weight_ih(self, value) -> None:
+        raise AttributeError(f"{self.name}: weight_ih is a view into the cell's weight matrix; "
+                             f"set it in place (weight_ih.copy_(...) or load_state_dict)")
+
+    @property
+    def weight_hh(self) -> torch.Tensor:
+        return self._weight_hh
+
+    @weight_hh.setter
+    def weight_hh(self, value) -> None:
+        raise AttributeError(f"{self.name}: weight_hh is a view into the cell's weight matrix; "
+                             f"set it in place (weight_hh.copy_(...) or load_state_dict)")
 
     def __repr__(self) -> str:
         return f"LSTMCell({self.input_size}, {self.hidden_size}, bias={self.bias_ih is not None})"
@@ -69,9 +93,9 @@ class LSTMCell(Layer):
         if mask is not None:
             self._check_tensor("mask", mask, (n, 1))
             h, c = h * mask, c * mask
-        gates = torch.mm(x, self.weight_ih.t()) if self.bias_ih is None else \
-            torch.addmm(self.bias_ih, x, self.weight_ih.t())
-        gates.addmm_(h, self.weight_hh.t())
+        inputs = torch.cat((x, h), 1)
+        gates = torch.mm(inputs, self._weight.t()) if self.bias_ih is None else \
+            torch.addmm(self.bias_ih, inputs, self._weight.t())
         if self.bias_hh is not None:
             gates += self.bias_hh
         sig = stable_sigmoid(gates)  # the g block is computed but unused: one op, not three

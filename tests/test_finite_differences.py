@@ -4,6 +4,8 @@ For a scalar probe L = sum(y * g) with fixed random g, dL/dθ_k ≈ (L(θ_k + ε
 """
 from __future__ import annotations
 
+import itertools
+
 import torch
 
 from layers import ELU, Conv2d, Linear, LSTMCell
@@ -18,15 +20,14 @@ TOL = 1e-6  # the difference quotient itself is only accurate to about eps^2
 def numerical_gradient(probe, tensor: torch.Tensor) -> torch.Tensor:
     """Centred differences of the scalar ``probe()`` with respect to each entry of ``tensor``."""
     grad = torch.zeros_like(tensor)
-    flat, flat_grad = tensor.view(-1), grad.view(-1)
-    for k in range(flat.numel()):
-        saved = flat[k].item()
-        flat[k] = saved + EPS
+    for index in itertools.product(*map(range, tensor.shape)):  # parameters may be strided views
+        saved = tensor[index].item()
+        tensor[index] = saved + EPS
         upper = probe()
-        flat[k] = saved - EPS
+        tensor[index] = saved - EPS
         lower = probe()
-        flat[k] = saved
-        flat_grad[k] = (upper - lower) / (2 * EPS)
+        tensor[index] = saved
+        grad[index] = (upper - lower) / (2 * EPS)
     return grad
 
 

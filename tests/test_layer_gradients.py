@@ -150,6 +150,36 @@ def test_lstm_cell_matches_autograd_over_sequences(seed, mode):
         assert_close(param.grad, getattr(reference, name).grad, what=name)
 
 
+def test_lstm_weights_are_views_that_in_place_updates_reach():
+    """W_ih and W_hh live side by side in one matrix (one forward matmul): an in-place
+    change (an optimizer step, a load, shared memory) must reach the forward, and
+    rebinding the attribute, which would silently detach it, is refused."""
+    reference = torch.nn.LSTMCell(5, 3).double()
+    cell = LSTMCell(5, 3, dtype=F64)
+    cell.load_state_dict(reference.state_dict())
+    x, state = torch.randn(2, 5, dtype=F64), (torch.randn(2, 3, dtype=F64), torch.randn(2, 3, dtype=F64))
+    for name in ("weight_ih", "weight_hh"):
+        with torch.no_grad():
+            getattr(reference, name).add_(0.5)
+        getattr(cell, name).add_(0.5)
+        h, c = cell.forward(x, state, record=False)
+        h_ref, c_ref = reference(x, state)
+        assert_close(h, h_ref.detach(), what=f"h after an in-place change of {name}")
+        assert_close(c, c_ref.detach(), what=f"c after an in-place change of {name}")
+        with pytest.raises(AttributeError, match=f"{name} is a view"):
+            setattr(cell, name, torch.zeros_like(getattr(cell, name)))
+    cell.weight_ih.share_memory_()  # moves the whole matrix: both views and the forward follow
+    assert cell.weight_hh.is_shared()
+    cell.weight_ih.zero_()
+    cell.weight_hh.mul_(2.0)
+    with torch.no_grad():
+        reference.weight_ih.zero_()
+        reference.weight_hh.mul_(2.0)
+        h_ref, _ = reference(x, state)
+    h, _ = cell.forward(x, state, record=False)
+    assert_close(h, h_ref, what="h after in-place changes in shared memory")
+
+
 def test_gradients_accumulate_over_two_backward_calls():
     torch.manual_seed(0)
     conv, reference = Conv2d(2, 3, 3, padding=1, dtype=F64), torch.nn.Conv2d(2, 3, 3, padding=1).double()
