@@ -46,7 +46,12 @@ def select_action(logits: torch.Tensor, policy: str, generator: torch.Generator)
     probs = torch.softmax(logits, 1)
     if policy == "greedy":
         return probs.argmax(1), probs
-    return torch.multinomial(probs, 1, generator=generator).squeeze(1), probs
+    # inverse-CDF sampling: the first action whose cumulative probability exceeds u ~ U[0, 1).
+    # Five small ops where torch.multinomial runs ~45 (checks, syncs, copies): 36 against 62 us
+    # per call at batch 1 on the 2-core dev VM (throwaway timing, 2026-11-26)
+    u = torch.rand(probs.shape[0], 1, generator=generator, dtype=probs.dtype)
+    actions = torch.searchsorted(probs.cumsum(1), u, right=True).squeeze_(1)
+    return actions.clamp_(max=probs.shape[1] - 1), probs  # the cumsum may end a rounding short of 1
 
 
 def play_episode(env, model: ActorCritic, policy: str, generator: torch.Generator, seed: int | None = None,
