@@ -54,3 +54,38 @@ def test_benchmark_script_measures_every_kind_of_run(tmp_path):
         assert min(report["runs"][name][0]["split_ms"].values()) > 0, name
     assert set(report["ratios"]) == {"ours-B2/autograd", "ours-B2/env"}
     assert "ours-B2/autograd" in result.stdout and "steps/s" in result.stdout
+
+
+def test_roofline_counts_the_networks_arithmetic_by_hand():
+    """Multiply-adds of one agent step, written out layer by layer (x2 for FLOPs)."""
+    from a3c.model import ActorCritic
+    from scripts.roofline import network_flops
+
+    convs = [21 * 21 * 32 * 1 * 9, 11 * 11 * 32 * 32 * 9, 6 * 6 * 32 * 32 * 9, 3 * 3 * 32 * 32 * 9]
+    lstm, heads = 4 * 256 * (288 + 256), 256 * (1 + 18)
+    forward = 2 * (sum(convs) + lstm + heads)
+    # weight gradients everywhere, input gradients everywhere but into the frames
+    backward = 2 * (convs[0] + 2 * sum(convs[1:]) + 2 * lstm + 2 * heads)
+    assert network_flops(ActorCritic(18)) == {"forward": forward, "backward": backward}
+
+
+def test_roofline_sets_the_bound_beside_a_benchmark_report(tmp_path):
+    report = {"args": {"workers": 2}, "runs": {
+        "env-B8": [{"steps_per_s": 2000.0, "split_ms": {"env": 160.0, "forward": 0.0, "backward": 0.0,
+                                                       "optimizer": 0.0}}],
+        "ours-B8": [{"steps_per_s": 1000.0, "split_ms": {"env": 160.0, "forward": 80.0, "backward": 48.0,
+                                                        "optimizer": 3.2}}]}}
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps(report))
+    result = run_script("scripts/roofline.py", "--benchmark", str(path), "--gemm-seconds", "0.05")
+    assert result.returncode == 0, result.stderr
+    assert "env time per agent step on one core: 1.000 ms" in result.stdout  # 2 cores / 2000 steps/s
+    # 160 agent steps per update: (80 + 48 + 3.2) ms / 160 = 0.82 ms
+    assert "measured ours-B8: forward 0.500 + backward 0.300 + optimizer 0.020 = 0.820 ms" in result.stdout
+    best = float(result.stdout.split("best possible ours/env: ")[1].split()[0])
+    assert 0.5 < best < 1.0
+
+
+def test_roofline_refuses_a_target_outside_zero_one(tmp_path):
+    result = run_script("scripts/roofline.py", "--target", "1.5", "--gemm-seconds", "0.05")
+    assert result.returncode == 2 and "--target must lie in (0, 1)" in result.stderr

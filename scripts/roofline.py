@@ -1,0 +1,141 @@
+"""How fast could any trainer of this network be here? A bound from arithmetic.
+
+Counts the floating-point operations of one agent step of the network (the forward
+while acting, then the step's share of the rollout's backward: weight gradients, and
+input gradients except into the frames), measures this machine's fastest single-thread
+float32 matmul, and prints the least network time per agent step that the arithmetic
+allows. Elementwise work (activations, the optimizer) is not counted, so the true
+bound is tighter still.
+
+With one worker per core, a core spends the game's time plus the network's time per
+agent step, so no trainer can beat env / (env + least network time) of the env-only
+ceiling. With ``--benchmark`` (a JSON written by ``scripts/benchmark.py --json``) the env
+time and the trainer's measured split come from that run; otherwise the games are
+timed here for ``--env-seconds``.
+
+    python scripts/roofline.py [--benchmark bench.json] [--target 0.7]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from a3c.config import load_config  # noqa: E402
+from a3c.envs import make_vector_env  # noqa: E402
+from a3c.model import FRAME_SIZE, ActorCritic  # noqa: E402
+
+GEMM_SIZES = [(1024, 1024, 1024), (2048, 2048, 256), (288, 19360, 32)]  # the last: a conv weight gradient
+
+
+def network_flops(model: ActorCritic) -> dict[str, int]:
+    """FLOPs (2 per multiply-add) of one agent step: forward, and its share of the backward."""
+    forward = backward = 0
+    side = FRAME_SIZE
+    for k, conv in enumerate(model.convs):
+        out_h, out_w = conv.output_size(side, side)
+        kh, kw = conv.kernel_size
+        flops = 2 * out_h * out_w * conv.out_channels * (conv.in_channels // conv.groups) * kh * kw
+        forward += flops
+        backward += flops * (2 if k > 0 else 1)  # weight gradient; input gradient but into the frames
+        side = out_h
+    lstm = model.lstm
+    flops = 2 * 4 * lstm.hidden_size * (lstm.input_size + lstm.hidden_size)
+    forward += flops
+    backward += 2 * flops  # weight gradients; gradients into the features and the previous h
+    for head in (model.critic, model.actor):
+        flops = 2 * head.in_features * head.out_features
+        forward += flops
+        backward += 2 * flops
+    return {"forward": forward, "backward": backward}
+
+
+def peak_gflops(sizes=GEMM_SIZES, seconds: float = 1.0) -> tuple[float, tuple[int, int, int]]:
+    """The best single-thread float32 matmul speed over ``sizes`` (m, k, n)."""
+    best = (0.0, sizes[0])
+    for m, k, n in sizes:
+        a, b = torch.randn(m, k), torch.randn(k, n)
+        a @ b  # warm-up
+        rates, started = [], time.perf_counter()
+        while time.perf_counter() - started < seconds or not rates:
+            tick = time.perf_counter()
+            a @ b
+            rates.append(2 * m * k * n / (time.perf_counter() - tick) / 1e9)
+        best = max(best, (max(rates), (m, k, n)))
+    return best
+
+
+def env_ms_per_step(env_id: str, batch: int, seconds: float) -> float:
+    envs = make_vector_env(env_id, batch)
+    envs.reset(seed=list(range(batch)))
+    envs.action_space.seed(0)
+    steps, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds or steps == 0:
+        envs.step(envs.action_space.sample())
+        steps += batch
+    envs.close()
+    return 1e3 * (time.perf_counter() - started) / steps
+
+
+def from_benchmark(path: Path) -> tuple[float, dict[str, dict[str, float]]]:
+    """(env ms per agent step on one core, {ours-B: split ms per agent step}) of a benchmark run."""
+    report = json.loads(path.read_text())
+    workers, steps_per_update = report["args"]["workers"], load_config(None).num_steps  # as the benchmark
+    env_name = next(name for name in report["runs"] if name.startswith("env-"))
+    env_rate = statistics.median(run["steps_per_s"] for run in report["runs"][env_name])
+    measured = {}
+    for name, runs in report["runs"].items():
+        if name.startswith("ours-B"):
+            batch = int(name.split("-B")[1])
+            measured[name] = {phase: statistics.median(run["split_ms"][phase] for run in runs)
+                              / (steps_per_update * batch) for phase in runs[0]["split_ms"]}
+    return 1e3 * workers / env_rate, measured
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--benchmark", type=Path, help="a scripts/benchmark.py --json report")
+    parser.add_argument("--target", type=float, default=0.7, help="an ours/env ratio to test against the bound")
+    parser.add_argument("--env-seconds", type=float, default=5.0, help="game timing without --benchmark")
+    parser.add_argument("--envs", type=int, default=8, help="games per process without --benchmark")
+    parser.add_argument("--gemm-seconds", type=float, default=1.0, help="timing per matmul size")
+    args = parser.parse_args()
+    if args.benchmark is not None and not args.benchmark.is_file():
+        parser.error(f"--benchmark: no such file {args.benchmark}")
+    if not 0.0 < args.target < 1.0:
+        parser.error(f"--target must lie in (0, 1), got {args.target}")
+    torch.set_num_threads(1)
+
+    flops = network_flops(ActorCritic(18))
+    total = flops["forward"] + flops["backward"]
+    gflops, shape = peak_gflops(seconds=args.gemm_seconds)
+    least_ms = total / gflops / 1e6
+    if args.benchmark is not None:
+        env_ms, measured = from_benchmark(args.benchmark)
+    else:
+        env_ms, measured = env_ms_per_step("Riverraid-v0", args.envs, args.env_seconds), {}
+    allowed_ms = env_ms * (1.0 / args.target - 1.0)  # network time per step that still meets the target
+
+    print(f"# roofline: torch {torch.__version__}, 1 thread")
+    print(f"network FLOPs per agent step: forward {flops['forward'] / 1e6:.2f} M, backward "
+          f"{flops['backward'] / 1e6:.2f} M, total {total / 1e6:.2f} M (matmul and convolution arithmetic)")
+    print(f"peak float32 matmul: {gflops:.1f} GFLOPS (m, k, n = {shape})")
+    print(f"least network time per agent step: {least_ms:.3f} ms")
+    print(f"env time per agent step on one core: {env_ms:.3f} ms")
+    print(f"best possible ours/env: {env_ms / (env_ms + least_ms):.2f}")
+    print(f"ours/env {args.target} allows {allowed_ms:.3f} ms of network per agent step: "
+          f"{least_ms / allowed_ms:.0%} of peak over all of the network's work")
+    for name, split in measured.items():
+        network = split["forward"] + split["backward"] + split["optimizer"]
+        print(f"measured {name}: forward {split['forward']:.3f} + backward {split['backward']:.3f} + optimizer "
+              f"{split['optimizer']:.3f} = {network:.3f} ms per agent step, {least_ms / network:.0%} of peak")
+
+
+if __name__ == "__main__":
+    main()
