@@ -21,6 +21,20 @@ class _Step(NamedTuple):
     mask: torch.Tensor | None  # (N, 1)
 
 
+def _fixed_view(name: str) -> property:
+    """A read-only attribute for a view into the cell's joint weight matrix: assigning a
+    new tensor would silently detach it from the matrix the forward uses, so weights are
+    set in place (``copy_``, ``load_state_dict``)."""
+    def get(self) -> torch.Tensor:
+        return getattr(self, "_" + name)
+
+    def refuse(self, value) -> None:
+        raise AttributeError(f"{self.name}: {name} is a view into the cell's weight matrix; "
+                             f"set it in place ({name}.copy_(...) or load_state_dict)")
+
+    return property(get, refuse)
+
+
 class LSTMCell(Layer):
     """One step of ``torch.nn.LSTMCell`` (gate order i, f, g, o).
 
@@ -55,25 +69,8 @@ class LSTMCell(Layer):
         self.bias_ih = torch.zeros(4 * hidden_size, dtype=dtype) if bias else None
         self.bias_hh = torch.zeros(4 * hidden_size, dtype=dtype) if bias else None
 
-    # the views are fixed: assigning a new tensor would silently detach it from the
-    # matrix the forward uses, so weights are set in place (``load_state_dict``, ``copy_``)
-    @property
-    def weight_ih(self) -> torch.Tensor:
-        return self._weight_ih
-
-    @weight_ih.setter
-    def weight_ih(self, value) -> None:
-        raise AttributeError(f"{self.name}: weight_ih is a view into the cell's weight matrix; "
-                             f"set it in place (weight_ih.copy_(...) or load_state_dict)")
-
-    @property
-    def weight_hh(self) -> torch.Tensor:
-        return self._weight_hh
-
-    @weight_hh.setter
-    def weight_hh(self, value) -> None:
-        raise AttributeError(f"{self.name}: weight_hh is a view into the cell's weight matrix; "
-                             f"set it in place (weight_hh.copy_(...) or load_state_dict)")
+    weight_ih = _fixed_view("weight_ih")
+    weight_hh = _fixed_view("weight_hh")
 
     def __repr__(self) -> str:
         return f"LSTMCell({self.input_size}, {self.hidden_size}, bias={self.bias_ih is not None})"
