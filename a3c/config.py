@@ -33,6 +33,12 @@ class Config:
     envs_per_worker: int = 8
     """Games each worker plays at once (B): the network runs on B frames per step and an
     update covers num_steps x B agent steps."""
+    frame: str = "original"
+    """The network's view of the screen: 'original' (the original design's crop of rows
+    34..194, mean of the colour channels) or 'river_and_gauge' (the whole river and the fuel
+    gauge, rows 2..190 and columns 8..160 of ALE's luminance greyscale)."""
+    frame_size: int = 42
+    """Side of the square input frame in pixels (the convolutions' cost grows with its square)."""
     num_steps: int = 20
     """Rollout length: steps per worker between two updates (the BPTT window)."""
     lr: float = 3e-4
@@ -98,7 +104,8 @@ def field_docs() -> dict[str, str]:
             for k, node in enumerate(body[:-1])
             if isinstance(node, ast.AnnAssign) and isinstance(body[k + 1], ast.Expr)}
 
-CHOICES = {"optimizer": ("adam", "rmsprop"), "backend": ("local", "ray")}
+CHOICES = {"optimizer": ("adam", "rmsprop"), "backend": ("local", "ray"),
+           "frame": ("original", "river_and_gauge")}
 
 
 def _coerce(key: str, value: Any) -> Any:
@@ -183,6 +190,8 @@ def validate(config: Config) -> None:
     for key in ["gamma", "gae_lambda"]:
         if not 0.0 <= getattr(config, key) <= 1.0:
             raise ConfigError(f"{key} must be in [0, 1], got {getattr(config, key)}")
+    if not 16 <= config.frame_size <= 210:
+        raise ConfigError(f"frame_size must be in [16, 210], got {config.frame_size}")
     for key in ["eval_episodes", "eval_max_steps", "envs_per_worker"]:
         if getattr(config, key) < 1:
             raise ConfigError(f"{key} must be at least 1, got {getattr(config, key)}")

@@ -1,8 +1,13 @@
-"""Atari environments with the original design's preprocessing.
+"""Atari environments and the network's view of the game.
 
-Frame: crop rows 34..194 (the play field), resize to 80x80 then 42x42 (area
-interpolation), mean over colour channels, scale to [0, 1]; then a running
-mean/std normalisation with bias correction (alpha 0.9999) whose state
+Two views (``frame`` in the config), both resized to ``frame_size`` squared (area
+interpolation) and scaled to [0, 1]:
+  original         the original design's: rows 34..194 of the RGB screen, resized to
+                   80x80 first, the mean of the colour channels;
+  river_and_gauge  ALE's luminance greyscale screen, rows 2..190 and columns 8..160: the
+                   whole river up to the top of the screen and the fuel gauge, without
+                   the black left border and the lives count.
+Then a running mean/std normalisation with bias correction (alpha 0.9999) whose state
 (:class:`ObsNormalizer`) is saved in checkpoints. Rewards are clipped to [-1, 1]
 for learning; the raw game score is in ``info["raw_reward"]``.
 """
@@ -16,6 +21,7 @@ import gymnasium as gym
 import numpy as np
 
 FRAME_SIZE = 42
+FRAMES = ("original", "river_and_gauge")
 _registered = False
 
 
@@ -38,13 +44,19 @@ def registered_env_ids() -> list[str]:
 _GREY_WEIGHTS = np.full((1, 3), 1.0 / (3 * 255), dtype=np.float32)
 
 
-def preprocess_frame(frame: np.ndarray) -> np.ndarray:
-    """(210, 160, 3) uint8 RGB -> (1, 42, 42) float32 in [0, 1]."""
+def preprocess_frame(frame: np.ndarray, size: int = FRAME_SIZE) -> np.ndarray:
+    """The original view: (210, 160, 3) uint8 RGB -> (1, size, size) float32 in [0, 1]."""
     cropped = frame[34:34 + 160, :160]
     small = cv2.resize(cropped, (80, 80), interpolation=cv2.INTER_AREA)
-    small = cv2.resize(small, (FRAME_SIZE, FRAME_SIZE), interpolation=cv2.INTER_AREA)
+    small = cv2.resize(small, (size, size), interpolation=cv2.INTER_AREA)
     grey = cv2.transform(small.astype(np.float32), _GREY_WEIGHTS)
     return grey[None]
+
+
+def preprocess_grey_frame(frame: np.ndarray, size: int = FRAME_SIZE) -> np.ndarray:
+    """The river_and_gauge view: (210, 160) uint8 luminance -> (1, size, size) float32 in [0, 1]."""
+    small = cv2.resize(frame[2:190, 8:160], (size, size), interpolation=cv2.INTER_AREA)
+    return (small.astype(np.float32) * (1.0 / 255.0))[None]
 
 
 class ObsNormalizer:
@@ -95,14 +107,18 @@ class ObsNormalizer:
 class AtariPreprocessing(gym.ObservationWrapper):
     """Crop, resize, grey, scale and normalise observations (see module docstring)."""
 
-    def __init__(self, env: gym.Env, normalizer: ObsNormalizer | None = None, update_stats: bool = True):
+    def __init__(self, env: gym.Env, normalizer: ObsNormalizer | None = None, update_stats: bool = True,
+                 frame: str = "original", frame_size: int = FRAME_SIZE):
         super().__init__(env)
         self.normalizer = normalizer or ObsNormalizer()
         self.update_stats = update_stats
-        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (1, FRAME_SIZE, FRAME_SIZE), np.float32)
+        self.preprocess = preprocess_frame if frame == "original" else preprocess_grey_frame
+        self.frame_size = frame_size
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (1, frame_size, frame_size), np.float32)
 
     def observation(self, observation: np.ndarray) -> np.ndarray:
-        return self.normalizer(preprocess_frame(observation), self.update_stats).astype(np.float32, copy=False)
+        frame = self.preprocess(observation, self.frame_size)
+        return self.normalizer(frame, self.update_stats).astype(np.float32, copy=False)
 
 
 class ClipReward(gym.Wrapper):
@@ -115,7 +131,8 @@ class ClipReward(gym.Wrapper):
 
 
 def make_env(env_id: str, seed: int | None = None, normalizer: ObsNormalizer | None = None,
-             update_stats: bool = True, render_mode: str | None = None, wrap_game=None) -> gym.Env:
+             update_stats: bool = True, render_mode: str | None = None, wrap_game=None,
+             frame: str = "original", frame_size: int = FRAME_SIZE) -> gym.Env:
     """The training env: ALE game + preprocessing + reward clipping.
 
     ``wrap_game`` wraps the raw game before preprocessing (e.g. gymnasium's
@@ -125,15 +142,18 @@ def make_env(env_id: str, seed: int | None = None, normalizer: ObsNormalizer | N
     _register()
     with warnings.catch_warnings():  # v0 ids are the original design's; gymnasium calls them old
         warnings.filterwarnings("ignore", message=r".*is out of date.*")
-        env = gym.make(env_id, render_mode=render_mode)
+        # obs_type changes what the env returns, never the game (render() stays RGB)
+        obs_type = "rgb" if frame == "original" else "grayscale"
+        env = gym.make(env_id, render_mode=render_mode, obs_type=obs_type)
     if wrap_game is not None:
         env = wrap_game(env)
-    env = ClipReward(AtariPreprocessing(env, normalizer, update_stats))
+    env = ClipReward(AtariPreprocessing(env, normalizer, update_stats, frame, frame_size))
     env.action_space.seed(seed)
     return env
 
 
-def make_vector_env(env_id: str, num_envs: int, normalizer: ObsNormalizer | None = None) -> gym.vector.SyncVectorEnv:
+def make_vector_env(env_id: str, num_envs: int, normalizer: ObsNormalizer | None = None,
+                    frame: str = "original", frame_size: int = FRAME_SIZE) -> gym.vector.SyncVectorEnv:
     """``num_envs`` training envs stepped in this process (one worker's batch).
 
     Each game is reset in the step that ends it (gymnasium's SAME_STEP autoreset): the
@@ -145,7 +165,8 @@ def make_vector_env(env_id: str, num_envs: int, normalizer: ObsNormalizer | None
     from gymnasium.wrappers import RecordEpisodeStatistics
 
     normalizer = normalizer or ObsNormalizer()
-    make_one = functools.partial(make_env, env_id, normalizer=normalizer, wrap_game=RecordEpisodeStatistics)
+    make_one = functools.partial(make_env, env_id, normalizer=normalizer, wrap_game=RecordEpisodeStatistics,
+                                 frame=frame, frame_size=frame_size)
     # copy=False: the worker copies each batch of frames into its own rollout buffer
     return gym.vector.SyncVectorEnv([make_one] * num_envs, copy=False,
                                     autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)

@@ -78,6 +78,12 @@ def play_episode(env, model: ActorCritic, policy: str, generator: torch.Generato
     return score, length, time.monotonic() - start
 
 
+def frame_settings(payload: dict) -> dict:
+    """The view of the game a checkpoint's network was trained on."""
+    config = payload["config"]
+    return {"frame": config.get("frame", "original"), "frame_size": int(config.get("frame_size", 42))}
+
+
 def load_agent(path: str | Path, env_id: str | None = None):
     """(model, frozen normaliser, env_id, payload) from a checkpoint; errors are EvalError."""
     try:
@@ -92,7 +98,7 @@ def load_agent(path: str | Path, env_id: str | None = None):
     probe = make_env(env_id)
     n_actions = int(probe.action_space.n)
     probe.close()
-    model = ActorCritic(n_actions)
+    model = ActorCritic(n_actions, frame_size=frame_settings(payload)["frame_size"])
     try:
         restore_model(model, payload, path)
     except CheckpointError as error:
@@ -163,7 +169,8 @@ def evaluate(checkpoint: Path, episodes: int = 10, policy: str = "greedy", seed:
     with warnings.catch_warnings():  # RecordVideo warns that the folder exists: we just made it
         warnings.filterwarnings("ignore", message=".*Overwriting existing videos.*")
         env = make_env(env_id, seed=seed, normalizer=normalizer, update_stats=False,
-                       render_mode="rgb_array" if video_dir is not None else None, wrap_game=wrap_game)
+                       render_mode="rgb_array" if video_dir is not None else None, wrap_game=wrap_game,
+                       **frame_settings(payload))
     action_names = env.unwrapped.get_action_meanings()
     generator = torch.Generator().manual_seed(seed)
 

@@ -47,7 +47,7 @@ def run_evaluator(config: Config, shared, queue, n_actions: int, best_score: flo
     torch.set_num_threads(1)
     keep_freed_memory()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    model = ActorCritic(n_actions)
+    model = ActorCritic(n_actions, frame_size=config.frame_size)
     best_path = Path(config.run_dir) / "checkpoints" / "best.pt"
     clips_dir = Path(config.run_dir) / "clips"
     clips_dir.mkdir(parents=True, exist_ok=True)
@@ -62,7 +62,8 @@ def run_evaluator(config: Config, shared, queue, n_actions: int, best_score: flo
             model.copy_from(shared.model)  # a snapshot: the workers keep updating the original
             step, obs_norm = shared.global_step, shared.obs_norm.clone()
             normalizer = ObsNormalizer.frozen_from_workers(obs_norm.tolist())
-            env = make_env(config.env_id, normalizer=normalizer, update_stats=False, render_mode="rgb_array")
+            env = make_env(config.env_id, normalizer=normalizer, update_stats=False, render_mode="rgb_array",
+                           frame=config.frame, frame_size=config.frame_size)
             scores, lengths = [], []
             for episode in range(config.eval_episodes):
                 if shared.stop.is_set():

@@ -22,17 +22,17 @@ HIDDEN_SIZE = 256
 
 
 class ActorCritic:
-    def __init__(self, n_actions: int, in_channels: int = 1, *, forget_bias: float = 0.0,
-                 seed: int | None = None, dtype: torch.dtype = torch.float32) -> None:
-        self.n_actions = n_actions
+    def __init__(self, n_actions: int, in_channels: int = 1, *, frame_size: int = FRAME_SIZE,
+                 forget_bias: float = 0.0, seed: int | None = None, dtype: torch.dtype = torch.float32) -> None:
+        self.n_actions, self.frame_size = n_actions, frame_size
         channels = [in_channels] + [CONV_CHANNELS] * 4
         self.convs = [Conv2d(channels[k], channels[k + 1], 3, stride=2, padding=1, dtype=dtype)
                       for k in range(4)]
         self.elus = [ELU() for _ in range(4)]
-        side = FRAME_SIZE
+        side = frame_size
         for conv in self.convs:
             side = conv.output_size(side, side)[0]
-        self.feature_size = CONV_CHANNELS * side * side  # 288 for 42x42 frames
+        self.feature_size = CONV_CHANNELS * side * side  # 288 for 42x42 frames, 1152 for 84x84
         self.lstm = LSTMCell(self.feature_size, HIDDEN_SIZE, dtype=dtype)
         self.critic = Linear(HIDDEN_SIZE, 1, dtype=dtype)
         self.actor = Linear(HIDDEN_SIZE, n_actions, dtype=dtype)
@@ -88,7 +88,7 @@ class ActorCritic:
 
     # --- forward -----------------------------------------------------------------------
     def step(self, frames: torch.Tensor, state, mask: torch.Tensor | None = None, *, record: bool = False):
-        """frames (N, C, 42, 42), state (h, c) each (N, 256), mask (N, 1) zeroing the
+        """frames (N, C, S, S) (S = frame_size), state (h, c) each (N, 256), mask (N, 1) zeroing the
         state of rows that start an episode -> (logits (N, A), values (N, 1), (h, c))."""
         x = frames
         for conv, elu in zip(self.convs, self.elus):

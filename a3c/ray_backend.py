@@ -63,7 +63,7 @@ class ParameterServer:
 
     def __init__(self, n_actions: int, config: Config, workers: int, state: dict) -> None:
         torch.set_num_threads(1)
-        self.model = ActorCritic(n_actions, forget_bias=config.forget_bias)
+        self.model = ActorCritic(n_actions, frame_size=config.frame_size, forget_bias=config.forget_bias)
         self.model.load_state_dict(state["model"])
         self.optimizer = make_optimizer(config.optimizer, self.model.parameters(), config.lr, slots=workers)
         self.optimizer.load_state_dict(state["optimizer"])
@@ -127,7 +127,7 @@ class RemoteShared:
 
     def __init__(self, ray, server, rank: int, workers: int, n_actions: int, config: Config) -> None:
         self.ray, self.server, self.rank = ray, server, rank
-        self.model = ActorCritic(n_actions, forget_bias=config.forget_bias)
+        self.model = ActorCritic(n_actions, frame_size=config.frame_size, forget_bias=config.forget_bias)
         weights, obs_row, self._global_step = ray.get(server.pull.remote(rank))
         _copy_into(self.model.parameters(), weights)
         self.optimizer = self

@@ -66,7 +66,7 @@ class Trainer:
         probe = make_env(config.env_id)
         n_actions = int(probe.action_space.n)
         probe.close()
-        model = ActorCritic(n_actions, seed=config.seed, forget_bias=config.forget_bias)
+        model = ActorCritic(n_actions, frame_size=config.frame_size, seed=config.seed, forget_bias=config.forget_bias)
         optimizer = make_optimizer(config.optimizer, model.parameters(), config.lr, slots=self.workers)
         steps = torch.zeros(self.workers + 1, dtype=torch.int64)  # last slot: steps before a resume
         obs_norm = torch.zeros(self.workers, 3, dtype=torch.float64)

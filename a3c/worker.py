@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from a3c.config import Config
-from a3c.envs import FRAME_SIZE, ObsNormalizer, make_vector_env
+from a3c.envs import ObsNormalizer, make_vector_env
 from a3c.evaluate import select_action
 from a3c.loss import a3c_loss
 from a3c.memory import keep_freed_memory
@@ -88,16 +88,16 @@ class Worker:
         if shared.obs_norm[rank, 2] > 0:
             self.normalizer.load_state(shared.obs_norm[rank].tolist())
         self.num_envs = batch = config.envs_per_worker
-        self.envs = make_vector_env(config.env_id, batch, self.normalizer)
+        self.envs = make_vector_env(config.env_id, batch, self.normalizer, config.frame, config.frame_size)
         self.n_actions = int(self.envs.single_action_space.n)
         # game seeds: distinct per worker and env; a restarted worker plays new games
         self.seed = config.seed + 1000 * restart + rank * batch
-        self.model = ActorCritic(self.n_actions, forget_bias=config.forget_bias, dtype=dtype)
+        self.model = ActorCritic(self.n_actions, frame_size=config.frame_size, forget_bias=config.forget_bias, dtype=dtype)
         self.rng = torch.Generator().manual_seed(self.seed)
         steps = config.num_steps
         # rollout buffers, reused by every update (the layers' records point into frames
         # until the backward has consumed them)
-        self.frames = torch.zeros(steps, batch, 1, FRAME_SIZE, FRAME_SIZE, dtype=dtype)
+        self.frames = torch.zeros(steps, batch, 1, config.frame_size, config.frame_size, dtype=dtype)
         self.logits = torch.zeros(steps, batch, self.n_actions, dtype=dtype)
         self.values = torch.zeros(steps, batch, 1, dtype=dtype)
         self.actions = torch.zeros(steps, batch, dtype=torch.int64)
