@@ -71,12 +71,14 @@ def load_checkpoint(path: str | Path) -> dict:
     return payload
 
 
-def restore_model(model, payload: dict, path: str | Path = "checkpoint") -> None:
-    """Load the weights into ``model``, turning a mismatch into a CheckpointError."""
+def restore_model(model, payload: dict, path: str | Path = "checkpoint", env_id: str | None = None) -> None:
+    """Load the weights into ``model``, turning a mismatch into a CheckpointError
+    (naming ``env_id`` when given)."""
+    where = f" ({env_id})" if env_id else ""
     if payload["n_actions"] != model.n_actions:
         raise CheckpointError(f"{path} was trained with {payload['n_actions']} actions, "
-                              f"this environment has {model.n_actions}")
+                              f"this environment has {model.n_actions}{where}")
     try:
         model.load_state_dict(payload["model"])
     except ValueError as error:
-        raise CheckpointError(f"{path} does not fit this network: {error}") from None
+        raise CheckpointError(f"{path} does not fit this network: {error}{where}") from None

@@ -1,7 +1,9 @@
 """Run settings: a typed dataclass, loaded from YAML, overridden by ``key=value``.
 
 Every mistake is reported as one line before any process starts
-(:class:`ConfigError`; ``python -m a3c.train`` prints it and exits with code 2).
+(:class:`ConfigError`; ``python -m a3c.train`` prints it and exits with code 2). A
+loaded config is frozen, with its derived values (``workers: auto``, the default
+``run_dir``) resolved once, here.
 """
 from __future__ import annotations
 
@@ -22,12 +24,13 @@ class ConfigError(ValueError):
     """A bad setting, with a one-line message meant for the user."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class Config:
     env_id: str = "Riverraid-v0"
     """Gymnasium id of an ALE game (any id registered by ale-py)."""
     workers: int = 0
-    """Worker processes, each playing its own game; 0 or 'auto' = one per CPU core."""
+    """Worker processes, each playing its own game; 0 or 'auto' = one per CPU core (resolved
+    when the config is loaded)."""
     total_steps: int = 80_000_000
     """Agent steps (summed over workers) after which training stops."""
     envs_per_worker: int = 8
@@ -44,6 +47,14 @@ class Config:
     lr: float = 3e-4
     """Learning rate of the shared optimizer (1e-4 suits envs_per_worker=1: an update then
     averages 8x fewer steps)."""
+    life_loss_ends_returns: bool = False
+    """A lost life ends the returns and advantages like an episode's end (no bootstrapping
+    across it); the game and the LSTM state go on (ALE's info["lives"])."""
+    reward_scale: float = 1.0
+    """Rewards are multiplied by this before clipping (the logs keep the raw score)."""
+    reward_clip: float = 1.0
+    """Rewards are clipped to [-reward_clip, reward_clip] for learning: 1 with scale 1 keeps
+    only their sign; 0.01 and 10 keep River Raid's scores apart (a bridge 5, a tanker 0.3)."""
     gamma: float = 0.99
     """Discount factor."""
     gae_lambda: float = 1.0
@@ -59,9 +70,11 @@ class Config:
     lr_anneal: bool = False
     """Anneal the learning rate linearly to zero over total_steps."""
     seed: int = 1
-    """Seed of the initial weights; worker k's game is seeded with seed + k."""
+    """Seed of the initial weights and of the games: worker k's game b (of B per worker) is
+    seeded with seed + k B + b, plus 1000 per restart so a restarted worker plays new games."""
     run_dir: str | None = None
-    """Where checkpoints and TensorBoard files go; empty = runs/<timestamp>."""
+    """Where checkpoints and TensorBoard files go; empty = the resumed run's folder, or
+    runs/<timestamp>."""
     checkpoint_interval: float = 300.0
     """Seconds between checkpoints (one is always written at the end)."""
     resume: str | None = None
@@ -178,12 +191,21 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         values[key] = _coerce(key, value)
     config = Config(**values)
     validate(config)
-    return config
+    return resolve(config)
+
+
+def resolve(config: Config) -> Config:
+    """The derived values, fixed once: worker count and run folder."""
+    run_dir = config.run_dir
+    if run_dir is None:  # a resumed run continues in its own folder, so TensorBoard curves join up
+        run_dir = str(Path(config.resume).resolve().parent.parent) if config.resume else str(default_run_dir())
+    return dataclasses.replace(config, workers=resolve_workers(config), run_dir=run_dir)
 
 
 def validate(config: Config) -> None:
     """Range checks; raises ConfigError with the first problem found."""
-    positive = ["total_steps", "num_steps", "lr", "checkpoint_interval", "log_interval", "max_grad_norm"]
+    positive = ["total_steps", "num_steps", "lr", "checkpoint_interval", "log_interval", "max_grad_norm",
+                "reward_scale", "reward_clip"]
     for key in positive:
         if getattr(config, key) <= 0:
             raise ConfigError(f"{key} must be positive, got {getattr(config, key)}")

@@ -7,9 +7,10 @@ interpolation) and scaled to [0, 1]:
   river_and_gauge  ALE's luminance greyscale screen, rows 2..190 and columns 8..160: the
                    whole river up to the top of the screen and the fuel gauge, without
                    the black left border and the lives count.
-Then a running mean/std normalisation with bias correction (alpha 0.9999) whose state
-(:class:`ObsNormalizer`) is saved in checkpoints. Rewards are clipped to [-1, 1]
-for learning; the raw game score is in ``info["raw_reward"]``.
+The env stops there, so the same seed and actions give the same observations.
+The agent then normalises them with a running mean/std (:class:`ObsNormalizer`, bias
+corrected, alpha 0.9999) whose state is saved in checkpoints. Rewards are clipped to
+[-1, 1] for learning; the raw game score is in ``info["raw_reward"]``.
 """
 from __future__ import annotations
 
@@ -39,8 +40,8 @@ def registered_env_ids() -> list[str]:
     return sorted(gym.registry.keys())
 
 
-# the channel mean and the 1/255 scale as one weighted sum: cv2.transform does it 9x
-# faster than numpy's mean over the channel axis (single-op timings, 2026-11-26, 2-core VM)
+# the channel mean and the 1/255 scale as one weighted sum: one cv2.transform pass, where
+# numpy's mean over the channel axis walks the frame several times
 _GREY_WEIGHTS = np.full((1, 3), 1.0 / (3 * 255), dtype=np.float32)
 
 
@@ -97,6 +98,18 @@ class ObsNormalizer:
         normalizer.frozen = True
         return normalizer
 
+    def normalize_batch(self, frames: np.ndarray, ended=None, final_frames=None) -> np.ndarray:
+        """Normalise a vector env's frames (B, 1, S, S) in place, one game after another.
+
+        Where a game ended (``ended[b]``), its final frame (``final_frames[b]``, in place
+        too) comes before the frame that starts its next episode, as the game showed them.
+        """
+        for b in range(frames.shape[0]):
+            if ended is not None and ended[b]:
+                final_frames[b][...] = self(final_frames[b])
+            frames[b] = self(frames[b])
+        return frames
+
     def state(self) -> list[float]:
         return [self.mean, self.std, float(self.count)]
 
@@ -104,35 +117,42 @@ class ObsNormalizer:
         self.mean, self.std, self.count = float(state[0]), float(state[1]), int(state[2])
 
 
-class AtariPreprocessing(gym.ObservationWrapper):
-    """Crop, resize, grey, scale and normalise observations (see module docstring)."""
+class NetworkInputFrames(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
+    """Crop, resize, grey and scale observations to [0, 1] (see module docstring).
 
-    def __init__(self, env: gym.Env, normalizer: ObsNormalizer | None = None, update_stats: bool = True,
-                 frame: str = "original", frame_size: int = FRAME_SIZE):
-        super().__init__(env)
-        self.normalizer = normalizer or ObsNormalizer()
-        self.update_stats = update_stats
+    Records its constructor arguments, as gymnasium's wrappers do, so the env can be
+    re-made from ``env.spec``.
+    """
+
+    def __init__(self, env: gym.Env, frame: str = "original", frame_size: int = FRAME_SIZE):
+        gym.utils.RecordConstructorArgs.__init__(self, frame=frame, frame_size=frame_size)
+        gym.ObservationWrapper.__init__(self, env)
         self.preprocess = preprocess_frame if frame == "original" else preprocess_grey_frame
         self.frame_size = frame_size
-        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (1, frame_size, frame_size), np.float32)
+        self.observation_space = gym.spaces.Box(0.0, 1.0, (1, frame_size, frame_size), np.float32)
 
     def observation(self, observation: np.ndarray) -> np.ndarray:
-        frame = self.preprocess(observation, self.frame_size)
-        return self.normalizer(frame, self.update_stats).astype(np.float32, copy=False)
+        return self.preprocess(observation, self.frame_size)
 
 
-class ClipReward(gym.Wrapper):
-    """Clip rewards to [-1, 1] for learning; keep the raw score in info['raw_reward']."""
+class ClipRewardKeepScore(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """The reward to learn from: ``clip(scale * reward, -bound, bound)`` (by default the
+    sign, for River Raid's positive scores); the raw score stays in info['raw_reward']."""
+
+    def __init__(self, env: gym.Env, scale: float = 1.0, bound: float = 1.0):
+        gym.utils.RecordConstructorArgs.__init__(self, scale=scale, bound=bound)
+        gym.Wrapper.__init__(self, env)
+        self.scale, self.bound = scale, bound
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
         info["raw_reward"] = reward
-        return obs, float(np.clip(reward, -1.0, 1.0)), terminated, truncated, info
+        return obs, float(np.clip(self.scale * reward, -self.bound, self.bound)), terminated, truncated, info
 
 
-def make_env(env_id: str, seed: int | None = None, normalizer: ObsNormalizer | None = None,
-             update_stats: bool = True, render_mode: str | None = None, wrap_game=None,
-             frame: str = "original", frame_size: int = FRAME_SIZE) -> gym.Env:
+def make_env(env_id: str, seed: int | None = None, render_mode: str | None = None, wrap_game=None,
+             frame: str = "original", frame_size: int = FRAME_SIZE, reward_scale: float = 1.0,
+             reward_clip: float = 1.0) -> gym.Env:
     """The training env: ALE game + preprocessing + reward clipping.
 
     ``wrap_game`` wraps the raw game before preprocessing (e.g. gymnasium's
@@ -147,26 +167,25 @@ def make_env(env_id: str, seed: int | None = None, normalizer: ObsNormalizer | N
         env = gym.make(env_id, render_mode=render_mode, obs_type=obs_type)
     if wrap_game is not None:
         env = wrap_game(env)
-    env = ClipReward(AtariPreprocessing(env, normalizer, update_stats, frame, frame_size))
+    env = ClipRewardKeepScore(NetworkInputFrames(env, frame, frame_size), reward_scale, reward_clip)
     env.action_space.seed(seed)
     return env
 
 
-def make_vector_env(env_id: str, num_envs: int, normalizer: ObsNormalizer | None = None,
-                    frame: str = "original", frame_size: int = FRAME_SIZE) -> gym.vector.SyncVectorEnv:
+def make_vector_env(env_id: str, num_envs: int, frame: str = "original", frame_size: int = FRAME_SIZE,
+                    reward_scale: float = 1.0, reward_clip: float = 1.0) -> gym.vector.SyncVectorEnv:
     """``num_envs`` training envs stepped in this process (one worker's batch).
 
     Each game is reset in the step that ends it (gymnasium's SAME_STEP autoreset): the
     observation returned starts the next episode and the last one of the old episode is
     in ``info["final_obs"]``. ``RecordEpisodeStatistics`` on the raw game puts each ended
     episode's score and length in ``info["final_info"]["episode"]`` ("r", "l"), masked by
-    ``"_episode"``. The envs share one normaliser, so the worker's statistics see all of them.
+    ``"_episode"``.
     """
     from gymnasium.wrappers import RecordEpisodeStatistics
 
-    normalizer = normalizer or ObsNormalizer()
-    make_one = functools.partial(make_env, env_id, normalizer=normalizer, wrap_game=RecordEpisodeStatistics,
-                                 frame=frame, frame_size=frame_size)
+    make_one = functools.partial(make_env, env_id, wrap_game=RecordEpisodeStatistics, frame=frame,
+                                 frame_size=frame_size, reward_scale=reward_scale, reward_clip=reward_clip)
     # copy=False: the worker copies each batch of frames into its own rollout buffer
     return gym.vector.SyncVectorEnv([make_one] * num_envs, copy=False,
                                     autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)

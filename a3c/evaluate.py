@@ -20,10 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from a3c.checkpoint import CheckpointError, load_checkpoint, restore_model
-from a3c.config import ConfigError, check_env_id, check_run_dir
-from a3c.envs import ObsNormalizer, make_env
-from a3c.model import ActorCritic
+import a3c.policy as policy_module
+from a3c.checkpoint import CheckpointError
+from a3c.config import ConfigError, check_run_dir
+from a3c.envs import make_env
+from a3c.policy import frame_settings, play_episode
 
 
 class EvalError(ValueError):
@@ -40,70 +41,12 @@ class EpisodeResult:
     agent_view: str | None = None
 
 
-def select_action(logits: torch.Tensor, policy: str, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Actions (N,) int64 for logits (N, A) (greedy: most probable; sample: drawn from pi)
-    and the probabilities (N, A)."""
-    probs = torch.softmax(logits, 1)
-    if policy == "greedy":
-        return probs.argmax(1), probs
-    # inverse-CDF sampling: the first action whose cumulative probability exceeds u ~ U[0, 1).
-    # Five small ops where torch.multinomial runs ~45 (checks, syncs, copies): 36 against 62 us
-    # per call at batch 1 on the 2-core dev VM (throwaway timing, 2026-11-26)
-    u = torch.rand(probs.shape[0], 1, generator=generator, dtype=probs.dtype)
-    actions = torch.searchsorted(probs.cumsum(1), u, right=True).squeeze_(1)
-    return actions.clamp_(max=probs.shape[1] - 1), probs  # the cumsum may end a rounding short of 1
-
-
-def play_episode(env, model: ActorCritic, policy: str, generator: torch.Generator, seed: int | None = None,
-                 on_step=None, max_steps: int | None = None, stop=None) -> tuple[float, int, float]:
-    """One full episode (or ``max_steps``, or until ``stop.is_set()``); returns
-    (raw score, length, seconds).
-
-    ``on_step(obs, probs, action)`` is called before each action (agent-view videos, clips).
-    """
-    start = time.monotonic()
-    obs, _ = env.reset(seed=seed)
-    state = model.initial_state(1)
-    score, length, done = 0.0, 0, False
-    while not done and (max_steps is None or length < max_steps) and not (stop is not None and stop.is_set()):
-        logits, _, state = model.step(torch.from_numpy(obs).unsqueeze(0), state)
-        actions, probs = select_action(logits, policy, generator)
-        action = int(actions[0])
-        if on_step is not None:
-            on_step(obs, probs[0], action)
-        obs, _, terminated, truncated, info = env.step(action)
-        score += info["raw_reward"]
-        length += 1
-        done = terminated or truncated
-    return score, length, time.monotonic() - start
-
-
-def frame_settings(payload: dict) -> dict:
-    """The view of the game a checkpoint's network was trained on."""
-    config = payload["config"]
-    return {"frame": config.get("frame", "original"), "frame_size": int(config.get("frame_size", 42))}
-
-
 def load_agent(path: str | Path, env_id: str | None = None):
-    """(model, frozen normaliser, env_id, payload) from a checkpoint; errors are EvalError."""
+    """policy.load_agent with its errors as EvalError."""
     try:
-        payload = load_checkpoint(path)
-    except CheckpointError as error:
+        return policy_module.load_agent(path, env_id)
+    except (CheckpointError, ConfigError) as error:
         raise EvalError(str(error)) from None
-    env_id = env_id or payload["config"].get("env_id", "Riverraid-v0")
-    try:
-        check_env_id(env_id)
-    except ConfigError as error:
-        raise EvalError(str(error)) from None
-    probe = make_env(env_id)
-    n_actions = int(probe.action_space.n)
-    probe.close()
-    model = ActorCritic(n_actions, frame_size=frame_settings(payload)["frame_size"])
-    try:
-        restore_model(model, payload, path)
-    except CheckpointError as error:
-        raise EvalError(f"{error} ({env_id})") from None
-    return model, ObsNormalizer.frozen_from_workers(payload["obs_norm"].tolist()), env_id, payload
 
 
 class AgentViewWriter:
@@ -168,9 +111,9 @@ def evaluate(checkpoint: Path, episodes: int = 10, policy: str = "greedy", seed:
                                              name_prefix="game", fps=30)
     with warnings.catch_warnings():  # RecordVideo warns that the folder exists: we just made it
         warnings.filterwarnings("ignore", message=".*Overwriting existing videos.*")
-        env = make_env(env_id, seed=seed, normalizer=normalizer, update_stats=False,
+        env = make_env(env_id, seed=seed,
                        render_mode="rgb_array" if video_dir is not None else None, wrap_game=wrap_game,
-                       **frame_settings(payload))
+                       **frame_settings(payload["config"]))
     action_names = env.unwrapped.get_action_meanings()
     generator = torch.Generator().manual_seed(seed)
 
@@ -182,7 +125,7 @@ def evaluate(checkpoint: Path, episodes: int = 10, policy: str = "greedy", seed:
             path = video_dir / f"agent-view-episode-{episode}.mp4"
             viewer = AgentViewWriter(path, env.unwrapped.render().shape[1], action_names)
             on_step = lambda obs, probs, action: viewer.add(env.unwrapped.render(), obs, probs, action)  # noqa: E731
-        score, length, seconds = play_episode(env, model, policy, generator, seed=seed if episode == 0 else None,
+        score, length, seconds = play_episode(env, model, normalizer, policy, generator, seed=seed if episode == 0 else None,
                                               on_step=on_step, max_steps=max_steps)
         if viewer is not None:
             viewer.close()

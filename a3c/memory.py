@@ -4,8 +4,8 @@ A worker allocates and frees the same large tensors every update (a rollout's
 activations and gradients: up to tens of MB). By default glibc's malloc serves blocks
 over 128 KB (up to 32 MB, adapting) with fresh ``mmap`` pages and returns them on ``free``, so every
 update pays a page fault per 4 KB touched, expensive in a VM. Raising the mmap and trim
-thresholds makes malloc keep that memory and reuse it; on the 2-core dev VM it cut the
-backward of a 160-frame update by about a quarter (throwaway timings, 2026-11-26).
+thresholds makes malloc keep that memory and reuse it (scripts/RESULTS.md records the
+gain).
 """
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
 """Shared optimizers: state in shared memory, updates written by hand.
 
-Workers call ``step(local_grads, lr)``: the gradients stay in the worker (no
-aliasing of ``.grad`` between processes); the update is applied in place to the
-shared parameters, lock-free (Hogwild), as in the A3C paper. The update count lives
+Workers call ``step(local_grads, slot, global_step)``: the gradients stay in the worker
+(no aliasing of ``.grad`` between processes); the update is applied in place to the
+shared parameters, lock-free (Hogwild), as in the A3C paper. The optimizer owns the
+learning-rate schedule (``lr_at``), so the logs read the rate from the same place. The update count lives
 in shared memory too, one slot per worker so that no lock is needed and a worker
 killed mid-update cannot leave one held.
 """
@@ -34,9 +35,10 @@ class SharedOptimizer:
     kind = ""
     state_names: tuple[str, ...] = ()
 
-    def __init__(self, params: list[torch.Tensor], lr: float, slots: int = 1) -> None:
+    def __init__(self, params: list[torch.Tensor], lr: float, slots: int = 1,
+                 total_steps: int | None = None, anneal: bool = False) -> None:
         self.params = params
-        self.lr = lr
+        self.lr, self.total_steps, self.anneal = lr, total_steps, anneal
         self.updates = torch.zeros(max(slots, 1), dtype=torch.int64).share_memory_()
         self.state = {name: [torch.zeros_like(p).share_memory_() for p in params] for name in self.state_names}
 
@@ -44,24 +46,19 @@ class SharedOptimizer:
     def update_count(self) -> int:
         return int(self.updates.sum())
 
-    def step(self, grads: list[torch.Tensor], lr: float | None = None, slot: int = 0) -> None:
-        """Apply one update from ``grads`` (same order as ``params``) with learning rate ``lr``."""
+    def lr_at(self, global_step: int) -> float:
+        """The learning rate at ``global_step``: constant, or annealed linearly to zero."""
+        if not self.anneal or not self.total_steps:
+            return self.lr
+        return annealed_lr(self.lr, global_step, self.total_steps, True)
+
+    def step(self, grads: list[torch.Tensor], slot: int = 0, global_step: int = 0) -> None:
+        """Apply one update from ``grads`` (same order as ``params``) at the learning rate
+        of ``global_step``; ``slot`` is the caller's own counter (no lock needed)."""
         if len(grads) != len(self.params):
             raise ValueError(f"{type(self).__name__}: {len(grads)} gradients for {len(self.params)} parameters")
         self.updates[slot] += 1
-        self._apply(grads, self.lr if lr is None else lr, self.update_count)
-
-    def clip_and_step(self, grads: list[torch.Tensor], max_norm: float, lr: float | None = None,
-                      slot: int = 0) -> tuple[float, bool]:
-        """Clip ``grads`` to ``max_norm`` and step; a NaN or inf gradient is never applied.
-
-        Returns (norm before clipping, whether the update was applied).
-        """
-        norm = clip_grad_norm(grads, max_norm)
-        if not math.isfinite(norm):
-            return norm, False
-        self.step(grads, lr, slot)
-        return norm, True
+        self._apply(grads, self.lr_at(global_step), self.update_count)
 
     def _apply(self, grads, lr: float, count: int) -> None:
         raise NotImplementedError
@@ -92,8 +89,9 @@ class SharedAdam(SharedOptimizer):
     kind = "adam"
     state_names = ("exp_avg", "exp_avg_sq")
 
-    def __init__(self, params, lr: float, betas=(0.9, 0.999), eps: float = 1e-8, slots: int = 1) -> None:
-        super().__init__(params, lr, slots)
+    def __init__(self, params, lr: float, betas=(0.9, 0.999), eps: float = 1e-8, slots: int = 1,
+                 total_steps: int | None = None, anneal: bool = False) -> None:
+        super().__init__(params, lr, slots, total_steps, anneal)
         self.betas, self.eps = betas, eps
 
     def _apply(self, grads, lr, count):
@@ -114,8 +112,9 @@ class SharedRMSprop(SharedOptimizer):
     kind = "rmsprop"
     state_names = ("square_avg",)
 
-    def __init__(self, params, lr: float, alpha: float = 0.99, eps: float = 0.1, slots: int = 1) -> None:
-        super().__init__(params, lr, slots)
+    def __init__(self, params, lr: float, alpha: float = 0.99, eps: float = 0.1, slots: int = 1,
+                 total_steps: int | None = None, anneal: bool = False) -> None:
+        super().__init__(params, lr, slots, total_steps, anneal)
         self.alpha, self.eps = alpha, eps
 
     def _apply(self, grads, lr, count):
@@ -124,12 +123,18 @@ class SharedRMSprop(SharedOptimizer):
             p.addcdiv_(g, v.sqrt().add_(self.eps), value=-lr)
 
 
-def make_optimizer(kind: str, params, lr: float, slots: int = 1) -> SharedOptimizer:
+def make_optimizer(kind: str, params, lr: float, slots: int = 1, total_steps: int | None = None,
+                   anneal: bool = False) -> SharedOptimizer:
     if kind == "adam":
-        return SharedAdam(params, lr, slots=slots)
+        return SharedAdam(params, lr, slots=slots, total_steps=total_steps, anneal=anneal)
     if kind == "rmsprop":
-        return SharedRMSprop(params, lr, slots=slots)
+        return SharedRMSprop(params, lr, slots=slots, total_steps=total_steps, anneal=anneal)
     raise ValueError(f"unknown optimizer {kind!r}")
+
+
+def optimizer_for(config, params, slots: int) -> SharedOptimizer:
+    """The shared optimizer a run's settings ask for, with its learning-rate schedule."""
+    return make_optimizer(config.optimizer, params, config.lr, slots, config.total_steps, config.lr_anneal)
 
 
 def annealed_lr(base_lr: float, step: int, total_steps: int, anneal: bool) -> float:

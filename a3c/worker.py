@@ -1,127 +1,103 @@
-"""One A3C worker: play a rollout, compute gradients by hand, update the shared network.
+"""One A3C worker: play a rollout, compute gradients by hand, update the global network.
 
-Runs in its own process and plays ``envs_per_worker`` games at once: the network runs
-on the batch of their frames, each game keeps its own LSTM state (zeroed by a mask when
-its episode restarts), and one update covers the T x B rollout. Messages to the main
-process go through ``queue`` as tuples:
-  ("episode", rank, env_index, global_step, raw_return, length)
-  ("update", rank, global_step, policy_loss, value_loss, entropy, grad_norm, lr, skipped)
-  ("error", rank, traceback_text)
+A worker plays ``envs_per_worker`` games at once: the network runs on the batch of
+their frames, each game keeps its own LSTM state (zeroed by a mask when its episode
+restarts), and one update covers the T x B rollout. It reaches the global network
+through a :class:`Link` that its backend provides (shared memory on this machine, a
+parameter server on Ray), so this loop is the same everywhere.
 """
 from __future__ import annotations
 
-import multiprocessing
-import signal
+import math
 import time
-import traceback
-from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
 
 from a3c.config import Config
 from a3c.envs import ObsNormalizer, make_vector_env
-from a3c.evaluate import select_action
 from a3c.loss import a3c_loss
-from a3c.memory import keep_freed_memory
+from a3c.messages import EpisodeEnded, UpdateDone
 from a3c.model import ActorCritic
-from a3c.optim import SharedOptimizer, annealed_lr
+from a3c.optim import clip_grad_norm
+from a3c.policy import select_action
+from a3c.shared import PHASES
 
 
-PHASES = ("env", "forward", "backward", "optimizer")
-"""Where a worker's time goes, per update: stepping the games (preprocessing included),
-the network's forward steps and action sampling, the loss and backward, and clipping,
-the shared optimizer step and pulling the new weights."""
-
-
-def time_split(timings: torch.Tensor) -> dict[str, float]:
-    """Milliseconds per update in each phase, averaged over the workers' rows of ``timings``."""
-    totals = timings.sum(0)
-    updates = max(float(totals[-1]), 1.0)
-    return {phase: 1e3 * float(totals[k]) / updates for k, phase in enumerate(PHASES)}
-
-
-@dataclass
-class SharedState:
-    """Everything the workers share with the main process (picklable to children)."""
-
-    model: ActorCritic
-    optimizer: SharedOptimizer
-    steps: torch.Tensor  # (slots,) int64: agent steps per worker slot, plus a resume offset
-    obs_norm: torch.Tensor  # (workers, 3) float64: each worker's normaliser state
-    stop: object  # multiprocessing.Event
-    timings: torch.Tensor  # (workers, len(PHASES) + 1) float64: seconds per phase, then updates
-
-    @staticmethod
-    def timing_table(workers: int) -> torch.Tensor:
-        return torch.zeros(workers, len(PHASES) + 1, dtype=torch.float64).share_memory_()
+class Link(Protocol):
+    """A worker's connection to the global network and to the training loop."""
 
     @property
     def global_step(self) -> int:
-        return int(self.steps.sum())
+        """Agent steps of the whole run, as far as this worker knows."""
+
+    def saved_obs_norm(self) -> list[float] | None:
+        """The normaliser state [mean, std, count] this worker slot had, if any."""
+
+    def pull(self, model: ActorCritic) -> None:
+        """Copy the global weights into ``model``."""
+
+    def push(self, grads: list[torch.Tensor] | None, steps: int, obs_norm: list[float],
+             timings: torch.Tensor) -> None:
+        """Apply ``grads`` (clipped; None for a skipped update) to the global network and
+        record the ``steps`` played, the normaliser state and the phase timings."""
+
+    def report(self, message) -> None:
+        """Send a message (a3c.messages) to the training loop."""
+
+    def stop_requested(self) -> bool:
+        """Cheap check, made every step."""
 
     def should_stop(self) -> bool:
-        """Stop requested, or the main process is gone (killed: nobody would stop us)."""
-        if self.stop.is_set():
-            return True
-        parent = multiprocessing.parent_process()
-        return parent is not None and not parent.is_alive()
-
-
-def run_worker(rank: int, config: Config, shared: SharedState, queue, restart: int = 0) -> None:
-    """Process entry point: never raises; reports errors on the queue and exits 1."""
-    torch.set_num_threads(1)  # one core per worker; also avoids OpenMP trouble in children
-    keep_freed_memory()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides when to stop
-    try:
-        Worker(rank, config, shared, queue, restart).run()
-    except Exception:  # noqa: BLE001 - anything a worker hits is reported, then the process ends
-        queue.put(("error", rank, traceback.format_exc()[-3000:]))  # small: atomic pipe write
-        raise SystemExit(1)
+        """Stop requested or the run is gone: checked once per rollout."""
 
 
 class Worker:
-    def __init__(self, rank: int, config: Config, shared: SharedState, queue, restart: int = 0,
+    def __init__(self, rank: int, config: Config, link: Link, restart: int = 0,
                  dtype: torch.dtype = torch.float32) -> None:
-        self.rank, self.config, self.shared, self.queue = rank, config, shared, queue
+        self.rank, self.config, self.link = rank, config, link
         self.normalizer = ObsNormalizer()
-        if shared.obs_norm[rank, 2] > 0:
-            self.normalizer.load_state(shared.obs_norm[rank].tolist())
+        saved = link.saved_obs_norm()
+        if saved is not None:
+            self.normalizer.load_state(saved)
         self.num_envs = batch = config.envs_per_worker
-        self.envs = make_vector_env(config.env_id, batch, self.normalizer, config.frame, config.frame_size)
+        self.envs = make_vector_env(config.env_id, batch, config.frame, config.frame_size, config.reward_scale,
+                                    config.reward_clip)
         self.n_actions = int(self.envs.single_action_space.n)
         # game seeds: distinct per worker and env; a restarted worker plays new games
         self.seed = config.seed + 1000 * restart + rank * batch
-        self.model = ActorCritic(self.n_actions, frame_size=config.frame_size, forget_bias=config.forget_bias, dtype=dtype)
+        self.model = ActorCritic(self.n_actions, frame_size=config.frame_size, forget_bias=config.forget_bias,
+                                 dtype=dtype)
         self.rng = torch.Generator().manual_seed(self.seed)
-        steps = config.num_steps
+        steps, side = config.num_steps, config.frame_size
         # rollout buffers, reused by every update (the layers' records point into frames
         # until the backward has consumed them)
-        self.frames = torch.zeros(steps, batch, 1, config.frame_size, config.frame_size, dtype=dtype)
+        self.frames = torch.zeros(steps, batch, 1, side, side, dtype=dtype)
         self.logits = torch.zeros(steps, batch, self.n_actions, dtype=dtype)
         self.values = torch.zeros(steps, batch, 1, dtype=dtype)
         self.actions = torch.zeros(steps, batch, dtype=torch.int64)
         self.rewards = torch.zeros(steps, batch, dtype=dtype)
         self.dones = torch.zeros(steps, batch, dtype=dtype)  # 1 where the episode ended at this step
-        self.timings = shared.timings[rank]
-        self.clock = [0.0] * len(PHASES)  # this update's seconds per phase, added to timings once
+        self.clock = [0.0] * len(PHASES)  # this update's seconds per phase, pushed once per update
+        self.lives: np.ndarray | None = None  # each game's lives at the last step (ALE's info["lives"])
 
     def run(self) -> None:
-        config, shared = self.config, self.shared
-        obs, _ = self.envs.reset(seed=[self.seed + k for k in range(self.num_envs)])
+        config, link = self.config, self.link
+        obs, info = self.envs.reset(seed=[self.seed + k for k in range(self.num_envs)])
+        obs = self.normalizer.normalize_batch(obs)
+        self.lives = info.get("lives")
         state = self.model.initial_state(self.num_envs)
         restart_mask = None  # (B, 1): 0 for games whose episode starts at the next step
-        while not shared.should_stop() and shared.global_step < config.total_steps:
+        while not link.should_stop() and link.global_step < config.total_steps:
             started = time.perf_counter()
-            self.model.copy_from(shared.model)
+            link.pull(self.model)
             self.clock[3] += time.perf_counter() - started
             rollout = self.collect(obs, state, restart_mask)
             if rollout is None:  # stop requested mid-rollout: a partial rollout is not learned from
                 return
             obs, state, restart_mask, bootstrap = rollout
-            shared.steps[self.rank] += self.config.num_steps * self.num_envs
-            self.learn(bootstrap, shared.global_step)
-            shared.obs_norm[self.rank] = torch.tensor(self.normalizer.state(), dtype=torch.float64)
+            self.learn(bootstrap)
 
     def collect(self, obs, state, restart_mask):
         """Play num_steps steps in every game, recording the network's forward steps.
@@ -131,7 +107,7 @@ class Worker:
         """
         model, clock, seconds = self.model, time.perf_counter, self.clock
         for t in range(self.config.num_steps):
-            if self.shared.stop.is_set():
+            if self.link.stop_requested():
                 return None
             started = clock()
             frames = self.frames[t]
@@ -141,11 +117,12 @@ class Worker:
             self.logits[t], self.values[t], self.actions[t] = logits, values, actions
             stepped = clock()
             obs, rewards, terminated, truncated, info = self.envs.step(actions.numpy())
+            ended = terminated | truncated
+            obs = self.normalizer.normalize_batch(obs, ended, info.get("final_obs"))
             seconds[1] += stepped - started
             seconds[0] += clock() - stepped
             self.rewards[t] = torch.from_numpy(rewards)
-            self.dones[t] = torch.from_numpy(terminated)
-            ended = terminated | truncated
+            self.dones[t] = torch.from_numpy(terminated | self._lives_lost(info, ended))
             if ended.any():
                 self._end_episodes(t, ended, truncated & ~terminated, info, state)
                 restart_mask = torch.from_numpy(~ended).to(self.frames.dtype).unsqueeze(1)
@@ -156,6 +133,16 @@ class Worker:
         seconds[1] += clock() - started
         return obs, state, restart_mask, bootstrap.view(-1)
 
+    def _lives_lost(self, info, ended) -> np.ndarray:
+        """Games that lost a life at this step and go on (life_loss_ends_returns): their
+        returns and advantages stop there, as at an episode's end, while the game and its
+        LSTM state carry on."""
+        lives, previous = info.get("lives"), self.lives
+        self.lives = lives
+        if not self.config.life_loss_ends_returns or lives is None or previous is None:
+            return np.zeros_like(ended)
+        return (lives < previous) & ~ended  # an ended game's info already holds its next episode's lives
+
     def _end_episodes(self, t, ended, cut, info, state) -> None:
         """Report finished games; bootstrap the ones cut by a time limit.
 
@@ -164,10 +151,10 @@ class Worker:
         treated as an end, so the return is r + gamma V(s') as if the rollout had stopped there.
         """
         stats = info["final_info"]["episode"]
-        step = self.shared.global_step
+        step = self.link.global_step
         for env_index in ended.nonzero()[0]:
-            self.queue.put(("episode", self.rank, int(env_index), step, float(stats["r"][env_index]),
-                            int(stats["l"][env_index])))
+            self.link.report(EpisodeEnded(self.rank, int(env_index), step, float(stats["r"][env_index]),
+                                          int(stats["l"][env_index])))
         if cut.any():
             rows = torch.from_numpy(cut.nonzero()[0])
             final = np.stack(info["final_obs"][cut])  # gymnasium gives an object array of frames
@@ -176,20 +163,24 @@ class Worker:
             self.rewards[t, rows] += self.config.gamma * final_values.view(-1)
             self.dones[t, rows] = 1.0
 
-    def learn(self, bootstrap: torch.Tensor, global_step: int) -> None:
-        """Gradients of the rollout's loss, clipped and applied to the shared network."""
+    def learn(self, bootstrap: torch.Tensor) -> None:
+        """Gradients of the rollout's loss, clipped and pushed to the global network; a
+        non-finite gradient is never pushed (the update is skipped and reported)."""
         config, clock = self.config, time.perf_counter
         started = clock()
         grads, (policy, value, entropy) = self.gradients(bootstrap)
         mid = clock()
-        lr = annealed_lr(config.lr, global_step, config.total_steps, config.lr_anneal)
-        grad_norm, applied = self.shared.optimizer.clip_and_step(grads, config.max_grad_norm, lr, self.rank)
-        self.model.zero_grad()
+        grad_norm = clip_grad_norm(grads, config.max_grad_norm)
+        skipped = not math.isfinite(grad_norm)
         self.clock[2] += mid - started
         self.clock[3] += clock() - mid
-        self.timings += torch.tensor([*self.clock, 1.0], dtype=torch.float64)  # one shared write per update
-        self.clock = [0.0] * len(PHASES)
-        self.queue.put(("update", self.rank, global_step, policy, value, entropy, grad_norm, lr, not applied))
+        timings = torch.tensor([*self.clock, 1.0], dtype=torch.float64)
+        pushed = clock()
+        self.link.push(None if skipped else grads, config.num_steps * self.num_envs, self.normalizer.state(),
+                       timings)
+        self.model.zero_grad()
+        self.clock = [0.0, 0.0, 0.0, clock() - pushed]  # the push itself counts in the next update's split
+        self.link.report(UpdateDone(self.rank, self.link.global_step, policy, value, entropy, grad_norm, skipped))
 
     def gradients(self, bootstrap: torch.Tensor) -> tuple[list[torch.Tensor], tuple[float, float, float]]:
         """d(loss)/d(parameters) of the recorded rollout, by hand; and the (policy, value,

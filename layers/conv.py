@@ -49,10 +49,9 @@ class Conv2d(Layer):
                 f"and out_channels={out_channels}"
             )
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
-        # channels-last weights (and activations, see forward) make torch's small-batch
-        # convolutions 2-3x faster here than with NCHW tensors (single-op timings on the
-        # 2-core dev VM, 2026-11-26); the values and shape are torch.nn's, only the memory
-        # order differs
+        # channels-last weights (and activations, see forward): torch's small-batch CPU
+        # convolutions run faster on them than on NCHW tensors; the values and shape are
+        # torch.nn's, only the memory order differs
         self.weight = torch.zeros(out_channels, in_channels // groups, *self.kernel_size,
                                   dtype=dtype).contiguous(memory_format=torch.channels_last)
         self.bias = torch.zeros(out_channels, dtype=dtype) if bias else None
@@ -129,13 +128,13 @@ class Conv2d(Layer):
         input held channels-last (N, H, W, C): one copy gathers them into a
         (n*H_out*W_out, kh*kw*C) matrix for a chunk of n frames, and the sum over n, y, x
         is one matmul per group with dy as (C_out, n*H_out*W_out), accumulated over chunks.
-        On this network's shapes it is 1.5-3x faster than the classic "convolve x^T with
-        dy^T" form (single-op timings, 2026-11-26).
+        On this network's shapes it beats the classic "convolve x^T with dy^T" form
+        (scripts/RESULTS.md, "Layers").
         """
         n, channels, height, width = x.shape
         (kh, kw), (ph, pw) = self.kernel_size, self.padding
         out_h, out_w = grad_out.shape[2:]
-        if channels == 1:  # a first layer on frames: im2col is 1.5x faster than the strided gather
+        if channels == 1:  # a first layer on frames: im2col beats the strided gather there
             return self._single_channel_weight_grad(x, grad_out)
         groups, in_per_group = self.groups, channels // self.groups
         out_per_group = self.out_channels // groups
@@ -178,8 +177,8 @@ class Conv2d(Layer):
             (n, out_h, out_w, kh, kw, channels), (st_n, sh * st_h, sw * st_w, dh * st_h, dw * st_w, 1)
         ).reshape(n * out_h * out_w, kh * kw, groups, in_per_group)  # the gathering copy
         grad = grad_out.permute(0, 2, 3, 1).reshape(n * out_h * out_w, groups, out_per_group)
-        # patches^T @ dy, not dy^T @ patches: MKL is up to 6x faster in this orientation
-        # when kh*kw*C_in is small (the first layer)
+        # patches^T @ dy, not dy^T @ patches: MKL runs this orientation much faster when
+        # kh*kw*C_in is small (the first layer)
         if groups == 1:
             return (patches.reshape(-1, kh * kw * in_per_group).t() @ grad[:, 0]).unsqueeze(0)
         per_group = patches.permute(2, 0, 1, 3).reshape(groups, -1, kh * kw * in_per_group)

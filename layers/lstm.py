@@ -183,7 +183,7 @@ class LSTMCell(Layer):
         cell_factors_t, out_factor_t, tanh_slope_t = cell_factors.unbind(0), out_factor.unbind(0), tanh_slope.unbind(0)
         forget_t, d_gates_t, external_t = forget.unbind(0), d_gates.unbind(0), grad_hs.unbind(0)
         # a contiguous copy of W_hh for the T matmuls of the recurrence: as a column block of
-        # the joint matrix it streams ~40% slower at batch 1, which costs more than one copy
+        # the joint matrix it streams slower at batch 1, which costs more than one copy
         weight_hh = self._weight_hh.contiguous() if steps > 1 else self._weight_hh
         grad_h = external_t[-1]
         grad_c = grad_c_last if grad_c_last is not None else torch.zeros_like(grad_h)

@@ -13,11 +13,10 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from a3c.loss import discounted_targets  # noqa: E402
-from a3c.optim import make_optimizer  # noqa: E402
-from a3c.worker import Worker  # noqa: E402
-from tests.autograd_reference import TorchActorCritic  # noqa: E402
+from a3c.loss import discounted_targets
+from a3c.optim import make_optimizer
+from a3c.worker import Worker
+from tests.autograd_reference import TorchActorCritic
 
 
 class AutogradNetwork:

@@ -6,8 +6,8 @@ progress lines after the first two, so start-up is left out) and the workers' ti
 per update. With Ray the "optimizer" phase is the round trip to the parameter server:
 gradients out, fresh weights back.
 
-    python scripts/bench_backends.py [--steps 30000] [--rounds 2] [key=value ...]
-    python scripts/bench_backends.py --overhead-only     # only the round-trip breakdown
+    python -m scripts.bench_backends [--steps 30000] [--rounds 2] [key=value ...]
+    python -m scripts.bench_backends --overhead-only     # only the round-trip breakdown
 
 The breakdown times, on a local Ray, actor calls carrying what a push carries: nothing,
 the gradients out, the weights back, both; and the optimizer step the server applies.
@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 
 def run(backend: str, steps: int, overrides: list[str]) -> tuple[float, str]:

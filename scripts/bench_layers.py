@@ -4,7 +4,7 @@ One update = 20 forward steps on single 42x42 frames (LSTM state carried), then 
 backward pass from random gradients on values and logits. Single-threaded; medians
 over many repetitions after a warm-up; A and B alternate so machine drift cancels.
 
-    python scripts/bench_layers.py [--repeats 200] [--steps 20]
+    python -m scripts.bench_layers [--repeats 200] [--steps 20]
 """
 from __future__ import annotations
 
@@ -17,10 +17,9 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from a3c.memory import keep_freed_memory  # noqa: E402
-from a3c.model import ActorCritic  # noqa: E402
-from tests.autograd_reference import TorchActorCritic  # noqa: E402
+from a3c.memory import keep_freed_memory
+from a3c.model import ActorCritic
+from tests.autograd_reference import TorchActorCritic
 
 N_ACTIONS = 18
 

@@ -12,7 +12,7 @@ Rounds alternate env / ours-B... / autograd so that machine drift hits all alike
 ratios are computed per round and their median printed, with each run's time split
 per update (env, forward, backward, optimizer; ms, averaged over workers).
 
-    python scripts/benchmark.py [--duration 20] [--rounds 2] [--workers 2] [--envs-per-worker 1 4]
+    python -m scripts.benchmark [--duration 20] [--rounds 2] [--workers 2] [--envs-per-worker 1 4]
 """
 from __future__ import annotations
 
@@ -29,14 +29,15 @@ from pathlib import Path
 import torch
 import torch.multiprocessing as mp
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from a3c.config import load_config  # noqa: E402
-from a3c.envs import make_vector_env  # noqa: E402
-from a3c.memory import keep_freed_memory  # noqa: E402
-from a3c.model import ActorCritic  # noqa: E402
-from a3c.optim import make_optimizer  # noqa: E402
-from a3c.worker import PHASES, SharedState, Worker, time_split  # noqa: E402
-from scripts.autograd_a3c import AutogradWorker, shared_network  # noqa: E402
+from a3c.config import load_config
+from a3c.envs import make_vector_env
+from a3c.memory import keep_freed_memory
+from a3c.model import ActorCritic
+from a3c.optim import make_optimizer
+from a3c.backends.local import LocalLink
+from a3c.shared import PHASES, SharedState, time_split
+from a3c.worker import Worker
+from scripts.autograd_a3c import AutogradWorker, shared_network
 
 
 def run_process(kind: str, rank: int, config, shared: SharedState, queue) -> None:
@@ -54,7 +55,7 @@ def run_process(kind: str, rank: int, config, shared: SharedState, queue) -> Non
             shared.steps[rank] += config.num_steps * config.envs_per_worker
         return
     worker_class = AutogradWorker if kind == "autograd" else Worker
-    worker_class(rank, config, shared, queue).run()
+    worker_class(rank, config, LocalLink(shared, queue, rank)).run()
 
 
 def measure(kind: str, envs_per_worker: int, args, ctx) -> dict:

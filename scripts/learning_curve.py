@@ -1,8 +1,8 @@
 """Measure learning: train for a fixed number of agent steps, then print the
 100-episode mean raw score at every checkpoint step (default every 500k steps).
 
-    python scripts/learning_curve.py --steps 2000000 [key=value ...]   # train, then report
-    python scripts/learning_curve.py --read runs/X [--every 500000]    # report an existing run
+    python -m scripts.learning_curve --steps 2000000 [key=value ...]   # train, then report
+    python -m scripts.learning_curve --read runs/X [--every 500000]    # report an existing run
 
 The report reads ``train/episode_return`` (raw game score, logged against the global
 agent step at each episode's end) from the run's TensorBoard event files.

@@ -1,6 +1,6 @@
 """Plot learning curves (raw score against agent steps) of one or more runs to a PNG.
 
-    python scripts/plot_curves.py runs/A [runs/B ...] --out curve.png [--window 100] [--labels A B ...]
+    python -m scripts.plot_curves runs/A [runs/B ...] --out curve.png [--window 100] [--labels A B ...]
 
 For each run: every training episode's raw score (faint), its running mean over the
 last ``--window`` episodes (solid), and the evaluator's mean greedy score (markers).
@@ -14,8 +14,8 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # files only, no display needed
-import matplotlib.pyplot as plt  # noqa: E402
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
+import matplotlib.pyplot as plt
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 
 def read_scalars(run_dir: Path, tag: str) -> tuple[list[int], list[float]]:

@@ -4,11 +4,12 @@ Prints the time split per update (env, forward, backward, optimizer), the torch
 operators that take the most time, and how much slower the same games step inside the
 worker than alone (the network and the emulator evict each other from the CPU caches).
 
-    python scripts/profile_worker.py [--envs-per-worker 8] [--updates 30] [--top 15]
+    python -m scripts.profile_worker [--envs-per-worker 8] [--updates 30] [--top 15]
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import threading
 import time
@@ -17,13 +18,14 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from a3c.config import load_config  # noqa: E402
-from a3c.envs import make_vector_env  # noqa: E402
-from a3c.memory import keep_freed_memory  # noqa: E402
-from a3c.model import ActorCritic  # noqa: E402
-from a3c.optim import make_optimizer  # noqa: E402
-from a3c.worker import PHASES, SharedState, Worker, time_split  # noqa: E402
+from a3c.config import load_config
+from a3c.envs import make_vector_env
+from a3c.memory import keep_freed_memory
+from a3c.model import ActorCritic
+from a3c.optim import make_optimizer
+from a3c.backends.local import LocalLink
+from a3c.shared import PHASES, SharedState, time_split
+from a3c.worker import Worker
 
 
 class Discard:
@@ -58,8 +60,8 @@ def main() -> None:
         shared = SharedState(model, make_optimizer(config.optimizer, model.parameters(), config.lr),
                              torch.zeros(2, dtype=torch.int64), torch.zeros(1, 3, dtype=torch.float64),
                              threading.Event(), SharedState.timing_table(1))
-        config.total_steps = updates * steps_per_update
-        return Worker(0, config, shared, Discard()), shared
+        budget = dataclasses.replace(config, total_steps=updates * steps_per_update)
+        return Worker(0, budget, LocalLink(shared, Discard(), 0)), shared
 
     warm, _ = worker_for(5)
     warm.run()

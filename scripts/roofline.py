@@ -13,7 +13,7 @@ ceiling. With ``--benchmark`` (a JSON written by ``scripts/benchmark.py --json``
 time and the trainer's measured split come from that run; otherwise the games are
 timed here for ``--env-seconds``.
 
-    python scripts/roofline.py [--benchmark bench.json] [--target 0.7]
+    python -m scripts.roofline [--benchmark bench.json] [--target 0.7]
 """
 from __future__ import annotations
 
@@ -26,10 +26,9 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from a3c.config import load_config  # noqa: E402
-from a3c.envs import make_vector_env  # noqa: E402
-from a3c.model import FRAME_SIZE, ActorCritic  # noqa: E402
+from a3c.config import load_config
+from a3c.envs import make_vector_env
+from a3c.model import FRAME_SIZE, ActorCritic
 
 # m x k x n: two large shapes for the machine's peak, then the network's largest matmul,
 # the second convolution's weight gradient over a rollout of 20 steps x 8 games

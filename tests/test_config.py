@@ -1,6 +1,7 @@
 """Settings: YAML + key=value overrides; every mistake is one line on stderr and exit 2."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -17,14 +18,23 @@ def test_default_config_has_the_documented_values():
     config = load_config()
     assert (config.env_id, config.lr, config.gamma, config.gae_lambda) == ("Riverraid-v0", 3e-4, 0.99, 1.0)
     assert (config.entropy_coef, config.value_loss_coef, config.max_grad_norm) == (0.01, 0.5, 50.0)
-    assert (config.num_steps, config.optimizer, config.seed, config.workers) == (20, "adam", 1, 0)
-    assert config.envs_per_worker == 8  # the fastest on the dev VM (README, "Throughput")
+    assert (config.num_steps, config.optimizer, config.seed, config.workers) == (20, "adam", 1, os.cpu_count())
+    assert config.envs_per_worker == 8  # the fastest on the dev VM (scripts/RESULTS.md, "Throughput")
+
+
+def test_a_loaded_config_is_frozen_with_its_derived_values_resolved():
+    config = load_config()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.lr = 1.0
+    assert config.run_dir.startswith("runs/") and config.workers >= 1
+    resumed = load_config(None, {"resume": "runs/old/checkpoints/latest.pt"})
+    assert resumed.run_dir == str(Path("runs/old").resolve())  # a resumed run continues in its folder
 
 
 def test_overrides_are_parsed_as_yaml_scalars():
     config = load_config(None, parse_overrides(["lr=3e-4", "workers=4", "lr_anneal=true", "run_dir=/tmp/x"]))
     assert (config.lr, config.workers, config.lr_anneal, config.run_dir) == (3e-4, 4, True, "/tmp/x")
-    assert load_config(None, {"workers": "auto"}).workers == 0
+    assert load_config(None, {"workers": "auto"}).workers == os.cpu_count()  # resolved once, at load
 
 
 def test_every_field_has_a_docstring_shown_by_help():

@@ -49,3 +49,54 @@ def test_statistics_follow_the_frames_and_freeze_on_request():
     before = frozen.state()
     frozen(np.zeros((1, 42, 42), dtype=np.float32))
     assert frozen.state() == before
+
+
+@pytest.mark.parametrize("frame", ["original", "river_and_gauge"])
+def test_the_training_env_passes_gymnasiums_env_checker_in_full(frame):
+    import warnings
+
+    from gymnasium.utils.env_checker import check_env
+
+    from a3c.envs import make_env
+
+    env = make_env("Riverraid-v0", frame=frame, frame_size=42)
+    with warnings.catch_warnings():  # the checker warns that the env is wrapped: it is, on purpose
+        warnings.simplefilter("ignore")
+        check_env(env)  # the close check included: the env is re-made from env.spec
+    assert [w.name for w in env.spec.additional_wrappers] == ["NetworkInputFrames", "ClipRewardKeepScore"]
+    env.close()
+
+
+def test_the_river_and_gauge_view_keeps_the_top_of_the_river_and_the_fuel_needle():
+    from a3c.envs import preprocess_grey_frame
+
+    base = np.full((210, 160), 100, dtype=np.uint8)
+    base[175:189, 60:100] = 140  # the gauge's background
+    needle = base.copy()
+    needle[178:186, 90:92] = 200  # only the fuel needle, moved
+    top = base.copy()
+    top[4:12, 70:80] = 30  # something at the very top of the river
+    plain = preprocess_grey_frame(base, 42)
+    assert np.abs(preprocess_grey_frame(needle, 42) - plain).max() > 0.02
+    assert np.abs(preprocess_grey_frame(top, 42) - plain).max() > 0.02
+    # the original view crops the top of the river away
+    rgb = lambda grey: np.repeat(grey[..., None], 3, axis=2)  # noqa: E731
+    assert np.array_equal(preprocess_frame(rgb(top)), preprocess_frame(rgb(base)))
+
+
+def test_a_batch_is_normalised_game_by_game_with_a_final_frame_before_the_next_episodes_first():
+    rng = np.random.default_rng(1)
+    frames = rng.random((3, 1, 4, 4)).astype(np.float32)
+    finals = np.empty(3, dtype=object)
+    finals[1] = rng.random((1, 4, 4)).astype(np.float32)
+    expected, reference = frames.copy(), ObsNormalizer(alpha=0.5)
+    expected_final = None
+    for b in range(3):
+        if b == 1:
+            expected_final = reference(finals[1].copy())
+        expected[b] = reference(expected[b])
+    ours = ObsNormalizer(alpha=0.5)
+    ours.normalize_batch(frames, np.array([False, True, False]), finals)
+    np.testing.assert_allclose(frames, expected, rtol=1e-6)
+    np.testing.assert_allclose(finals[1], expected_final, rtol=1e-6)
+    assert ours.count == reference.count == 4

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from a3c.evaluate import select_action
+from a3c.policy import select_action
 
 DRAWS = 200_000
 

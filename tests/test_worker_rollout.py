@@ -9,8 +9,6 @@ frame) and the LSTM state carried from one rollout into the next.
 """
 from __future__ import annotations
 
-import threading
-
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -19,8 +17,9 @@ from gymnasium.wrappers import RecordEpisodeStatistics
 
 import a3c.worker as worker_module
 from a3c.config import load_config
+from a3c.messages import EpisodeEnded, UpdateDone
 from a3c.model import ActorCritic
-from a3c.worker import SharedState, Worker
+from a3c.worker import Worker
 from tests.autograd_reference import TorchActorCritic
 from tests.helpers import assert_close
 from tests.test_a3c_update import reference_targets
@@ -69,19 +68,32 @@ class ScriptedGame(gym.Env):
         return self.current, reward, ended and self.ending == "terminated", ended and self.ending == "truncated", {}
 
 
-class RecordingOptimizer:
-    """Stands in for the shared optimizer: keeps each update's gradients, applies nothing."""
+class RecordingLink:
+    """A worker's link that keeps each pushed update's gradients and every message,
+    applies nothing, and serves the same fixed weights."""
 
-    def __init__(self) -> None:
-        self.updates: list[list[torch.Tensor]] = []
+    def __init__(self, model: ActorCritic) -> None:
+        self.model, self.global_step = model, 0
+        self.updates: list[list[torch.Tensor] | None] = []
+        self.messages: list = []
 
-    def clip_and_step(self, grads, max_norm, lr, slot):
-        self.updates.append([g.clone() for g in grads])
-        return 0.0, True
+    def saved_obs_norm(self):
+        return None
 
+    def pull(self, model) -> None:
+        model.copy_from(self.model)
 
-class ListQueue(list):
-    put = list.append
+    def push(self, grads, steps, obs_norm, timings) -> None:
+        self.updates.append(None if grads is None else [g.clone() for g in grads])
+
+    def report(self, message) -> None:
+        self.messages.append(message)
+
+    def stop_requested(self) -> bool:
+        return False
+
+    def should_stop(self) -> bool:
+        return False
 
 
 @pytest.fixture
@@ -91,21 +103,21 @@ def played(monkeypatch):
     monkeypatch.setattr(worker_module, "make_vector_env", lambda *args, **kwargs: gym.vector.SyncVectorEnv(
         [lambda game=game: RecordEpisodeStatistics(game) for game in games], copy=False,
         autoreset_mode=gym.vector.AutoresetMode.SAME_STEP))
-    config = load_config(None, {"workers": 1, "envs_per_worker": BATCH, "num_steps": STEPS, **SETTINGS})
-    shared_model = ActorCritic(18, seed=5, dtype=F64)
-    optimizer, queue = RecordingOptimizer(), ListQueue()
-    shared = SharedState(shared_model, optimizer, torch.zeros(2, dtype=torch.int64),
-                         torch.zeros(1, 3, dtype=F64), threading.Event(), SharedState.timing_table(1))
-    worker = Worker(0, config, shared, queue, dtype=F64)
+    # max_grad_norm: no clipping, so the pushed gradients are the raw ones autograd gives
+    config = load_config(None, {"workers": 1, "envs_per_worker": BATCH, "num_steps": STEPS,
+                                "max_grad_norm": 1e12, **SETTINGS})
+    link = RecordingLink(ActorCritic(18, seed=5, dtype=F64))
+    worker = Worker(0, config, link, dtype=F64)
+    worker.normalizer.frozen = True  # never updated: the identity, so the network sees the games' own frames
     obs, _ = worker.envs.reset(seed=[0, 1, 2])
     state, mask, frames, actions = worker.model.initial_state(BATCH), None, [], []
     for _ in range(ROLLOUTS):
-        worker.model.copy_from(shared_model)
+        link.pull(worker.model)
         obs, state, mask, bootstrap = worker.collect(obs, state, mask)
         frames.append(worker.frames.clone())
         actions.append(worker.actions.clone())
-        worker.learn(bootstrap, 0)
-    return worker, games, torch.cat(frames), torch.cat(actions), optimizer.updates, queue
+        worker.learn(bootstrap)
+    return worker, games, torch.cat(frames), torch.cat(actions), link.updates, link.messages
 
 
 def ends_by_step() -> dict[int, dict[int, str]]:
@@ -191,7 +203,7 @@ def test_every_update_equals_autograd_on_a_replay_of_the_games(played):
 
 def test_each_finished_episode_is_reported_with_its_game_score_and_length(played):
     _, games, _, _, _, messages = played
-    episodes = [m[1:] for m in messages if m[0] == "episode"]
+    episodes = [m for m in messages if isinstance(m, EpisodeEnded)]
     ends = ends_by_step()
     expected = []
     for step in sorted(ends):
@@ -199,5 +211,18 @@ def test_each_finished_episode_is_reported_with_its_game_score_and_length(played
             previous_end = max([s for s in ends if s < step and game in ends[s]], default=-1)
             score = sum(games[game].rewards[previous_end + 1:step + 1])
             expected.append((0, game, score, step - previous_end))
-    assert [(rank, env, ret, length) for rank, env, _, ret, length in episodes] == expected
-    assert sum(1 for m in messages if m[0] == "update") == ROLLOUTS
+    assert [(m.worker, m.env_index, m.raw_return, m.length) for m in episodes] == expected
+    assert sum(1 for m in messages if isinstance(m, UpdateDone)) == ROLLOUTS
+
+
+def test_a_non_finite_gradient_is_never_pushed_and_the_update_is_reported_skipped(played):
+    worker, _, _, _, updates, messages = played
+    pushed = len(updates)
+    bootstrap = torch.zeros(BATCH, dtype=F64)
+    worker.rewards[0, 0] = float("nan")  # a NaN reward makes every gradient NaN
+    state = worker.model.initial_state(BATCH)
+    for t in range(STEPS):  # record a rollout's forward steps again, on its own frames
+        _, _, state = worker.model.step(worker.frames[t], state, record=True)
+    worker.learn(bootstrap)
+    assert len(updates) == pushed + 1 and updates[-1] is None
+    assert isinstance(messages[-1], UpdateDone) and messages[-1].skipped

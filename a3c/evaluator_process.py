@@ -2,12 +2,10 @@
 then, logs how it scores and keeps the best checkpoint.
 
 At the start and every ``eval_interval`` seconds it copies the shared weights, plays ``eval_episodes``
-greedy episodes on its own game, sends ("eval", step, mean_return, mean_length) to the
-main process, writes ``checkpoints/best.pt`` (atomically) when the mean improves, and
-every ``eval_clip_every`` evaluations writes a short clip of the game as an animated
-GIF under ``clips/`` and sends ("eval_clip", step, path) for TensorBoard. (Messages stay
-small: a pipe write under 4 KiB is atomic, so a process stopped mid-send can never
-leave half a message for the main process to block on.) It is one single-threaded
+greedy episodes on its own game, sends an ``Evaluated`` message to the training loop,
+writes ``checkpoints/best.pt`` (atomically) when the mean improves, and every
+``eval_clip_every`` evaluations writes a short clip of the game as an animated GIF under
+``clips/`` and sends an ``EvalClip`` for TensorBoard. It is one single-threaded
 process, so it takes at most its own share of the CPU (and none between evaluations);
 it reads the shared weights without locking them and reports its own errors without
 stopping; the main process restarts it if it dies, and its death never stops training.
@@ -17,18 +15,19 @@ from __future__ import annotations
 import io
 import signal
 import time
-import traceback
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from a3c.memory import keep_freed_memory
 from a3c.checkpoint import save_checkpoint
 from a3c.config import Config
 from a3c.envs import ObsNormalizer, make_env
-from a3c.evaluate import play_episode
+from a3c.memory import keep_freed_memory
+from a3c.messages import EvalClip, Evaluated, Failed
 from a3c.model import ActorCritic
+from a3c.policy import play_episode
+from a3c.shared import SharedState
 
 CLIP_STEPS = 300  # about 10 s of play at 30 frames per second
 CLIP_SCALE = 2  # half-size frames keep a clip near 1 MB
@@ -43,7 +42,8 @@ def encode_gif(frames: list[np.ndarray], fps: int = 30) -> bytes:
     return buffer.getvalue()
 
 
-def run_evaluator(config: Config, shared, queue, n_actions: int, best_score: float | None = None) -> None:
+def run_evaluator(config: Config, shared: SharedState, queue, n_actions: int, best_score: float | None = None) -> None:
+    """Process entry point: evaluates until the run stops; never raises."""
     torch.set_num_threads(1)
     keep_freed_memory()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -62,13 +62,13 @@ def run_evaluator(config: Config, shared, queue, n_actions: int, best_score: flo
             model.copy_from(shared.model)  # a snapshot: the workers keep updating the original
             step, obs_norm = shared.global_step, shared.obs_norm.clone()
             normalizer = ObsNormalizer.frozen_from_workers(obs_norm.tolist())
-            env = make_env(config.env_id, normalizer=normalizer, update_stats=False, render_mode="rgb_array",
+            env = make_env(config.env_id, render_mode="rgb_array",
                            frame=config.frame, frame_size=config.frame_size)
             scores, lengths = [], []
             for episode in range(config.eval_episodes):
                 if shared.stop.is_set():
                     break
-                score, length, _ = play_episode(env, model, "greedy", generator,
+                score, length, _ = play_episode(env, model, normalizer, "greedy", generator,
                                                 seed=config.seed + 10_000 + evaluations if episode == 0 else None,
                                                 max_steps=config.eval_max_steps, stop=shared.stop)
                 scores.append(score)
@@ -77,7 +77,7 @@ def run_evaluator(config: Config, shared, queue, n_actions: int, best_score: flo
                 env.close()
                 break
             mean = float(np.mean(scores))
-            queue.put(("eval", step, mean, float(np.mean(lengths))))
+            queue.put(Evaluated(step, mean, float(np.mean(lengths))))
             if mean > best:
                 best = mean
                 save_checkpoint(best_path, {
@@ -87,7 +87,7 @@ def run_evaluator(config: Config, shared, queue, n_actions: int, best_score: flo
                 })
             if config.eval_clip_every and evaluations % config.eval_clip_every == 0:
                 frames = []
-                play_episode(env, model, "greedy", generator, max_steps=CLIP_STEPS, stop=shared.stop,
+                play_episode(env, model, normalizer, "greedy", generator, max_steps=CLIP_STEPS, stop=shared.stop,
                              on_step=lambda *_: frames.append(env.unwrapped.render()))
                 if shared.stop.is_set():
                     env.close()
@@ -96,8 +96,8 @@ def run_evaluator(config: Config, shared, queue, n_actions: int, best_score: flo
                 tmp_path = clip_path.with_suffix(".tmp")
                 tmp_path.write_bytes(encode_gif(frames))
                 tmp_path.replace(clip_path)
-                queue.put(("eval_clip", step, str(clip_path)))
+                queue.put(EvalClip(step, str(clip_path)))
             env.close()
             evaluations += 1
         except Exception:  # noqa: BLE001 - an evaluation failure must not end training
-            queue.put(("error", "evaluator", traceback.format_exc()[-3000:]))  # small: atomic pipe write
+            queue.put(Failed.now("evaluator"))

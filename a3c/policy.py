@@ -1,0 +1,81 @@
+"""Acting with a trained network: choose actions, play episodes, load an agent.
+
+Used by the workers (sampling), the evaluator beside training and the evaluation
+command line.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from a3c.checkpoint import load_checkpoint, restore_model
+from a3c.config import check_env_id
+from a3c.envs import ObsNormalizer, make_env
+from a3c.model import ActorCritic
+
+POLICIES = ("sample", "greedy")
+
+
+def select_action(logits: torch.Tensor, policy: str, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Actions (N,) int64 for logits (N, A) (greedy: most probable; sample: drawn from pi)
+    and the probabilities (N, A)."""
+    probs = torch.softmax(logits, 1)
+    if policy == "greedy":
+        return probs.argmax(1), probs
+    # inverse-CDF sampling: the first action whose cumulative probability exceeds u ~ U[0, 1).
+    # A handful of small ops, where torch.multinomial adds checks and copies on the hot path.
+    u = torch.rand(probs.shape[0], 1, generator=generator, dtype=probs.dtype)
+    actions = torch.searchsorted(probs.cumsum(1), u, right=True).squeeze_(1)
+    return actions.clamp_(max=probs.shape[1] - 1), probs  # the cumsum may end a rounding short of 1
+
+
+def play_episode(env, model: ActorCritic, normalizer: ObsNormalizer, policy: str, generator: torch.Generator,
+                 seed: int | None = None, on_step=None, max_steps: int | None = None,
+                 stop=None) -> tuple[float, int, float]:
+    """One full episode (or ``max_steps``, or until ``stop.is_set()``); returns
+    (raw score, length, seconds). ``normalizer`` is frozen: playing does not change it.
+
+    ``on_step(obs, probs, action)`` is called before each action with the network's
+    input (agent-view videos, clips).
+    """
+    start = time.monotonic()
+    obs, _ = env.reset(seed=seed)
+    state = model.initial_state(1)
+    score, length, done = 0.0, 0, False
+    while not done and (max_steps is None or length < max_steps) and not (stop is not None and stop.is_set()):
+        obs = normalizer(obs, update=False).astype(np.float32, copy=False)
+        logits, _, state = model.step(torch.from_numpy(obs).unsqueeze(0), state)
+        actions, probs = select_action(logits, policy, generator)
+        action = int(actions[0])
+        if on_step is not None:
+            on_step(obs, probs[0], action)
+        obs, _, terminated, truncated, info = env.step(action)
+        score += info["raw_reward"]
+        length += 1
+        done = terminated or truncated
+    return score, length, time.monotonic() - start
+
+
+def frame_settings(config: dict) -> dict:
+    """The view of the game a run's network sees (a checkpoint's config, as a dict)."""
+    return {"frame": config.get("frame", "original"), "frame_size": int(config.get("frame_size", 42))}
+
+
+def load_agent(path: str | Path, env_id: str | None = None):
+    """(model, frozen normaliser, env_id, payload) from a checkpoint.
+
+    Raises CheckpointError (an unusable file) or ConfigError (an unknown game), each
+    with a one-line message.
+    """
+    payload = load_checkpoint(path)
+    env_id = env_id or payload["config"].get("env_id", "Riverraid-v0")
+    check_env_id(env_id)
+    probe = make_env(env_id)
+    n_actions = int(probe.action_space.n)
+    probe.close()
+    model = ActorCritic(n_actions, frame_size=frame_settings(payload["config"])["frame_size"])
+    restore_model(model, payload, path, env_id)
+    return model, ObsNormalizer.frozen_from_workers(payload["obs_norm"].tolist()), env_id, payload
