@@ -12,7 +12,6 @@ import argparse
 import json
 import statistics
 import sys
-import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -125,8 +124,9 @@ def evaluate(checkpoint: Path, episodes: int = 10, policy: str = "greedy", seed:
             path = video_dir / f"agent-view-episode-{episode}.mp4"
             viewer = AgentViewWriter(path, env.unwrapped.render().shape[1], action_names)
             on_step = lambda obs, probs, action: viewer.add(env.unwrapped.render(), obs, probs, action)  # noqa: E731
-        score, length, seconds = play_episode(env, model, normalizer, policy, generator, seed=seed if episode == 0 else None,
-                                              on_step=on_step, max_steps=max_steps)
+        score, length, seconds = play_episode(env, model, normalizer, policy, generator,
+                                              seed=seed if episode == 0 else None, on_step=on_step,
+                                              max_steps=max_steps)
         if viewer is not None:
             viewer.close()
         video = video_dir / f"game-episode-{episode}.mp4" if video_dir is not None and episode in recorded else None

@@ -18,7 +18,8 @@ from a3c.config import Config, ConfigError, check_env_id, check_run_dir, field_d
 def parse_args(argv: list[str] | None) -> tuple[Config, dict | None]:
     settings = "\n".join(f"  {name:<20} {doc}" for name, doc in field_docs().items())
     parser = argparse.ArgumentParser(prog="python -m a3c.train",
-                                     description="Train an A3C-LSTM agent on an Atari game, gradients computed by hand.",
+                                     description="Train an A3C-LSTM agent on an Atari game, "
+                                                 "gradients computed by hand.",
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=f"settings (key=value):\n{settings}")
     parser.add_argument("--config", help="YAML settings file (default: configs/riverraid.yaml)")

@@ -8,8 +8,6 @@ product.
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import torch
 

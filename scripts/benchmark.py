@@ -21,7 +21,6 @@ import json
 import platform
 import queue as queue_errors
 import statistics
-import sys
 import threading
 import time
 from pathlib import Path

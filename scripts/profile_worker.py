@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 import threading
 import time
-from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -118,3 +119,14 @@ def test_every_script_runs_as_a_module_and_answers_help():
 def test_no_script_edits_sys_path():
     for name in SCRIPTS:
         assert "sys.path" not in (ROOT / "scripts" / f"{name}.py").read_text(), name
+
+
+def test_every_module_the_readme_runs_answers_help():
+    readme = (ROOT / "README.md").read_text()
+    modules = sorted(set(re.findall(r"python -m ([a-z0-9_]+(?:\.[a-z0-9_]+)*)", readme)))
+    assert {"a3c.train", "a3c.evaluate", "scripts.readme_figures"} <= set(modules)
+    for module in modules:
+        if "." not in module:  # "python -m scripts.NAME", a placeholder
+            continue
+        result = run_script("-m", module, "--help")
+        assert result.returncode == 0 and "usage:" in result.stdout, f"{module}: {result.stderr[-500:]}"
