@@ -70,10 +70,12 @@ def stop(proc: subprocess.Popen) -> None:
 def dashboard(run_dir: Path, chromium: str, out: Path) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
+    # started beside the run folder with a relative logdir: the page shows no machine path
+    run_dir = run_dir.resolve()
     tensorboard = subprocess.Popen(
-        [sys.executable, "-m", "tensorboard.main", "--logdir", str(run_dir / "tensorboard"),
+        [sys.executable, "-m", "tensorboard.main", "--logdir", f"{run_dir.name}/tensorboard",
          "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cwd=run_dir.parent, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for_runs(base, tensorboard)
         url = f"{base}/?darkMode=false#scalars&tagFilter={urllib.parse.quote(TAGS, safe='')}"
