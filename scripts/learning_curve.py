@@ -1,15 +1,18 @@
-"""Measure learning: train for a fixed number of agent steps, then print the
-100-episode mean raw score at every checkpoint step (default every 500k steps).
+"""Measure learning: train for a fixed number of agent steps over one or more seeds,
+then print, at every mark (default every 500k steps), each run's mean raw score of its
+last 100 training episodes and their mean, standard deviation and minimum over seeds.
 
-    python -m scripts.learning_curve --steps 2000000 [key=value ...]   # train, then report
-    python -m scripts.learning_curve --read runs/X [--every 500000]    # report an existing run
+    python -m scripts.learning_curve --steps 2000000 --seeds 1 2 3 --run-dir runs/NAME [--config FILE] [key=value ...]
+    python -m scripts.learning_curve --read runs/NAME/seed-1 runs/NAME/seed-2 [--every 500000]
 
+Training runs the seeds one after another (each uses every worker), in RUN_DIR/seed-K.
 The report reads ``train/episode_return`` (raw game score, logged against the global
-agent step at each episode's end) from the run's TensorBoard event files.
+agent step at each episode's end) from each run's TensorBoard event files.
 """
 from __future__ import annotations
 
 import argparse
+import statistics
 import subprocess
 import sys
 import time
@@ -39,37 +42,64 @@ def curve(returns: list[tuple[int, float]], every: int, window: int = 100) -> li
     return rows
 
 
+def spread(scores: list[float]) -> tuple[float, float, float]:
+    """(mean, population standard deviation, minimum) of the seeds' scores at one mark."""
+    return statistics.fmean(scores), statistics.pstdev(scores), min(scores)
+
+
+def report(run_dirs: list[Path], every: int, stream=sys.stdout) -> int:
+    """Print the table; a mark appears once every run has reached it."""
+    curves = []
+    for run_dir in run_dirs:
+        returns = episode_returns(run_dir)
+        if not returns:
+            print(f"no episodes logged in {run_dir}", file=sys.stderr)
+            return 1
+        curves.append({step: mean for step, mean, _ in curve(returns, every)})
+    marks = sorted(set.intersection(*(set(c) for c in curves)))
+    for k, run_dir in enumerate(run_dirs):
+        print(f"run {k + 1}: {run_dir}", file=stream)
+    names = [f"run {k + 1}" for k in range(len(run_dirs))]
+    print(f"{'agent steps':>12}  " + "  ".join(f"{name:>7}" for name in names)
+          + f"  {'mean':>7}  {'std':>6}  {'min':>7}", file=stream)
+    for mark in marks:
+        scores = [c[mark] for c in curves]
+        mean, std, low = spread(scores)
+        print(f"{mark:>12,}  " + "  ".join(f"{s:>7.0f}" for s in scores) + f"  {mean:>7.0f}  {std:>6.0f}  {low:>7.0f}",
+              file=stream)
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=2_000_000, help="agent steps to train")
+    parser.add_argument("--steps", type=int, default=2_000_000, help="agent steps to train each seed")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1], help="seeds to train, one run each")
     parser.add_argument("--every", type=int, default=500_000, help="report interval in agent steps")
-    parser.add_argument("--read", type=Path, help="only report an existing run directory")
-    parser.add_argument("--run-dir", type=Path, help="where to train (default runs/curve-<time>)")
+    parser.add_argument("--read", type=Path, nargs="+", help="only report existing run directories")
+    parser.add_argument("--run-dir", type=Path, help="where to train (default runs/curve-<time>); "
+                                                      "each seed in RUN_DIR/seed-K")
+    parser.add_argument("--config", help="YAML settings file passed to a3c.train (default: its default)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="passed to a3c.train")
     args = parser.parse_args()
+    if args.read:
+        return report(args.read, args.every)
 
-    run_dir, wall = args.read, None
-    if run_dir is None:
-        run_dir = args.run_dir or ROOT / "runs" / time.strftime("curve-%Y%m%d-%H%M%S")
-        command = [sys.executable, "-m", "a3c.train", f"total_steps={args.steps}", f"run_dir={run_dir}",
-                   "log_interval=60", *args.overrides]
+    base = args.run_dir or Path("runs") / time.strftime("curve-%Y%m%d-%H%M%S")
+    run_dirs = []
+    for seed in args.seeds:
+        run_dir = base / f"seed-{seed}"
+        config = ["--config", args.config] if args.config else []
+        command = [sys.executable, "-m", "a3c.train", *config, f"total_steps={args.steps}", f"run_dir={run_dir}",
+                   "log_interval=60", *args.overrides, f"seed={seed}"]
         print("$", " ".join(command[1:]), flush=True)
         start = time.monotonic()
-        code = subprocess.call(command, cwd=ROOT)
-        wall = time.monotonic() - start
+        code = subprocess.call(command)
         if code != 0:
-            print(f"training exited with code {code}", file=sys.stderr)
+            print(f"training seed {seed} exited with code {code}", file=sys.stderr)
             return code
-
-    returns = episode_returns(run_dir)
-    if not returns:
-        print(f"no episodes logged in {run_dir}", file=sys.stderr)
-        return 1
-    print(f"run: {run_dir}" + (f"  wall time: {wall / 60:.1f} min" if wall else ""))
-    print(f"{'agent steps':>12}  {'mean score (last 100)':>22}  {'episodes':>8}")
-    for step, mean, episodes in curve(returns, args.every):
-        print(f"{step:>12,}  {mean:>22.0f}  {episodes:>8}")
-    return 0
+        print(f"seed {seed}: {(time.monotonic() - start) / 60:.1f} min wall time", flush=True)
+        run_dirs.append(run_dir)
+    return report(run_dirs, args.every)
 
 
 if __name__ == "__main__":

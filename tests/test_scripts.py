@@ -12,8 +12,8 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_script(*args):
-    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+def run_script(*args, timeout: float = 120):
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
 def test_plot_curves_writes_a_png(smoke_run, tmp_path):
@@ -31,12 +31,32 @@ def test_plot_curves_wants_one_label_per_run(smoke_run, tmp_path):
     assert result.returncode == 2 and "--labels needs one name per run (2), got 1" in result.stderr
 
 
-def test_learning_curve_reads_an_existing_run(smoke_run):
-    result = run_script("-m", "scripts.learning_curve", "--read", str(smoke_run), "--every", "1000")
+def table_rows(stdout: str) -> list[list[str]]:
+    return [line.split() for line in stdout.splitlines() if line.strip()[:1].isdigit()]
+
+
+def test_learning_curve_reads_existing_runs_and_gives_each_marks_mean_and_spread(smoke_run):
+    result = run_script("-m", "scripts.learning_curve", "--read", str(smoke_run), str(smoke_run),
+                        "--every", "1000")
     assert result.returncode == 0, result.stderr
-    rows = [line.split() for line in result.stdout.splitlines() if line.strip()[:1].isdigit()]
-    assert rows and all(len(row) == 3 for row in rows)
+    rows = table_rows(result.stdout)
+    assert rows and all(len(row) == 6 for row in rows)  # step, two runs, mean, std, min
+    for _, first, second, mean, std, low in rows:
+        assert first == second == mean == low and std == "0"  # the same run twice
     assert float(rows[-1][1]) > 1.0  # a mean raw score
+
+
+def test_learning_curve_trains_several_seeds_with_a_tiny_budget(tmp_path):
+    # one game, 4000 steps: a few whole episodes per seed
+    result = run_script("-m", "scripts.learning_curve", "--steps", "4000", "--every", "2000", "--seeds", "3", "4",
+                        "--run-dir", str(tmp_path / "curve"), "--config", "configs/smoke.yaml",
+                        "workers=1", "eval_interval=0", timeout=400)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "seed=3" in result.stdout and "seed=4" in result.stdout
+    assert (tmp_path / "curve" / "seed-4" / "checkpoints" / "latest.pt").exists()
+    rows = table_rows(result.stdout)
+    assert [row[0] for row in rows] == ["2,000", "4,000"]
+    assert all(len(row) == 6 for row in table_rows(result.stdout))
 
 
 def test_benchmark_script_measures_every_kind_of_run(tmp_path):
