@@ -1,9 +1,14 @@
 """Plot learning curves (raw score against agent steps) of one or more runs to a PNG.
 
     python -m scripts.plot_curves runs/A [runs/B ...] --out curve.png [--window 100] [--labels A B ...]
+    python -m scripts.plot_curves --group default runs/D/seed-1 runs/D/seed-2 \
+        --group rg84 runs/R/seed-1 runs/R/seed-2 --peers --out curves.png
 
 For each run: every training episode's raw score (faint), its running mean over the
-last ``--window`` episodes (solid), and the evaluator's mean greedy score (markers).
+last ``--window`` episodes (solid), and the evaluator's mean score (markers). For each
+``--group`` of runs (seeds of one setting): the mean over its runs of that running mean,
+with a band from the lowest to the highest run. ``--peers`` adds the published figures
+of other agents at equal agent steps (PEERS below, with their sources).
 """
 from __future__ import annotations
 
@@ -35,6 +40,72 @@ def running_mean(values: list[float], window: int) -> list[float]:
     return means
 
 
+PEERS = {
+    # name: ([(agent steps, score)], source)
+    "original design (23 processes)": ([(1_000_000, 560), (2_000_000, 1_050), (10_000_000, 3_160)],
+                                       "the project's design brief"),
+    "DQN (Dopamine, sticky actions)": ([(1_000_000, 2_400), (2_000_000, 3_100), (5_000_000, 5_400)],
+                                       "Dopamine's published baselines"),
+    "PPO (CleanRL, v5)": ([(10_000_000, 8_275)], "CleanRL's PPO benchmark"),
+}
+RANDOM_SCORE = 1_339  # Mnih et al. 2015
+
+
+def group_curve(run_dirs: list[Path], window: int, points: int = 200):
+    """(steps, mean, low, high) of the runs' running means on a common grid of steps, up
+    to the shortest run's last episode."""
+    curves = []
+    for run_dir in run_dirs:
+        steps, scores = read_scalars(run_dir, "train/episode_return")
+        if steps:
+            curves.append((steps, running_mean(scores, window)))
+    if not curves:
+        return None
+    end = min(steps[-1] for steps, _ in curves)
+    grid = [end * (k + 1) / points for k in range(points)]
+    at_grid = []
+    for steps, means in curves:
+        row, index = [], 0
+        for mark in grid:  # the running mean of the last episode ended by each mark
+            while index + 1 < len(steps) and steps[index + 1] <= mark:
+                index += 1
+            row.append(means[index])
+        at_grid.append(row)
+    columns = list(zip(*at_grid))
+    return (grid, [sum(c) / len(c) for c in columns], [min(c) for c in columns], [max(c) for c in columns])
+
+
+def plot_groups(groups: list[list[str]], out: Path, window: int, peers: bool) -> int:
+    figure, axes = plt.subplots(figsize=(9, 5), dpi=110)
+    for index, (name, *runs) in enumerate(groups):
+        curve = group_curve([Path(run) for run in runs], window)
+        if curve is None:
+            print(f"no episode scores found in group {name}", file=sys.stderr)
+            return 1
+        grid, mean, low, high = curve
+        axes.plot(grid, mean, color=f"C{index}", linewidth=2,
+                  label=f"{name}: mean of {len(runs)} run(s), last {window} episodes")
+        if len(runs) > 1:
+            axes.fill_between(grid, low, high, color=f"C{index}", alpha=0.2, linewidth=0)
+    if peers:
+        for k, (name, (points, source)) in enumerate(PEERS.items()):
+            axes.plot(*zip(*points), marker="sd^"[k % 3], linestyle=":", color="0.35", label=f"{name} ({source})")
+        axes.axhline(RANDOM_SCORE, color="0.6", linestyle="--", linewidth=1, label="random agent (Mnih et al. 2015)")
+    finish(figure, axes, out)
+    return 0
+
+
+def finish(figure, axes, out: Path) -> None:
+    axes.set_xlabel("agent steps")
+    axes.set_ylabel("raw game score")
+    axes.grid(alpha=0.3)
+    axes.legend(loc="upper left", fontsize=8)
+    figure.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out)
+    print(f"wrote {out}")
+
+
 def plot(run_dirs: list[Path], out: Path, window: int, labels: list[str] | None = None) -> int:
     figure, axes = plt.subplots(figsize=(9, 5), dpi=110)
     plotted = 0
@@ -50,29 +121,31 @@ def plot(run_dirs: list[Path], out: Path, window: int, labels: list[str] | None 
         eval_steps, eval_scores = read_scalars(run_dir, "eval/mean_return")
         if eval_steps:
             axes.plot(eval_steps, eval_scores, "o--", color=colour, markersize=4, linewidth=1,
-                      label=f"{name}: evaluation (greedy)")
+                      label=f"{name}: evaluation")
             plotted += 1
     if not plotted:
         print(f"no episode scores found in {', '.join(map(str, run_dirs))}", file=sys.stderr)
         return 1
-    axes.set_xlabel("agent steps")
-    axes.set_ylabel("raw game score")
-    axes.grid(alpha=0.3)
-    axes.legend(loc="upper left", fontsize=8)
-    figure.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out)
-    print(f"wrote {out}")
+    finish(figure, axes, out)
     return 0
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", type=Path, help="run directories (each holds tensorboard/)")
+    parser.add_argument("runs", nargs="*", type=Path, help="run directories (each holds tensorboard/)")
+    parser.add_argument("--group", nargs="+", action="append", metavar=("NAME", "RUN"),
+                        help="a named group of runs (seeds) drawn as their mean with a band; repeatable")
+    parser.add_argument("--peers", action="store_true", help="add other agents' published figures")
     parser.add_argument("--out", type=Path, default=Path("learning_curve.png"))
     parser.add_argument("--window", type=int, default=100, help="episodes in the running mean")
     parser.add_argument("--labels", nargs="+", help="legend names of the runs (default: folder names)")
     args = parser.parse_args()
+    if args.group:
+        if args.runs or any(len(group) < 2 for group in args.group):
+            parser.error("--group takes a name and at least one run; do not mix groups with plain runs")
+        return plot_groups(args.group, args.out, args.window, args.peers)
+    if not args.runs:
+        parser.error("give run directories or --group")
     if args.labels and len(args.labels) != len(args.runs):
         parser.error(f"--labels needs one name per run ({len(args.runs)}), got {len(args.labels)}")
     return plot(args.runs, args.out, args.window, args.labels)

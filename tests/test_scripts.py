@@ -150,3 +150,15 @@ def test_every_module_the_readme_runs_answers_help():
             continue
         result = run_script("-m", module, "--help")
         assert result.returncode == 0 and "usage:" in result.stdout, f"{module}: {result.stderr[-500:]}"
+
+
+def test_plot_curves_draws_groups_of_seeds_with_a_band_and_the_peers(smoke_run, tmp_path):
+    from scripts.plot_curves import group_curve
+
+    grid, mean, low, high = group_curve([smoke_run, smoke_run], window=10)
+    assert mean == low == high and len(grid) == 200  # two identical runs: no spread
+    out = tmp_path / "groups.png"
+    result = run_script("-m", "scripts.plot_curves", "--group", "smoke", str(smoke_run), str(smoke_run),
+                        "--peers", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert Image.open(out).format == "PNG"
