@@ -93,10 +93,13 @@ class Config:
     one CPU per worker."""
     eval_interval: float = 60.0
     """Seconds between evaluations of the shared network during training; 0 = no evaluator."""
+    eval_policy: str = "sample"
+    """How the evaluator acts: 'sample' (draws actions from the policy, as training does),
+    'greedy' (the most probable action) or 'both' (logged under distinct tags)."""
     eval_episodes: int = 3
-    """Greedy episodes per evaluation; their mean decides checkpoints/best.pt."""
+    """Episodes per evaluation and policy; the first policy's mean decides checkpoints/best.pt."""
     eval_max_steps: int = 10_000
-    """Cut evaluation episodes after this many agent steps (a greedy policy can stall forever)."""
+    """Cut evaluation episodes after this many agent steps (a greedy policy can stall for long)."""
     eval_clip_every: int = 5
     """Log a clip of the game to TensorBoard every this many evaluations; 0 = never."""
 
@@ -118,7 +121,7 @@ def field_docs() -> dict[str, str]:
             if isinstance(node, ast.AnnAssign) and isinstance(body[k + 1], ast.Expr)}
 
 CHOICES = {"optimizer": ("adam", "rmsprop"), "backend": ("local", "ray"),
-           "frame": ("original", "river_and_gauge")}
+           "frame": ("original", "river_and_gauge"), "eval_policy": ("sample", "greedy", "both")}
 
 
 def _coerce(key: str, value: Any) -> Any:

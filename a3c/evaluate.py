@@ -92,7 +92,7 @@ def check_writable_dir(path: Path, what: str) -> None:
         raise EvalError(str(error).replace("run_dir", what, 1)) from None
 
 
-def evaluate(checkpoint: Path, episodes: int = 10, policy: str = "greedy", seed: int = 0,
+def evaluate(checkpoint: Path, episodes: int = 10, policy: str = "sample", seed: int = 0,
              video_dir: Path | None = None, video_episodes: list[int] | None = None, agent_view: bool = False,
              env_id: str | None = None, max_steps: int | None = None, stream=None) -> dict:
     """Play ``episodes`` full episodes; returns the JSON-ready summary."""
@@ -159,8 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m a3c.evaluate", description=__doc__.split("\n\n")[1])
     parser.add_argument("--checkpoint", required=True, type=Path, help="a checkpoint (latest.pt or best.pt)")
     parser.add_argument("--episodes", type=int, default=10, help="full episodes to play (default 10)")
-    parser.add_argument("--policy", choices=["greedy", "sample"], default="greedy",
-                        help="greedy: the most probable action; sample: draw from the policy")
+    parser.add_argument("--policy", choices=["sample", "greedy"], default="sample",
+                        help="sample (default): draw actions from the policy, as in training; "
+                             "greedy: the most probable action")
     parser.add_argument("--seed", type=int, default=0, help="seeds the game and the sampling")
     parser.add_argument("--video-dir", type=Path, help="write MP4 videos of the games here")
     parser.add_argument("--video-episodes", help="which episodes to record, e.g. 0,3 (default: all)")

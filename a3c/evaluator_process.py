@@ -2,8 +2,10 @@
 then, logs how it scores and keeps the best checkpoint.
 
 At the start and every ``eval_interval`` seconds it copies the shared weights, plays ``eval_episodes``
-greedy episodes on its own game, sends an ``Evaluated`` message to the training loop,
-writes ``checkpoints/best.pt`` (atomically) when the mean improves, and every
+episodes on its own game with the policy (or both policies) of ``eval_policy`` (sampled
+actions by default, as in training; greedy on request), sends an ``Evaluated`` message per
+policy to the training loop, writes ``checkpoints/best.pt`` (atomically) when the mean of
+the first policy improves, and every
 ``eval_clip_every`` evaluations writes a short clip of the game as an animated GIF under
 ``clips/`` and sends an ``EvalClip`` for TensorBoard. It is one single-threaded
 process, so it takes at most its own share of the CPU (and none between evaluations);
@@ -13,6 +15,7 @@ stopping; the main process restarts it if it dies, and its death never stops tra
 from __future__ import annotations
 
 import io
+import os
 import signal
 import time
 from pathlib import Path
@@ -29,6 +32,7 @@ from a3c.model import ActorCritic
 from a3c.policy import play_episode
 from a3c.shared import SharedState
 
+EVALUATOR_NICENESS = 15  # scheduler weight 36 against a worker's 1024: about 2% of the CPU under full load
 CLIP_STEPS = 300  # about 10 s of play at 30 frames per second
 CLIP_SCALE = 2  # half-size frames keep a clip near 1 MB
 
@@ -47,6 +51,10 @@ def run_evaluator(config: Config, shared: SharedState, queue, n_actions: int, be
     torch.set_num_threads(1)
     keep_freed_memory()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # a low priority: the workers own the cores, the evaluator takes what they leave, so a
+    # long (or stalled greedy) episode slows the evaluations, never the training
+    os.nice(EVALUATOR_NICENESS)
+    policies = ["sample", "greedy"] if config.eval_policy == "both" else [config.eval_policy]
     model = ActorCritic(n_actions, frame_size=config.frame_size)
     best_path = Path(config.run_dir) / "checkpoints" / "best.pt"
     clips_dir = Path(config.run_dir) / "clips"
@@ -64,20 +72,26 @@ def run_evaluator(config: Config, shared: SharedState, queue, n_actions: int, be
             normalizer = ObsNormalizer.frozen_from_workers(obs_norm.tolist())
             env = make_env(config.env_id, render_mode="rgb_array",
                            frame=config.frame, frame_size=config.frame_size)
-            scores, lengths = [], []
-            for episode in range(config.eval_episodes):
+            means = {}
+            for policy in policies:
+                scores, lengths = [], []
+                for episode in range(config.eval_episodes):
+                    if shared.stop.is_set():
+                        break
+                    score, length, _ = play_episode(
+                        env, model, normalizer, policy, generator,
+                        seed=config.seed + 10_000 + evaluations if episode == 0 else None,
+                        max_steps=config.eval_max_steps, stop=shared.stop)
+                    scores.append(score)
+                    lengths.append(length)
                 if shared.stop.is_set():
                     break
-                score, length, _ = play_episode(env, model, normalizer, "greedy", generator,
-                                                seed=config.seed + 10_000 + evaluations if episode == 0 else None,
-                                                max_steps=config.eval_max_steps, stop=shared.stop)
-                scores.append(score)
-                lengths.append(length)
+                means[policy] = float(np.mean(scores))
+                queue.put(Evaluated(step, means[policy], float(np.mean(lengths)), policy))
             if shared.stop.is_set():  # an evaluation cut short by the end of training is not reported
                 env.close()
                 break
-            mean = float(np.mean(scores))
-            queue.put(Evaluated(step, mean, float(np.mean(lengths))))
+            mean = means[policies[0]]
             if mean > best:
                 best = mean
                 save_checkpoint(best_path, {
@@ -87,7 +101,7 @@ def run_evaluator(config: Config, shared: SharedState, queue, n_actions: int, be
                 })
             if config.eval_clip_every and evaluations % config.eval_clip_every == 0:
                 frames = []
-                play_episode(env, model, normalizer, "greedy", generator, max_steps=CLIP_STEPS, stop=shared.stop,
+                play_episode(env, model, normalizer, policies[0], generator, max_steps=CLIP_STEPS, stop=shared.stop,
                              on_step=lambda *_: frames.append(env.unwrapped.render()))
                 if shared.stop.is_set():
                     env.close()

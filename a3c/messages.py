@@ -36,6 +36,7 @@ class Evaluated:
     global_step: int
     mean_return: float
     mean_length: float
+    policy: str = "sample"  # "sample" (actions drawn from pi) or "greedy" (the most probable)
 
 
 @dataclass(frozen=True)

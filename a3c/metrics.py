@@ -73,9 +73,12 @@ class RunMetrics:
         losses["grad_norm"] += grad_norm
         losses["n"] += 1
 
-    def evaluation(self, step: int, mean_return: float, mean_length: float) -> None:
-        self.writer.add_scalar("eval/mean_return", mean_return, step)
-        self.writer.add_scalar("eval/episode_length", mean_length, step)
+    def evaluation(self, step: int, mean_return: float, mean_length: float, policy: str = "sample") -> None:
+        """The sampled policy's scores under eval/mean_return and eval/episode_length, the
+        greedy one's under eval/greedy_mean_return and eval/greedy_episode_length."""
+        prefix = "eval/greedy_" if policy == "greedy" else "eval/"
+        self.writer.add_scalar(f"{prefix}mean_return", mean_return, step)
+        self.writer.add_scalar(f"{prefix}episode_length", mean_length, step)
 
     def clip(self, step: int, gif_path: str, tag: str = "eval/clip") -> None:
         """An animated GIF as an image summary: what ``SummaryWriter.add_video`` writes, built

@@ -163,7 +163,7 @@ class Trainer:
                 metrics.update(message.global_step, message.policy_loss, message.value_loss, message.entropy,
                                message.grad_norm, self.shared.optimizer.lr_at(message.global_step), message.skipped)
             case Evaluated():
-                metrics.evaluation(message.global_step, message.mean_return, message.mean_length)
+                metrics.evaluation(message.global_step, message.mean_return, message.mean_length, message.policy)
             case EvalClip():
                 metrics.clip(message.global_step, message.path)
             case Failed():

@@ -27,14 +27,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run(backend: str, steps: int, overrides: list[str]) -> tuple[float, str]:
+def run_training(steps: int, settings: list[str]) -> tuple[float, str]:
+    """(steady steps/s, the workers' time split) of one ``python -m a3c.train`` run."""
     with tempfile.TemporaryDirectory() as run_dir:
-        command = [sys.executable, "-m", "a3c.train", f"backend={backend}", f"total_steps={steps}",
-                   "eval_interval=0", "log_interval=2", f"run_dir={run_dir}", *overrides]
+        command = [sys.executable, "-m", "a3c.train", f"total_steps={steps}", "log_interval=2",
+                   f"run_dir={run_dir}", *settings]
         env = dict(os.environ, RAY_AUTH_MODE=os.environ.get("RAY_AUTH_MODE", "disabled"))
         result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env)
     if result.returncode != 0:
-        raise SystemExit(f"{backend} run failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+        raise SystemExit(f"run with {' '.join(settings)} failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
     rates = [float(r) for r in re.findall(r"^step \d+/\d+\s+(\d+) steps/s", result.stdout, re.MULTILINE)]
     split = re.search(r"^ms per update and worker: (.*)$", result.stdout, re.MULTILINE).group(1)
     return statistics.median(rates[2:-1] or rates), split
@@ -102,7 +103,7 @@ def main() -> None:
     rates: dict[str, list[float]] = {"local": [], "ray": []}
     for round_index in range(args.rounds):
         for backend in rates:
-            rate, split = run(backend, args.steps, args.overrides)
+            rate, split = run_training(args.steps, [f"backend={backend}", "eval_interval=0", *args.overrides])
             rates[backend].append(rate)
             print(f"round {round_index + 1}  {backend:<5} {rate:6.0f} steps/s   ms per update: {split}", flush=True)
     ratio = statistics.median(r / l for r, l in zip(rates["ray"], rates["local"]))

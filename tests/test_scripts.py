@@ -162,3 +162,12 @@ def test_plot_curves_draws_groups_of_seeds_with_a_band_and_the_peers(smoke_run, 
                         "--peers", "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert Image.open(out).format == "PNG"
+
+
+def test_bench_evaluator_compares_runs_with_and_without_the_evaluator():
+    """A smoke run with a tiny budget: the script's plumbing, not a timing assertion."""
+    result = run_script("-m", "scripts.bench_evaluator", "--steps", "1500", "--rounds", "1", "--eval-interval", "1",
+                        "workers=1", "envs_per_worker=1", "eval_max_steps=50", "eval_clip_every=0", timeout=400)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "evaluator off" in result.stdout and "evaluator on" in result.stdout
+    assert float(result.stdout.split("with/without evaluator:")[1]) > 0

@@ -1,0 +1,49 @@
+"""The evaluator beside training: both policies on request, at a low priority."""
+from __future__ import annotations
+
+import os
+import queue as queue_errors
+import time
+
+import torch.multiprocessing as mp
+
+from a3c.config import load_config
+from a3c.evaluator_process import EVALUATOR_NICENESS, run_evaluator
+from a3c.messages import Evaluated
+from a3c.model import ActorCritic
+from a3c.optim import optimizer_for
+from a3c.shared import SharedState
+
+
+def test_it_plays_each_policy_of_both_and_runs_at_a_low_priority(tmp_path):
+    config = load_config("configs/smoke.yaml", {"run_dir": str(tmp_path), "eval_policy": "both",
+                                                "eval_max_steps": 50, "eval_clip_every": 0, "workers": 1})
+    ctx = mp.get_context("spawn")
+    model = ActorCritic(18, seed=0)
+    shared = SharedState.create(model, optimizer_for(config, model.parameters(), 1), 1, ctx.Event())
+    shared.obs_norm[0] = shared.obs_norm.new_tensor([0.4, 0.2, 100.0])  # a worker's normaliser state
+    queue = ctx.Queue()
+    proc = ctx.Process(target=run_evaluator, args=(config, shared, queue, 18), daemon=True)
+    proc.start()
+    try:
+        messages, deadline = [], time.monotonic() + 120
+        while len(messages) < 2 and time.monotonic() < deadline:
+            try:
+                message = queue.get(timeout=1)
+            except queue_errors.Empty:
+                continue
+            messages.append(message)
+            if len(messages) == 1:
+                assert os.getpriority(os.PRIO_PROCESS, proc.pid) == EVALUATOR_NICENESS
+        assert [type(m) for m in messages] == [Evaluated, Evaluated], messages
+        assert [m.policy for m in messages] == ["sample", "greedy"]
+        assert all(m.mean_length <= 50 for m in messages)  # eval_max_steps cuts each episode
+        best = tmp_path / "checkpoints" / "best.pt"  # written after the first policy's message
+        while not best.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert best.exists()
+    finally:
+        shared.stop.set()
+        proc.join(10)
+        if proc.is_alive():
+            proc.kill()
