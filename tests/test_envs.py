@@ -100,3 +100,33 @@ def test_a_batch_is_normalised_game_by_game_with_a_final_frame_before_the_next_e
     np.testing.assert_allclose(frames, expected, rtol=1e-6)
     np.testing.assert_allclose(finals[1], expected_final, rtol=1e-6)
     assert ours.count == reference.count == 4
+
+
+@pytest.mark.parametrize("scale, bound, expected", [(1.0, 1.0, [1.0, 1.0, 0.0, -1.0]),
+                                                    (0.01, 10.0, [5.0, 0.3, 0.0, -0.5]),
+                                                    (0.01, 1.0, [1.0, 0.3, 0.0, -0.5])])
+def test_the_learning_reward_is_scaled_then_clipped_and_the_raw_score_kept(scale, bound, expected):
+    import gymnasium as gym
+
+    from a3c.envs import ClipRewardKeepScore
+
+    class Scores(gym.Env):
+        observation_space, action_space = gym.spaces.Discrete(1), gym.spaces.Discrete(1)
+        rewards = [500.0, 30.0, 0.0, -50.0]  # a bridge, a tanker, nothing, a made-up loss
+
+        def reset(self, *, seed=None, options=None):
+            self.k = 0
+            return 0, {}
+
+        def step(self, action):
+            self.k += 1
+            return 0, self.rewards[self.k - 1], False, False, {}
+
+    env = ClipRewardKeepScore(Scores(), scale, bound)
+    env.reset()
+    learned, raw = [], []
+    for _ in range(4):
+        _, reward, _, _, info = env.step(0)
+        learned.append(reward)
+        raw.append(info["raw_reward"])
+    assert learned == pytest.approx(expected) and raw == Scores.rewards

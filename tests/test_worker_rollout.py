@@ -32,21 +32,25 @@ EPISODES = [
     [(5, "truncated"), (3, "truncated"), (99, "")],     # ends at 4 (a rollout's last step) and 7
     [(7, "terminated"), (99, "")],                      # ends at 6
 ]
+# per game: global steps at which it loses a life and plays on (mid-rollout, at a rollout's
+# first step, at a rollout's last step)
+LIFE_LOSSES = [{1, 5}, {6}, {4}]
 SETTINGS = dict(gamma=0.9, gae_lambda=0.95, entropy_coef=0.01, value_loss_coef=0.5)
 
 
 class ScriptedGame(gym.Env):
-    """Random frames and rewards; episode lengths and endings from a script.
+    """Random frames and rewards; episode lengths, endings and lost lives from a script.
 
     Logs what the agent saw before each step (``seen``), each reward, and the last frame
-    of each episode that a time limit cut (``final_frames``, by step).
+    of each episode that a time limit cut (``final_frames``, by step). Reports its lives
+    in ``info["lives"]`` as ALE does.
     """
 
     observation_space = gym.spaces.Box(-np.inf, np.inf, (1, 42, 42), np.float64)
     action_space = gym.spaces.Discrete(18)
 
     def __init__(self, index: int) -> None:
-        self.script = list(EPISODES[index])
+        self.script, self.life_losses = list(EPISODES[index]), LIFE_LOSSES[index]
         self.rng = np.random.default_rng(100 + index)
         self.seen, self.rewards, self.final_frames = [], [], {}
 
@@ -54,7 +58,8 @@ class ScriptedGame(gym.Env):
         super().reset(seed=seed)
         self.remaining, self.ending = self.script.pop(0)
         self.current = self.rng.standard_normal((1, 42, 42))
-        return self.current, {}
+        self.lives = 4
+        return self.current, {"lives": self.lives}
 
     def step(self, action):
         self.seen.append(self.current)
@@ -65,7 +70,10 @@ class ScriptedGame(gym.Env):
         ended = self.remaining == 0
         if ended:
             self.final_frames[len(self.seen) - 1] = self.current
-        return self.current, reward, ended and self.ending == "terminated", ended and self.ending == "truncated", {}
+        if len(self.seen) - 1 in self.life_losses:
+            self.lives -= 1
+        return (self.current, reward, ended and self.ending == "terminated", ended and self.ending == "truncated",
+                {"lives": self.lives})
 
 
 class RecordingLink:
@@ -96,16 +104,17 @@ class RecordingLink:
         return False
 
 
-@pytest.fixture
-def played(monkeypatch):
-    """A float64 worker after ROLLOUTS updates: (worker, games, frames it saw, actions, updates, messages)."""
+@pytest.fixture(params=[False, True], ids=["lives-ignored", "a-lost-life-ends-returns"])
+def played(monkeypatch, request):
+    """A float64 worker after ROLLOUTS updates: (worker, games, frames it saw, actions, updates, messages);
+    once with life_loss_ends_returns off, once on."""
     games = [ScriptedGame(k) for k in range(BATCH)]
     monkeypatch.setattr(worker_module, "make_vector_env", lambda *args, **kwargs: gym.vector.SyncVectorEnv(
         [lambda game=game: RecordEpisodeStatistics(game) for game in games], copy=False,
         autoreset_mode=gym.vector.AutoresetMode.SAME_STEP))
     # max_grad_norm: no clipping, so the pushed gradients are the raw ones autograd gives
     config = load_config(None, {"workers": 1, "envs_per_worker": BATCH, "num_steps": STEPS,
-                                "max_grad_norm": 1e12, **SETTINGS})
+                                "max_grad_norm": 1e12, "life_loss_ends_returns": request.param, **SETTINGS})
     link = RecordingLink(ActorCritic(18, seed=5, dtype=F64))
     worker = Worker(0, config, link, dtype=F64)
     worker.normalizer.frozen = True  # never updated: the identity, so the network sees the games' own frames
@@ -140,8 +149,11 @@ def restart_mask(ends, step):
     return mask
 
 
-def reference_updates(model, games, actions):
-    """Autograd through the same network and loss on the games' own logs, rollout by rollout."""
+def reference_updates(model, games, actions, life_loss_ends_returns: bool):
+    """Autograd through the same network and loss on the games' own logs, rollout by rollout.
+
+    A lost life, when it ends returns, is a done flag (no bootstrapping across it) that
+    leaves the LSTM state alone."""
     reference = TorchActorCritic(18).double().load_from(model)
     ends, gamma = ends_by_step(), SETTINGS["gamma"]
     seen = torch.tensor(np.stack([np.stack(game.seen) for game in games], 1))  # (steps, B, 1, 42, 42)
@@ -158,6 +170,9 @@ def reference_updates(model, games, actions):
             logits, values, state = reference(seen[t], state, restart_mask(ends, t - 1))
             logits_seq.append(logits)
             values_seq.append(values.squeeze(1))
+            for game in range(BATCH):
+                if life_loss_ends_returns and t in LIFE_LOSSES[game] and game not in ends.get(t, {}):
+                    dones[t - start, game] = 1.0
             for game, ending in ends.get(t, {}).items():
                 dones[t - start, game] = 1.0
                 if ending == "truncated":  # r + gamma V(final frame), from this game's state
@@ -194,7 +209,7 @@ def test_the_worker_feeds_the_network_what_each_game_showed(played):
 def test_every_update_equals_autograd_on_a_replay_of_the_games(played):
     worker, games, _, actions, updates, _ = played
     assert len(updates) == ROLLOUTS
-    expected = reference_updates(worker.model, games, actions)
+    expected = reference_updates(worker.model, games, actions, worker.config.life_loss_ends_returns)
     names = [name for name, _ in worker.model.named_parameters()]
     for k, (ours, reference) in enumerate(zip(updates, expected)):
         for name, grad in zip(names, ours):
