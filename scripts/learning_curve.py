@@ -31,10 +31,23 @@ def episode_returns(run_dir: Path) -> list[tuple[int, float]]:
     return sorted((e.step, e.value) for e in events.Scalars("train/episode_return"))
 
 
-def curve(returns: list[tuple[int, float]], every: int, window: int = 100) -> list[tuple[int, float, int]]:
-    """(step, mean of the last ``window`` episodes ended by that step, episodes so far)."""
-    rows, last = [], returns[-1][0] if returns else 0
-    for mark in range(every, last + every, every):
+def steps_trained(run_dir: Path, returns: list[tuple[int, float]]) -> int:
+    """Agent steps the run reached: its latest checkpoint's count, else its last episode's end."""
+    from a3c.checkpoint import CheckpointError, load_checkpoint
+
+    try:
+        return int(load_checkpoint(run_dir / "checkpoints" / "latest.pt")["global_step"])
+    except CheckpointError:
+        return returns[-1][0] if returns else 0
+
+
+def curve(returns: list[tuple[int, float]], every: int, window: int = 100,
+          last: int | None = None) -> list[tuple[int, float, int]]:
+    """(step, mean of the last ``window`` episodes ended by that step, episodes so far), at
+    every mark the run reached (``last``: its step count; default its last episode's end)."""
+    rows = []
+    last = last if last is not None else (returns[-1][0] if returns else 0)
+    for mark in range(every, last + 1, every):
         done = [value for step, value in returns if step <= mark]
         if done:
             recent = done[-window:]
@@ -55,7 +68,7 @@ def report(run_dirs: list[Path], every: int, stream=sys.stdout) -> int:
         if not returns:
             print(f"no episodes logged in {run_dir}", file=sys.stderr)
             return 1
-        curves.append({step: mean for step, mean, _ in curve(returns, every)})
+        curves.append({step: mean for step, mean, _ in curve(returns, every, last=steps_trained(run_dir, returns))})
     marks = sorted(set.intersection(*(set(c) for c in curves)))
     for k, run_dir in enumerate(run_dirs):
         print(f"run {k + 1}: {run_dir}", file=stream)
