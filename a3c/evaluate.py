@@ -157,7 +157,8 @@ def parse_episode_list(text: str) -> list[int]:
 def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     parser = argparse.ArgumentParser(prog="python -m a3c.evaluate", description=__doc__.split("\n\n")[1])
-    parser.add_argument("--checkpoint", required=True, type=Path, help="a checkpoint (latest.pt or best.pt)")
+    parser.add_argument("--checkpoint", required=True, type=Path,
+                        help="a checkpoint (latest.pt or best.pt), or 'pretrained': the agent shipped with the package")
     parser.add_argument("--episodes", type=int, default=10, help="full episodes to play (default 10)")
     parser.add_argument("--policy", choices=["sample", "greedy"], default="sample",
                         help="sample (default): draw actions from the policy, as in training; "

@@ -17,6 +17,13 @@ from a3c.envs import ObsNormalizer, make_env
 from a3c.model import ActorCritic
 
 POLICIES = ("sample", "greedy")
+PRETRAINED = Path(__file__).resolve().parent / "pretrained" / "riverraid.pt"
+"""The trained agent that ships with the package: ``--checkpoint pretrained``."""
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """``pretrained`` names the shipped agent; anything else is a path."""
+    return PRETRAINED if str(path) == "pretrained" else Path(path)
 
 
 def select_action(logits: torch.Tensor, policy: str, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -70,6 +77,7 @@ def load_agent(path: str | Path, env_id: str | None = None):
     Raises CheckpointError (an unusable file) or ConfigError (an unknown game), each
     with a one-line message.
     """
+    path = resolve_checkpoint(path)
     payload = load_checkpoint(path)
     env_id = env_id or payload["config"].get("env_id", "Riverraid-v0")
     check_env_id(env_id)

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import cv2
 import pytest
+import torch
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -71,3 +73,30 @@ def test_bad_inputs_exit_2_with_one_line(smoke_run, tmp_path, capsys):
         assert main(args) == 2, args
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and __import__("re").match(message, err[0]), (args, err)
+
+
+def test_the_pretrained_agent_ships_with_the_package_and_plays():
+    from a3c.policy import PRETRAINED
+
+    assert PRETRAINED.is_file() and PRETRAINED.stat().st_size < 8_000_000  # a few MB: weights and normalisation
+    payload = load_checkpoint(PRETRAINED)
+    assert payload["optimizer"] == {} and payload["source"].startswith("runs/")
+    summary = evaluate("pretrained", episodes=1, seed=3, max_steps=100, stream=io.StringIO())
+    assert summary["episodes"][0]["length"] == 100 and summary["global_step"] >= 1_000_000
+
+
+def test_export_pretrained_keeps_what_playing_needs(smoke_run, tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "agent.pt"
+    result = subprocess.run([sys.executable, "-m", "scripts.export_pretrained", "--checkpoint",
+                             str(smoke_run / "checkpoints" / "latest.pt"), "--source", "runs/smoke: a test",
+                             "--out", str(out)], cwd=Path(__file__).resolve().parent.parent,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    exported, original = load_checkpoint(out), load_checkpoint(smoke_run / "checkpoints" / "latest.pt")
+    assert exported["optimizer"] == {} and exported["source"] == "runs/smoke: a test"
+    assert all(torch.equal(exported["model"][k], original["model"][k]) for k in original["model"])
+    assert torch.equal(exported["obs_norm"], original["obs_norm"])
+    assert evaluate(out, episodes=1, max_steps=20, stream=io.StringIO())["episodes"][0]["length"] == 20
