@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import time
 from dataclasses import dataclass, fields
@@ -120,6 +121,11 @@ def field_docs() -> dict[str, str]:
             for k, node in enumerate(body[:-1])
             if isinstance(node, ast.AnnAssign) and isinstance(body[k + 1], ast.Expr)}
 
+# the games take 32-bit seeds; workers add up to 1000 per restart and their rank x games
+MAX_SEED = 2**31 - 1_000_000
+# beyond these a run cannot start on any one machine (each worker is a process, each game an emulator)
+LIMITS = {"workers": 1024, "envs_per_worker": 256, "num_steps": 10_000}
+
 CHOICES = {"optimizer": ("adam", "rmsprop"), "backend": ("local", "ray"),
            "frame": ("original", "river_and_gauge"), "eval_policy": ("sample", "greedy", "both")}
 
@@ -144,7 +150,12 @@ def _coerce(key: str, value: Any) -> Any:
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key} must be a number, got {value!r}")
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # an integer beyond any float
+            raise ConfigError(f"{key} must be a finite number, got {value!r}") from None
+        if not math.isfinite(value):  # nan trains to all-NaN weights; inf breaks every schedule
+            raise ConfigError(f"{key} must be a finite number, got {value!r}")
     elif kind.startswith("bool"):
         if not isinstance(value, bool):
             raise ConfigError(f"{key} must be true or false, got {value!r}")
@@ -228,6 +239,11 @@ def validate(config: Config) -> None:
             raise ConfigError(f"{key} must be one of {', '.join(choices)}, got {getattr(config, key)!r}")
     if config.ray_address is not None and config.backend != "ray":
         raise ConfigError(f"ray_address is only used with backend=ray (got backend={config.backend})")
+    if not 0 <= config.seed <= MAX_SEED:
+        raise ConfigError(f"seed must be in [0, {MAX_SEED}], got {config.seed}")
+    for key, most in LIMITS.items():
+        if getattr(config, key) > most:
+            raise ConfigError(f"{key} must be at most {most}, got {getattr(config, key)}")
 
 
 def resolve_workers(config: Config) -> int:
@@ -239,14 +255,22 @@ def default_run_dir() -> Path:
 
 
 def check_env_id(env_id: str) -> None:
-    """Fail early, with the closest known ids, when gymnasium does not know ``env_id``."""
+    """Fail early when ``env_id`` is not an Atari game of ale-py (with the closest ids)."""
     from a3c.envs import registered_env_ids
 
     known = registered_env_ids()
+    if env_id in known and not is_atari(env_id):
+        raise ConfigError(f"env_id {env_id!r} is not an Atari game of ale-py")
     if env_id not in known:
-        close = difflib.get_close_matches(env_id, known, n=3)
+        close = difflib.get_close_matches(env_id, [name for name in known if is_atari(name)], n=3)
         hint = f" (close matches: {', '.join(close)})" if close else ""
         raise ConfigError(f"unknown env_id {env_id!r}{hint}")
+
+
+def is_atari(env_id: str) -> bool:
+    import gymnasium as gym
+
+    return "ale_py" in str(gym.registry[env_id].entry_point)
 
 
 def check_run_dir(run_dir: Path) -> None:

@@ -6,6 +6,7 @@ before any process starts), then runs the training loop of :mod:`a3c.trainer`.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -41,6 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)  # the main process only coordinates; the cores belong to workers
     try:
         config, checkpoint = parse_args(argv)
+        cores = os.cpu_count() or 1
+        if config.backend == "local" and config.workers > cores:
+            print(f"warning: {config.workers} workers on {cores} cores share them: each runs slower",
+                  file=sys.stderr)
         if config.backend == "ray":
             from a3c.backends.ray import import_ray
 

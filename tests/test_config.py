@@ -55,6 +55,17 @@ def test_every_field_has_a_docstring_shown_by_help():
     ({"backend": "spark"}, "backend must be one of local, ray, got 'spark'"),
     ({"ray_address": "auto"}, "ray_address is only used with backend=ray"),
     ({"optimizer": "sgd"}, "optimizer must be one of adam, rmsprop, got 'sgd'"),
+    ({"lr": float("nan")}, "lr must be a finite number, got nan"),
+    ({"lr": float("inf")}, "lr must be a finite number, got inf"),
+    ({"entropy_coef": float("nan")}, "entropy_coef must be a finite number"),
+    ({"max_grad_norm": float("nan")}, "max_grad_norm must be a finite number"),
+    ({"checkpoint_interval": float("nan")}, "checkpoint_interval must be a finite number"),
+    ({"eval_interval": float("-inf")}, "eval_interval must be a finite number"),
+    ({"lr": 10**400}, "lr must be a finite number"),
+    ({"seed": 99999999999999999999}, r"seed must be in \[0, "),
+    ({"seed": -1}, r"seed must be in \[0, "),
+    ({"workers": 100000}, "workers must be at most 1024, got 100000"),
+    ({"envs_per_worker": 100000}, "envs_per_worker must be at most 256"),
 ])
 def test_bad_settings_raise_config_error(overrides, message):
     with pytest.raises(ConfigError, match=message):
@@ -84,3 +95,16 @@ def test_cli_reports_one_line_and_exits_2_before_starting_workers(args, message,
     assert len(lines) == 1 and lines[0].startswith(message), result.stderr
     assert "Traceback" not in result.stderr
     assert "training" not in result.stdout  # no worker was started
+
+
+@pytest.mark.parametrize("env_id, message", [
+    ("CartPole-v1", "env_id 'CartPole-v1' is not an Atari game of ale-py"),
+    ("Riverrad-v0", "unknown env_id 'Riverrad-v0' (close matches: Riverraid-v0"),
+])
+def test_env_id_must_be_an_atari_game_of_ale_py(env_id, message):
+    from a3c.config import check_env_id
+
+    with pytest.raises(ConfigError) as error:
+        check_env_id(env_id)
+    assert str(error.value).startswith(message)
+    check_env_id("Riverraid-v0")  # and the real one passes
