@@ -68,6 +68,11 @@ def load_checkpoint(path: str | Path) -> dict:
     missing = {"model", "optimizer", "global_step", "obs_norm", "n_actions", "config"} - payload.keys()
     if missing:
         raise CheckpointError(f"{path} lacks {', '.join(sorted(missing))}")
+    model = payload["model"]
+    if not isinstance(model, dict) or not all(isinstance(t, torch.Tensor) for t in model.values()):
+        raise CheckpointError(f"{path} holds no weights")
+    if not all(bool(torch.isfinite(t).all()) for t in model.values()):
+        raise CheckpointError(f"{path} holds weights that are NaN or inf: it cannot play or resume")
     return payload
 
 

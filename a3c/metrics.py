@@ -128,13 +128,16 @@ class RunMetrics:
             self._losses = {key: 0.0 for key in losses} | {"n": 0}
         if self.bar is None:
             score = f"{self.mean_return:.0f}" if self.mean_return is not None else "-"
+            skipped = f"  skipped updates {self.skipped}" if self.skipped else ""
             print(f"step {step}/{self.total_steps}  {rate:.0f} steps/s  episodes {self.episodes}  "
-                  f"mean score (last {len(self.recent_returns)}) {score}", file=self.stream, flush=True)
+                  f"mean score (last {len(self.recent_returns)}) {score}{skipped}", file=self.stream, flush=True)
 
     def summary(self, step: int, seconds: float) -> str:
         score = f"{self.mean_return:.0f}" if self.mean_return is not None else "-"
-        return (f"{step - self._start_step} steps in {seconds:.0f} s ({(step - self._start_step) / max(seconds, 1e-9):.0f}"
-                f" steps/s), {self.episodes} episodes, mean score of the last {len(self.recent_returns)}: {score}")
+        steps = step - self._start_step
+        skipped = f", {self.skipped} updates skipped (non-finite gradients)" if self.skipped else ""
+        return (f"{steps} steps in {seconds:.0f} s ({steps / max(seconds, 1e-9):.0f} steps/s), {self.episodes} "
+                f"episodes, mean score of the last {len(self.recent_returns)}: {score}{skipped}")
 
     def close(self) -> None:
         if self._episodes_file is not None:

@@ -12,6 +12,7 @@ import signal
 import time
 from pathlib import Path
 
+import torch
 import torch.multiprocessing as mp
 import yaml
 
@@ -26,6 +27,9 @@ from a3c.model import ActorCritic
 from a3c.optim import optimizer_for
 from a3c.processes import exit_cause, stop_processes
 from a3c.shared import SharedState, time_split
+
+
+MAX_SKIPPED_IN_A_ROW = 100  # non-finite gradients this often in a row: the weights or settings are broken
 
 
 class Trainer:
@@ -57,6 +61,7 @@ class Trainer:
         self.restarts = self.evaluator_restarts = 0
         self.stop_reason: str | None = None
         self.exit_code = 0
+        self.skipped_in_a_row = 0
 
     # --- processes ---------------------------------------------------------------------
     def start_worker(self, rank: int, restart: int = 0) -> None:
@@ -133,8 +138,13 @@ class Trainer:
     def save(self) -> Path:
         path = self.run_dir / "checkpoints" / "latest.pt"
         state = self.backend.checkpoint_state()
-        if state is not None:  # None: the global network cannot be read; the last checkpoint stays
-            save_checkpoint(path, {**state, "n_actions": self.n_actions, "config": self.config.to_dict()})
+        if state is None:  # the global network cannot be read: the last checkpoint stays
+            return path
+        if not all(torch.isfinite(tensor).all() for tensor in state["model"].values()):
+            self.metrics.event(f"the weights hold NaN or inf: {path} keeps the last good checkpoint")
+            self.request_stop("non-finite weights", exit_code=1)
+            return path
+        save_checkpoint(path, {**state, "n_actions": self.n_actions, "config": self.config.to_dict()})
         return path
 
     # --- messages --------------------------------------------------------------------------
@@ -160,6 +170,10 @@ class Trainer:
                 metrics.episode(message.global_step, message.raw_return, message.length, message.worker,
                                 message.env_index)
             case UpdateDone():
+                self.skipped_in_a_row = self.skipped_in_a_row + 1 if message.skipped else 0
+                if self.skipped_in_a_row >= MAX_SKIPPED_IN_A_ROW:
+                    self.request_stop(f"{self.skipped_in_a_row} updates in a row were skipped (non-finite "
+                                      f"gradients): the run can no longer learn", exit_code=1)
                 metrics.update(message.global_step, message.policy_loss, message.value_loss, message.entropy,
                                message.grad_norm, self.shared.optimizer.lr_at(message.global_step), message.skipped)
             case Evaluated():

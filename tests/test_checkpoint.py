@@ -80,3 +80,13 @@ def test_mismatched_network(tmp_path):
     save_checkpoint(path, payload(ActorCritic(9, seed=0)))
     with pytest.raises(CheckpointError, match="trained with 9 actions, this environment has 18"):
         restore_model(ActorCritic(18, seed=0), load_checkpoint(path), path)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_checkpoint_whose_weights_are_not_finite_is_refused(tmp_path, bad):
+    model = ActorCritic(18, seed=0)
+    model.actor.weight[0, 0] = bad
+    path = tmp_path / "latest.pt"
+    save_checkpoint(path, payload(model))
+    with pytest.raises(CheckpointError, match="weights that are NaN or inf"):
+        load_checkpoint(path)

@@ -1,0 +1,48 @@
+"""A run that can no longer learn stops, says why, and keeps its last good checkpoint."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from a3c.checkpoint import save_checkpoint
+from a3c.model import ActorCritic
+from a3c.optim import SharedAdam
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def train(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "a3c.train", "--config", "configs/smoke.yaml", "eval_interval=0",
+                           *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_a_run_whose_every_update_is_skipped_stops_with_exit_1_and_counts_them(tmp_path):
+    # a finite but absurd value weight: every value gradient overflows to inf, every update is skipped
+    result = train("value_loss_coef=1e308", "total_steps=50000", f"run_dir={tmp_path}")
+    assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
+    last = result.stdout.strip().splitlines()
+    summary = next(line for line in last if line.startswith("stopped at step"))
+    assert "100 updates in a row were skipped (non-finite gradients)" in summary
+    assert "updates skipped (non-finite gradients)" in summary.split("):", 1)[1]
+    assert "skipped updates" in result.stdout  # the progress lines count them too
+    step = int(summary.split()[3])
+    assert step < 50000  # stopped early, not at total_steps
+
+
+def test_resume_and_evaluate_refuse_a_checkpoint_whose_weights_are_nan(tmp_path):
+    model = ActorCritic(18, seed=0)
+    model.lstm.bias_ih[3] = float("nan")
+    path = tmp_path / "nan.pt"
+    save_checkpoint(path, {"model": model.state_dict(), "optimizer": SharedAdam(model.parameters(), 1e-4).state_dict(),
+                           "global_step": 10, "obs_norm": torch.zeros(2, 3, dtype=torch.float64), "n_actions": 18,
+                           "config": {"env_id": "Riverraid-v0"}})
+    resumed = train(f"resume={path}", f"run_dir={tmp_path / 'run'}")
+    evaluated = subprocess.run([sys.executable, "-m", "a3c.evaluate", "--checkpoint", str(path), "--episodes", "1"],
+                               cwd=ROOT, capture_output=True, text=True, timeout=120)
+    for result in (resumed, evaluated):
+        assert result.returncode == 2
+        assert result.stderr.strip().startswith("error:") and len(result.stderr.strip().splitlines()) == 1
+        assert "NaN or inf" in result.stderr
