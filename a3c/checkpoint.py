@@ -68,12 +68,37 @@ def load_checkpoint(path: str | Path) -> dict:
     missing = {"model", "optimizer", "global_step", "obs_norm", "n_actions", "config"} - payload.keys()
     if missing:
         raise CheckpointError(f"{path} lacks {', '.join(sorted(missing))}")
+    check_fields(payload, path)
     model = payload["model"]
-    if not isinstance(model, dict) or not all(isinstance(t, torch.Tensor) for t in model.values()):
-        raise CheckpointError(f"{path} holds no weights")
     if not all(bool(torch.isfinite(t).all()) for t in model.values()):
         raise CheckpointError(f"{path} holds weights that are NaN or inf: it cannot play or resume")
     return payload
+
+
+def check_fields(payload: dict, path) -> None:
+    """Every field's type and shape, so that a crafted or damaged file fails here, in one line."""
+    def bad(field: str, why: str) -> CheckpointError:
+        return CheckpointError(f"{path} has a bad {field}: {why}")
+
+    model = payload["model"]
+    if not isinstance(model, dict) or not model or not all(isinstance(t, torch.Tensor) for t in model.values()):
+        raise bad("model", "not a mapping of weight tensors")
+    step = payload["global_step"]
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise bad("global_step", f"{step!r} is not a step count")
+    actions = payload["n_actions"]
+    if isinstance(actions, bool) or not isinstance(actions, int) or actions < 1:
+        raise bad("n_actions", f"{actions!r} is not an action count")
+    norm = payload["obs_norm"]
+    if not isinstance(norm, torch.Tensor) or norm.dim() != 2 or norm.shape[0] < 1 or norm.shape[1] != 3 \
+            or not norm.is_floating_point():
+        raise bad("obs_norm", "not rows of [mean, std, count]")
+    if not bool(torch.isfinite(norm).all()) or bool((norm[:, 1:] < 0).any()):
+        raise bad("obs_norm", "its statistics are not finite or negative")
+    if not isinstance(payload["config"], dict):
+        raise bad("config", "not a mapping of settings")
+    if not isinstance(payload["optimizer"], dict):
+        raise bad("optimizer", "not a mapping")
 
 
 def restore_model(model, payload: dict, path: str | Path = "checkpoint", env_id: str | None = None) -> None:

@@ -97,6 +97,9 @@ class Config:
     eval_policy: str = "sample"
     """How the evaluator acts: 'sample' (draws actions from the policy, as training does),
     'greedy' (the most probable action) or 'both' (logged under distinct tags)."""
+    eval_nice: int = 15
+    """Scheduling niceness of the evaluator process (0-19): at 15 it gets about 2% of a busy
+    machine's CPU and all of an idle one's; 0 = the workers' own priority."""
     eval_episodes: int = 3
     """Episodes per evaluation and policy; the first policy's mean decides checkpoints/best.pt."""
     eval_max_steps: int = 10_000
@@ -124,7 +127,7 @@ def field_docs() -> dict[str, str]:
 # the games take 32-bit seeds; workers add up to 1000 per restart and their rank x games
 MAX_SEED = 2**31 - 1_000_000
 # beyond these a run cannot start on any one machine (each worker is a process, each game an emulator)
-LIMITS = {"workers": 1024, "envs_per_worker": 256, "num_steps": 10_000}
+LIMITS = {"workers": 1024, "envs_per_worker": 256, "num_steps": 10_000, "eval_nice": 19}
 
 CHOICES = {"optimizer": ("adam", "rmsprop"), "backend": ("local", "ray"),
            "frame": ("original", "river_and_gauge"), "eval_policy": ("sample", "greedy", "both")}
@@ -231,7 +234,8 @@ def validate(config: Config) -> None:
     for key in ["eval_episodes", "eval_max_steps", "envs_per_worker"]:
         if getattr(config, key) < 1:
             raise ConfigError(f"{key} must be at least 1, got {getattr(config, key)}")
-    for key in ["entropy_coef", "value_loss_coef", "max_restarts", "workers", "eval_interval", "eval_clip_every"]:
+    for key in ["entropy_coef", "value_loss_coef", "max_restarts", "workers", "eval_interval", "eval_clip_every",
+                "eval_nice"]:
         if getattr(config, key) < 0:
             raise ConfigError(f"{key} must not be negative, got {getattr(config, key)}")
     for key, choices in CHOICES.items():

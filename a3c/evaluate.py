@@ -176,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.agent_view and args.video_dir is None:
             raise EvalError("--agent-view needs --video-dir")
+        if args.json is not None and args.json.is_dir():
+            raise EvalError(f"--json {args.json} is a folder: give a file name")
         if args.json is not None:
             check_writable_dir(args.json.parent if str(args.json.parent) else Path("."), "--json folder")
         episodes = parse_episode_list(args.video_episodes) if args.video_episodes else None

@@ -32,7 +32,6 @@ from a3c.model import ActorCritic
 from a3c.policy import play_episode
 from a3c.shared import SharedState
 
-EVALUATOR_NICENESS = 15  # scheduler weight 36 against a worker's 1024: about 2% of the CPU under full load
 CLIP_STEPS = 300  # about 10 s of play at 30 frames per second
 CLIP_SCALE = 2  # half-size frames keep a clip near 1 MB
 
@@ -53,7 +52,7 @@ def run_evaluator(config: Config, shared: SharedState, queue, n_actions: int, be
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # a low priority: the workers own the cores, the evaluator takes what they leave, so a
     # long (or stalled greedy) episode slows the evaluations, never the training
-    os.nice(EVALUATOR_NICENESS)
+    os.nice(config.eval_nice)
     policies = ["sample", "greedy"] if config.eval_policy == "both" else [config.eval_policy]
     model = ActorCritic(n_actions, frame_size=config.frame_size)
     best_path = Path(config.run_dir) / "checkpoints" / "best.pt"

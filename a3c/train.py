@@ -17,6 +17,7 @@ from a3c.config import Config, ConfigError, check_env_id, check_run_dir, field_d
 
 
 def parse_args(argv: list[str] | None) -> tuple[Config, dict | None]:
+    """The run's settings and the checkpoint it resumes; a ConfigError for any mistake."""
     settings = "\n".join(f"  {name:<20} {doc}" for name, doc in field_docs().items())
     parser = argparse.ArgumentParser(prog="python -m a3c.train",
                                      description="Train an A3C-LSTM agent on an Atari game, "
@@ -40,6 +41,7 @@ def parse_args(argv: list[str] | None) -> tuple[Config, dict | None]:
 
 def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)  # the main process only coordinates; the cores belong to workers
+    config = None
     try:
         config, checkpoint = parse_args(argv)
         cores = os.cpu_count() or 1
@@ -54,9 +56,19 @@ def main(argv: list[str] | None = None) -> int:
 
         trainer = Trainer(config, checkpoint)
     except ConfigError as error:
+        if config is not None:
+            remove_if_empty(Path(config.run_dir))
         print(f"error: {error}", file=sys.stderr)
         return 2
     return trainer.run()
+
+
+def remove_if_empty(run_dir: Path) -> None:
+    """A start rejected after the run folder was made leaves nothing behind."""
+    try:
+        run_dir.rmdir()  # only an empty folder: anything written before stays
+    except OSError:
+        pass
 
 
 if __name__ == "__main__":

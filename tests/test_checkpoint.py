@@ -90,3 +90,22 @@ def test_a_checkpoint_whose_weights_are_not_finite_is_refused(tmp_path, bad):
     save_checkpoint(path, payload(model))
     with pytest.raises(CheckpointError, match="weights that are NaN or inf"):
         load_checkpoint(path)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("global_step", "abc", "bad global_step"),
+    ("global_step", -5, "bad global_step"),
+    ("obs_norm", torch.zeros(0, 3, dtype=torch.float64), "bad obs_norm"),
+    ("obs_norm", torch.zeros(2, 2, dtype=torch.float64), "bad obs_norm"),
+    ("obs_norm", torch.full((2, 3), float("nan"), dtype=torch.float64), "bad obs_norm"),
+    ("config", ["not", "a", "mapping"], "bad config"),
+    ("n_actions", "18", "bad n_actions"),
+    ("optimizer", 3, "bad optimizer"),
+    ("model", {}, "bad model"),
+])
+def test_a_crafted_field_is_a_one_line_checkpoint_error(tmp_path, field, value, message):
+    path = tmp_path / "crafted.pt"
+    save_checkpoint(path, {**payload(ActorCritic(18, seed=0)), field: value})
+    with pytest.raises(CheckpointError, match=message) as error:
+        load_checkpoint(path)
+    assert "\n" not in str(error.value)

@@ -8,7 +8,7 @@ import time
 import torch.multiprocessing as mp
 
 from a3c.config import load_config
-from a3c.evaluator_process import EVALUATOR_NICENESS, run_evaluator
+from a3c.evaluator_process import run_evaluator
 from a3c.messages import Evaluated
 from a3c.model import ActorCritic
 from a3c.optim import optimizer_for
@@ -17,7 +17,8 @@ from a3c.shared import SharedState
 
 def test_it_plays_each_policy_of_both_and_runs_at_a_low_priority(tmp_path):
     config = load_config("configs/smoke.yaml", {"run_dir": str(tmp_path), "eval_policy": "both",
-                                                "eval_max_steps": 50, "eval_clip_every": 0, "workers": 1})
+                                                "eval_max_steps": 50, "eval_clip_every": 0, "workers": 1,
+                                                "eval_nice": 15})
     ctx = mp.get_context("spawn")
     model = ActorCritic(18, seed=0)
     shared = SharedState.create(model, optimizer_for(config, model.parameters(), 1), 1, ctx.Event())
@@ -34,7 +35,7 @@ def test_it_plays_each_policy_of_both_and_runs_at_a_low_priority(tmp_path):
                 continue
             messages.append(message)
             if len(messages) == 1:
-                assert os.getpriority(os.PRIO_PROCESS, proc.pid) == EVALUATOR_NICENESS
+                assert os.getpriority(os.PRIO_PROCESS, proc.pid) == config.eval_nice == 15
         assert [type(m) for m in messages] == [Evaluated, Evaluated], messages
         assert [m.policy for m in messages] == ["sample", "greedy"]
         assert all(m.mean_length <= 50 for m in messages)  # eval_max_steps cuts each episode

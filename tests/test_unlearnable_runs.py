@@ -46,3 +46,27 @@ def test_resume_and_evaluate_refuse_a_checkpoint_whose_weights_are_nan(tmp_path)
         assert result.returncode == 2
         assert result.stderr.strip().startswith("error:") and len(result.stderr.strip().splitlines()) == 1
         assert "NaN or inf" in result.stderr
+
+
+def test_evaluate_refuses_a_json_folder_before_playing(tmp_path):
+    model = ActorCritic(18, seed=0)
+    path = tmp_path / "ok.pt"
+    save_checkpoint(path, {"model": model.state_dict(), "optimizer": {}, "global_step": 10,
+                           "obs_norm": torch.zeros(2, 3, dtype=torch.float64), "n_actions": 18,
+                           "config": {"env_id": "Riverraid-v0"}})
+    result = subprocess.run([sys.executable, "-m", "a3c.evaluate", "--checkpoint", str(path), "--episodes", "1",
+                             "--json", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and result.stderr.strip() == f"error: --json {tmp_path} is a folder: give a file name"
+    assert "episode" not in result.stdout  # nothing was played
+
+
+def test_a_start_rejected_after_the_run_folder_was_made_leaves_no_folder(tmp_path):
+    model = ActorCritic(9, seed=0)  # a network for 9 actions: River Raid has 18
+    path = tmp_path / "nine.pt"
+    save_checkpoint(path, {"model": model.state_dict(), "optimizer": SharedAdam(model.parameters(), 1e-4).state_dict(),
+                           "global_step": 10, "obs_norm": torch.zeros(2, 3, dtype=torch.float64), "n_actions": 9,
+                           "config": {"env_id": "Riverraid-v0"}})
+    run_dir = tmp_path / "never"
+    result = train(f"resume={path}", f"run_dir={run_dir}")
+    assert result.returncode == 2 and "actions" in result.stderr
+    assert not run_dir.exists()
