@@ -3,14 +3,16 @@
 Two views (``frame`` in the config), both resized to ``frame_size`` squared (area
 interpolation) and scaled to [0, 1]:
   original         the original design's: rows 34..194 of the RGB screen, resized to
-                   80x80 first, the mean of the colour channels;
+                   80x80 first (so a frame_size above 80 adds no detail), the mean of
+                   the colour channels;
   river_and_gauge  ALE's luminance greyscale screen, rows 2..190 and columns 8..160: the
                    whole river up to the top of the screen and the fuel gauge, without
                    the black left border and the lives count.
 The env stops there, so the same seed and actions give the same observations.
 The agent then normalises them with a running mean/std (:class:`ObsNormalizer`, bias
-corrected, alpha 0.9999) whose state is saved in checkpoints. Rewards are clipped to
-[-1, 1] for learning; the raw game score is in ``info["raw_reward"]``.
+corrected, alpha 0.9999) whose state is saved in checkpoints. The reward to learn from
+is scaled and clipped (by default to [-1, 1]); the raw game score is in
+``info["raw_reward"]``.
 """
 from __future__ import annotations
 
@@ -22,7 +24,6 @@ import gymnasium as gym
 import numpy as np
 
 FRAME_SIZE = 42
-FRAMES = ("original", "river_and_gauge")
 _registered = False
 
 

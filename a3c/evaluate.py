@@ -3,7 +3,7 @@
 Plays with the checkpoint's network and its workers' input normalisation (frozen), prints
 a row per episode (raw score, length, seconds) and the mean, std, min and max, writes a
 JSON summary, records MP4 videos of the real game frames with gymnasium's RecordVideo,
-and optionally an "agent view" video: the game, the 42x42 input the network sees and its
+and optionally an "agent view" video: the game, the input frame the network sees and its
 action probabilities side by side. Any unusable input is one line on stderr and exit 2.
 """
 from __future__ import annotations

@@ -96,7 +96,7 @@ def run_evaluator(config: Config, shared: SharedState, queue, n_actions: int, be
                 save_checkpoint(best_path, {
                     "model": model.state_dict(), "optimizer": shared.optimizer.state_dict(),
                     "global_step": step, "obs_norm": obs_norm, "n_actions": n_actions,
-                    "config": config.to_dict(), "eval_mean_return": mean,
+                    "config": config.to_dict(), "eval_mean_return": mean, "eval_policy": policies[0],
                 })
             if config.eval_clip_every and evaluations % config.eval_clip_every == 0:
                 frames = []

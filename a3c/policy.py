@@ -16,7 +16,6 @@ from a3c.config import check_env_id
 from a3c.envs import ObsNormalizer, make_env
 from a3c.model import ActorCritic
 
-POLICIES = ("sample", "greedy")
 PRETRAINED = Path(__file__).resolve().parent / "pretrained" / "riverraid.pt"
 """The trained agent that ships with the package: ``--checkpoint pretrained``."""
 

@@ -13,7 +13,16 @@ from pathlib import Path
 import torch
 
 from a3c.checkpoint import CheckpointError, load_checkpoint
-from a3c.config import Config, ConfigError, check_env_id, check_run_dir, field_docs, load_config, parse_overrides
+from a3c.config import (
+    Config,
+    ConfigError,
+    check_env_id,
+    check_run_dir,
+    field_docs,
+    load_config,
+    parse_overrides,
+)
+from a3c.policy import frame_settings
 
 
 def parse_args(argv: list[str] | None) -> tuple[Config, dict | None]:
@@ -35,6 +44,10 @@ def parse_args(argv: list[str] | None) -> tuple[Config, dict | None]:
             checkpoint = load_checkpoint(config.resume)
         except CheckpointError as error:
             raise ConfigError(f"resume: {error}") from None
+        for key, saved in frame_settings(checkpoint["config"]).items():  # the same view, or the network is lost
+            if getattr(config, key) != saved:
+                raise ConfigError(f"resume: {config.resume} was trained with {key}={saved}, this run asks for "
+                                  f"{key}={getattr(config, key)} (give {key}={saved})")
     check_run_dir(Path(config.run_dir))
     return config, checkpoint
 

@@ -29,7 +29,7 @@ from a3c.processes import exit_cause, stop_processes
 from a3c.shared import SharedState, time_split
 
 
-MAX_SKIPPED_IN_A_ROW = 100  # non-finite gradients this often in a row: the weights or settings are broken
+MAX_SKIPPED_IN_A_ROW = 100  # one worker's non-finite gradients this often in a row: it can no longer learn
 
 
 class Trainer:
@@ -61,7 +61,7 @@ class Trainer:
         self.restarts = self.evaluator_restarts = 0
         self.stop_reason: str | None = None
         self.exit_code = 0
-        self.skipped_in_a_row = 0
+        self.skipped_in_a_row: dict[int, int] = {}  # per worker: another worker's good update proves nothing
 
     # --- processes ---------------------------------------------------------------------
     def start_worker(self, rank: int, restart: int = 0) -> None:
@@ -76,12 +76,18 @@ class Trainer:
         best_score = None
         if best.exists():  # a resumed run keeps its best checkpoint unless it is beaten
             try:
-                best_score = float(load_checkpoint(best).get("eval_mean_return", -float("inf")))
+                saved = load_checkpoint(best)
+                if saved.get("eval_policy", "greedy") == self.evaluator_policy():  # scores of one policy only
+                    best_score = float(saved.get("eval_mean_return", -float("inf")))
             except CheckpointError:
                 best_score = None
         self.evaluator = self.ctx.Process(target=run_evaluator, name="a3c-evaluator", daemon=True,
                                           args=(self.config, self.shared, self.queue, self.n_actions, best_score))
         self.evaluator.start()
+
+    def evaluator_policy(self) -> str:
+        """The policy whose mean score decides checkpoints/best.pt."""
+        return "sample" if self.config.eval_policy == "both" else self.config.eval_policy
 
     def finished(self) -> bool:
         return self.shared.global_step >= self.config.total_steps or self.shared.stop.is_set()
@@ -112,7 +118,7 @@ class Trainer:
         code, self.evaluator = self.evaluator.exitcode, None
         if not self.finished() and self.evaluator_restarts < self.config.max_restarts:
             self.evaluator_restarts += 1
-            self.metrics.event(f"evaluator died (exit code {code}); restarting it")
+            self.metrics.event(f"evaluator died ({exit_cause(code)}); restarting it")
             self.start_evaluator()
 
     def process_ids(self) -> dict[str, int]:
@@ -140,8 +146,9 @@ class Trainer:
         state = self.backend.checkpoint_state()
         if state is None:  # the global network cannot be read: the last checkpoint stays
             return path
-        if not all(torch.isfinite(tensor).all() for tensor in state["model"].values()):
-            self.metrics.event(f"the weights hold NaN or inf: {path} keeps the last good checkpoint")
+        if not all(torch.isfinite(tensor).all() for tensor in [*state["model"].values(), state["obs_norm"]]):
+            self.metrics.event(f"the weights or input statistics hold NaN or inf: {path} keeps the last good "
+                               f"checkpoint")
             self.request_stop("non-finite weights", exit_code=1)
             return path
         save_checkpoint(path, {**state, "n_actions": self.n_actions, "config": self.config.to_dict()})
@@ -170,10 +177,11 @@ class Trainer:
                 metrics.episode(message.global_step, message.raw_return, message.length, message.worker,
                                 message.env_index)
             case UpdateDone():
-                self.skipped_in_a_row = self.skipped_in_a_row + 1 if message.skipped else 0
-                if self.skipped_in_a_row >= MAX_SKIPPED_IN_A_ROW:
-                    self.request_stop(f"{self.skipped_in_a_row} updates in a row were skipped (non-finite "
-                                      f"gradients): the run can no longer learn", exit_code=1)
+                in_a_row = self.skipped_in_a_row.get(message.worker, 0) + 1 if message.skipped else 0
+                self.skipped_in_a_row[message.worker] = in_a_row
+                if in_a_row >= MAX_SKIPPED_IN_A_ROW:
+                    self.request_stop(f"{in_a_row} updates in a row were skipped (non-finite gradients in worker "
+                                      f"{message.worker}): the run can no longer learn", exit_code=1)
                 metrics.update(message.global_step, message.policy_loss, message.value_loss, message.entropy,
                                message.grad_norm, self.shared.optimizer.lr_at(message.global_step), message.skipped)
             case Evaluated():

@@ -41,7 +41,7 @@ from scripts.autograd_a3c import AutogradWorker, shared_network
 
 def run_process(kind: str, rank: int, config, shared: SharedState, queue) -> None:
     torch.set_num_threads(1)
-    keep_freed_memory()  # as a3c.worker.run_worker does, for every kind alike
+    keep_freed_memory()  # as a3c.backends.local.run_worker does, for every kind alike
     if kind == "env":
         envs = make_vector_env(config.env_id, config.envs_per_worker)
         envs.reset(seed=[config.seed + rank * config.envs_per_worker + k for k in range(config.envs_per_worker)])

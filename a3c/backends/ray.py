@@ -67,7 +67,7 @@ class ParameterServer:
         self.obs_norm = state["obs_norm"].clone()
         self.timings = SharedState.timing_table(config.workers)
         self.messages: list = []
-        self.received = 0  # gradients pushed to us; applied ones show in the optimizer's count
+        self.received = 0  # pushes, skipped updates included; applied ones show in the optimizer's count
         self.start_updates = self.optimizer.update_count
         self.stopping = False
 
@@ -82,8 +82,8 @@ class ParameterServer:
         """Apply one worker's (already clipped) gradients, None for a skipped update, and
         record what it reports. Returns (global step, whether to stop, the current weights)."""
         self.steps[rank] += steps
+        self.received += 1  # a skipped update (grads None) is a push that applies nothing
         if grads is not None:
-            self.received += 1
             self.optimizer.step([torch.tensor(g) for g in grads], rank, int(self.steps.sum()))
         self.obs_norm[rank] = torch.from_numpy(np.array(obs_norm_row))
         self.timings[rank] += torch.from_numpy(np.array(timings))
