@@ -151,7 +151,12 @@ class Trainer:
                                f"checkpoint")
             self.request_stop("non-finite weights", exit_code=1)
             return path
-        save_checkpoint(path, {**state, "n_actions": self.n_actions, "config": self.config.to_dict()})
+        try:
+            save_checkpoint(path, {**state, "n_actions": self.n_actions, "config": self.config.to_dict()})
+        except OSError as error:  # a full disk, a read-only folder: stop cleanly, the last checkpoint stays
+            reason = error.strerror or str(error)
+            self.metrics.event(f"error: cannot write checkpoint {path}: {reason}; the previous one is kept")
+            self.request_stop(f"checkpoint not written: {reason}", exit_code=1)
         return path
 
     # --- messages --------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """A run that can no longer learn stops, says why, and keeps its last good checkpoint."""
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from a3c.checkpoint import save_checkpoint
+from a3c.checkpoint import load_checkpoint, save_checkpoint
 from a3c.model import ActorCritic
 from a3c.optim import SharedAdam
 
@@ -82,3 +83,33 @@ def test_resume_with_another_view_of_the_game_is_refused(tmp_path):
     result = train(f"resume={path}", f"run_dir={tmp_path / 'run'}")
     assert result.returncode == 2
     assert "was trained with frame=river_and_gauge, this run asks for frame=original" in result.stderr
+
+
+def test_a_full_disk_at_a_checkpoint_stops_the_run_cleanly_and_keeps_the_previous_one(tmp_path):
+    # the main process's first checkpoint write after one with steps in it fails as on a full disk
+    (tmp_path / "patch").mkdir()
+    (tmp_path / "patch" / "sitecustomize.py").write_text(
+        "import errno, multiprocessing\n"
+        "if multiprocessing.parent_process() is None:\n"
+        "    import a3c.checkpoint as checkpoint\n"
+        "    real, written = checkpoint.save_checkpoint, []\n"
+        "    def failing(path, payload):\n"
+        "        if written and written[-1] > 0:\n"
+        "            raise OSError(errno.ENOSPC, 'No space left on device')\n"
+        "        real(path, payload)\n"
+        "        written.append(payload['global_step'])\n"
+        "    checkpoint.save_checkpoint = failing\n")
+    run_dir = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "-m", "a3c.train", "--config", "configs/smoke.yaml", "eval_interval=0", "checkpoint_interval=1",
+         "total_steps=1000000", f"run_dir={run_dir}"], cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(tmp_path / "patch")})
+    assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "Traceback" not in result.stdout + result.stderr
+    assert f"error: cannot write checkpoint {run_dir / 'checkpoints' / 'latest.pt'}: No space left on device" \
+        in result.stdout
+    summary = next(line for line in result.stdout.splitlines() if line.startswith("stopped at step"))
+    assert "(checkpoint not written: No space left on device)" in summary
+    previous = load_checkpoint(run_dir / "checkpoints" / "latest.pt")  # the first write survives intact
+    assert 0 < previous["global_step"] < 1_000_000
+    assert not list((run_dir / "checkpoints").glob(".*.tmp"))
