@@ -12,6 +12,8 @@ import urllib.request
 
 import pytest
 
+from scripts.readme_figures import stop
+
 DEADLINE = 90.0  # seconds for any one wait
 
 
@@ -51,12 +53,7 @@ def tensorboard_server(smoke_run):
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 def test_scalars_of_a_smoke_run_are_served(tensorboard_server):
