@@ -103,14 +103,15 @@ class RunMetrics:
     def mean_return(self) -> float | None:
         return sum(self.recent_returns) / len(self.recent_returns) if self.recent_returns else None
 
-    def tick(self, step: int) -> None:
-        """Called often by the main loop: rates, averaged losses, the progress display."""
+    def tick(self, step: int, force: bool = False) -> None:
+        """Called often by the main loop: rates, averaged losses, the progress display;
+        ``force`` logs now (the run's last point) whatever the interval."""
         now = time.monotonic()
         if self.bar is not None:
             self.bar.update(step - self.bar.n)
             if self.mean_return is not None:
                 self.bar.set_postfix(score=f"{self.mean_return:.0f}", refresh=False)
-        if now - self._last_line < self.log_interval:
+        if now - self._last_line < self.log_interval and not force:
             return
         if self._episodes_file is not None:
             self._episodes_file.flush()

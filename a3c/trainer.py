@@ -231,6 +231,7 @@ class Trainer:
         finally:
             self.stop_all()
             self.drain(timeout=0.0)
+            self.metrics.tick(min(self.shared.global_step, config.total_steps), force=True)  # the curves' last point
             path = self.save()
             summary = self.metrics.summary(self.shared.global_step, time.monotonic() - started)
             self.metrics.close()

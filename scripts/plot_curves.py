@@ -2,7 +2,7 @@
 
     python -m scripts.plot_curves runs/A [runs/B ...] --out curve.png [--window 100] [--labels A B ...]
     python -m scripts.plot_curves --group default runs/D/seed-1 runs/D/seed-2 \
-        --group rg84 runs/R/seed-1 runs/R/seed-2 --peers --out curves.png
+        --group rg84 runs/R/seed-1 runs/R/seed-2 --peers [--max-steps 2200000] --out curves.png
 
 For each run: every training episode's raw score (faint), its running mean over the
 last ``--window`` episodes (solid), and the evaluator's mean score (markers). For each
@@ -75,7 +75,7 @@ def group_curve(run_dirs: list[Path], window: int, points: int = 200):
     return (grid, [sum(c) / len(c) for c in columns], [min(c) for c in columns], [max(c) for c in columns])
 
 
-def plot_groups(groups: list[list[str]], out: Path, window: int, peers: bool) -> int:
+def plot_groups(groups: list[list[str]], out: Path, window: int, peers: bool, max_steps: int | None = None) -> int:
     figure, axes = plt.subplots(figsize=(9, 5), dpi=110)
     for index, (name, *runs) in enumerate(groups):
         curve = group_curve([Path(run) for run in runs], window)
@@ -84,22 +84,27 @@ def plot_groups(groups: list[list[str]], out: Path, window: int, peers: bool) ->
             return 1
         grid, mean, low, high = curve
         axes.plot(grid, mean, color=f"C{index}", linewidth=2,
-                  label=f"{name}: mean of {len(runs)} run(s), last {window} episodes")
+                  label=f"{name} ({len(runs)} run{'s' if len(runs) > 1 else ''})")
         if len(runs) > 1:
             axes.fill_between(grid, low, high, color=f"C{index}", alpha=0.2, linewidth=0)
     if peers:
         for k, (name, (points, source)) in enumerate(PEERS.items()):
-            axes.plot(*zip(*points), marker="sd^"[k % 3], linestyle=":", color="0.35", label=f"{name} ({source})")
+            points = [p for p in points if max_steps is None or p[0] <= max_steps]
+            if points:
+                axes.plot(*zip(*points), marker="sd^"[k % 3], linestyle=":", color="0.35",
+                          label=f"{name} ({source})")
         axes.axhline(RANDOM_SCORE, color="0.6", linestyle="--", linewidth=1, label="random agent (Mnih et al. 2015)")
-    finish(figure, axes, out)
+    if max_steps is not None:
+        axes.set_xlim(0, max_steps)
+    finish(figure, axes, out, legend="lower right")  # the curves rise to the upper right
     return 0
 
 
-def finish(figure, axes, out: Path) -> None:
+def finish(figure, axes, out: Path, legend: str = "upper left") -> None:
     axes.set_xlabel("agent steps")
     axes.set_ylabel("raw game score")
     axes.grid(alpha=0.3)
-    axes.legend(loc="upper left", fontsize=8)
+    axes.legend(loc=legend, fontsize=8)
     figure.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out)
@@ -136,6 +141,7 @@ def main() -> int:
     parser.add_argument("--group", nargs="+", action="append", metavar=("NAME", "RUN"),
                         help="a named group of runs (seeds) drawn as their mean with a band; repeatable")
     parser.add_argument("--peers", action="store_true", help="add other agents' published figures")
+    parser.add_argument("--max-steps", type=int, help="with --group: the x axis ends here (and so do the peers)")
     parser.add_argument("--out", type=Path, default=Path("learning_curve.png"))
     parser.add_argument("--window", type=int, default=100, help="episodes in the running mean")
     parser.add_argument("--labels", nargs="+", help="legend names of the runs (default: folder names)")
@@ -143,7 +149,7 @@ def main() -> int:
     if args.group:
         if args.runs or any(len(group) < 2 for group in args.group):
             parser.error("--group takes a name and at least one run; do not mix groups with plain runs")
-        return plot_groups(args.group, args.out, args.window, args.peers)
+        return plot_groups(args.group, args.out, args.window, args.peers, args.max_steps)
     if not args.runs:
         parser.error("give run directories or --group")
     if args.labels and len(args.labels) != len(args.runs):
