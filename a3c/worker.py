@@ -122,7 +122,8 @@ class Worker:
             seconds[1] += stepped - started
             seconds[0] += clock() - stepped
             self.rewards[t] = torch.from_numpy(rewards)
-            self.dones[t] = torch.from_numpy(terminated | self._lives_lost(info, ended))
+            lost = self._lives_lost(info, ended)
+            self.dones[t] = torch.from_numpy(terminated if lost is None else terminated | lost)
             if ended.any():
                 self._end_episodes(t, ended, truncated & ~terminated, info, state)
                 restart_mask = torch.from_numpy(~ended).to(self.frames.dtype).unsqueeze(1)
@@ -133,14 +134,14 @@ class Worker:
         seconds[1] += clock() - started
         return obs, state, restart_mask, bootstrap.view(-1)
 
-    def _lives_lost(self, info, ended) -> np.ndarray:
+    def _lives_lost(self, info, ended) -> np.ndarray | None:
         """Games that lost a life at this step and go on (life_loss_ends_returns): their
         returns and advantages stop there, as at an episode's end, while the game and its
-        LSTM state carry on."""
+        LSTM state carry on. None when the setting is off."""
         lives, previous = info.get("lives"), self.lives
         self.lives = lives
         if not self.config.life_loss_ends_returns or lives is None or previous is None:
-            return np.zeros_like(ended)
+            return None
         return (lives < previous) & ~ended  # an ended game's info already holds its next episode's lives
 
     def _end_episodes(self, t, ended, cut, info, state) -> None:

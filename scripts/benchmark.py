@@ -29,7 +29,7 @@ import torch
 import torch.multiprocessing as mp
 
 from a3c.config import load_config
-from a3c.envs import make_vector_env
+from a3c.envs import ObsNormalizer, make_vector_env
 from a3c.memory import keep_freed_memory
 from a3c.model import ActorCritic
 from a3c.optim import make_optimizer
@@ -43,13 +43,14 @@ def run_process(kind: str, rank: int, config, shared: SharedState, queue) -> Non
     torch.set_num_threads(1)
     keep_freed_memory()  # as a3c.backends.local.run_worker does, for every kind alike
     if kind == "env":
-        envs = make_vector_env(config.env_id, config.envs_per_worker)
+        envs, normalizer = make_vector_env(config.env_id, config.envs_per_worker), ObsNormalizer()
         envs.reset(seed=[config.seed + rank * config.envs_per_worker + k for k in range(config.envs_per_worker)])
         envs.action_space.seed(config.seed + rank)
         while not shared.should_stop():  # also ends if the benchmark itself is killed
             started = time.perf_counter()
             for _ in range(config.num_steps):  # the shared counters once per "update", as a worker
-                envs.step(envs.action_space.sample())
+                obs, _, terminated, truncated, info = envs.step(envs.action_space.sample())
+                normalizer.normalize_batch(obs, terminated | truncated, info.get("final_obs"))  # as a worker does
             shared.timings[rank, 0] += time.perf_counter() - started
             shared.steps[rank] += config.num_steps * config.envs_per_worker
         return

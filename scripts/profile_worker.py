@@ -17,7 +17,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from a3c.config import load_config
-from a3c.envs import make_vector_env
+from a3c.envs import ObsNormalizer, make_vector_env
 from a3c.memory import keep_freed_memory
 from a3c.model import ActorCritic
 from a3c.optim import make_optimizer
@@ -33,11 +33,12 @@ class Discard:
 
 def env_alone_ms(env_id: str, batch: int, steps: int) -> float:
     """ms per agent step of the same games, random actions, nothing else running."""
-    envs = make_vector_env(env_id, batch)
+    envs, normalizer = make_vector_env(env_id, batch), ObsNormalizer()
     envs.reset(seed=list(range(batch)))
     started = time.perf_counter()
-    for _ in range(steps // batch):
-        envs.step(envs.action_space.sample())
+    for _ in range(steps // batch):  # the input normalised too, as a worker's "env" phase does
+        obs, _, terminated, truncated, info = envs.step(envs.action_space.sample())
+        normalizer.normalize_batch(obs, terminated | truncated, info.get("final_obs"))
     return 1e3 * (time.perf_counter() - started) / (steps // batch * batch)
 
 
