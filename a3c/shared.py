@@ -27,6 +27,13 @@ def time_split(timings: torch.Tensor) -> dict[str, float]:
     return {phase: 1e3 * float(totals[k]) / updates for k, phase in enumerate(PHASES)}
 
 
+def network_snapshot(model: ActorCritic, optimizer: SharedOptimizer, global_step: int,
+                     obs_norm: torch.Tensor) -> dict:
+    """Copies of what a checkpoint keeps of the global network, taken while workers update it."""
+    return {"model": {k: v.clone() for k, v in model.state_dict().items()}, "optimizer": optimizer.state_dict(),
+            "global_step": global_step, "obs_norm": obs_norm.clone()}
+
+
 @dataclass
 class SharedState:
     """Everything the workers share with the main process (picklable to spawned children)."""

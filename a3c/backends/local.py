@@ -16,7 +16,7 @@ from a3c.memory import keep_freed_memory
 from a3c.messages import Failed
 from a3c.model import ActorCritic
 from a3c.processes import stop_processes
-from a3c.shared import SharedState
+from a3c.shared import SharedState, network_snapshot
 from a3c.worker import Worker
 
 
@@ -95,9 +95,7 @@ class LocalBackend(Backend):
 
     def checkpoint_state(self) -> dict:
         shared = self.shared
-        return {"model": {k: v.clone() for k, v in shared.model.state_dict().items()},
-                "optimizer": shared.optimizer.state_dict(), "global_step": shared.global_step,
-                "obs_norm": shared.obs_norm.clone()}
+        return network_snapshot(shared.model, shared.optimizer, shared.global_step, shared.obs_norm)
 
     def stop_workers(self) -> None:
         self.shared.stop.set()

@@ -32,7 +32,7 @@ from a3c.messages import Failed, Notice
 from a3c.model import ActorCritic
 from a3c.optim import optimizer_for
 from a3c.processes import STOP_GRACE_SECONDS
-from a3c.shared import SharedState
+from a3c.shared import SharedState, network_snapshot
 from a3c.worker import Worker
 
 INSTALL_HINT = 'backend=ray needs Ray: pip install -e ".[ray]"'
@@ -100,9 +100,7 @@ class ParameterServer:
         return messages, self.steps.numpy(), self.obs_norm.numpy(), self.timings.numpy(), self.received, applied
 
     def checkpoint_state(self) -> dict:
-        return {"model": {k: v.clone() for k, v in self.model.state_dict().items()},
-                "optimizer": self.optimizer.state_dict(), "global_step": int(self.steps.sum()),
-                "obs_norm": self.obs_norm.clone()}
+        return network_snapshot(self.model, self.optimizer, int(self.steps.sum()), self.obs_norm)
 
     def stop(self) -> None:
         self.stopping = True
