@@ -43,6 +43,11 @@ class Config:
     gauge, rows 2..190 and columns 8..160 of ALE's luminance greyscale)."""
     frame_size: int = 42
     """Side of the square input frame in pixels (the convolutions' cost grows with its square)."""
+    conv_channels: int = 32
+    """Channels of each of the four convolutions (the network's width: their cost grows
+    with its square)."""
+    hidden_size: int = 256
+    """Size of the LSTM's state (the heads read it)."""
     num_steps: int = 20
     """Rollout length: steps per worker between two updates (the BPTT window)."""
     lr: float = 3e-4
@@ -60,6 +65,9 @@ class Config:
     """Discount factor."""
     gae_lambda: float = 1.0
     """GAE(lambda) parameter; 1.0 gives plain n-step advantages."""
+    normalize_advantages: bool = False
+    """Scale each update's advantages to mean 0 and standard deviation 1 over its T x B
+    steps before the policy gradient (the value targets are unchanged)."""
     entropy_coef: float = 0.01
     """Weight of the entropy bonus."""
     value_loss_coef: float = 0.5
@@ -127,7 +135,8 @@ def field_docs() -> dict[str, str]:
 # the games take 32-bit seeds; workers add up to 1000 per restart and their rank x games
 MAX_SEED = 2**31 - 1_000_000
 # beyond these a run cannot start on any one machine (each worker is a process, each game an emulator)
-LIMITS = {"workers": 1024, "envs_per_worker": 256, "num_steps": 10_000, "eval_nice": 19}
+LIMITS = {"workers": 1024, "envs_per_worker": 256, "num_steps": 10_000, "eval_nice": 19, "conv_channels": 512,
+          "hidden_size": 4096}
 
 CHOICES = {"optimizer": ("adam", "rmsprop"), "backend": ("local", "ray"),
            "frame": ("original", "river_and_gauge"), "eval_policy": ("sample", "greedy", "both")}
@@ -231,7 +240,7 @@ def validate(config: Config) -> None:
             raise ConfigError(f"{key} must be in [0, 1], got {getattr(config, key)}")
     if not 16 <= config.frame_size <= 210:
         raise ConfigError(f"frame_size must be in [16, 210], got {config.frame_size}")
-    for key in ["eval_episodes", "eval_max_steps", "envs_per_worker"]:
+    for key in ["eval_episodes", "eval_max_steps", "envs_per_worker", "conv_channels", "hidden_size"]:
         if getattr(config, key) < 1:
             raise ConfigError(f"{key} must be at least 1, got {getattr(config, key)}")
     for key in ["entropy_coef", "value_loss_coef", "max_restarts", "workers", "eval_interval", "eval_clip_every",

@@ -28,7 +28,7 @@ from a3c.config import Config
 from a3c.envs import ObsNormalizer, make_env
 from a3c.memory import keep_freed_memory
 from a3c.messages import EvalClip, Evaluated, Failed
-from a3c.model import ActorCritic
+from a3c.model import ActorCritic, network_settings
 from a3c.policy import play_episode
 from a3c.shared import SharedState
 
@@ -54,7 +54,7 @@ def run_evaluator(config: Config, shared: SharedState, queue, n_actions: int, be
     # long (or stalled greedy) episode slows the evaluations, never the training
     os.nice(config.eval_nice)
     policies = ["sample", "greedy"] if config.eval_policy == "both" else [config.eval_policy]
-    model = ActorCritic(n_actions, frame_size=config.frame_size)
+    model = ActorCritic(n_actions, **network_settings(config))
     best_path = Path(config.run_dir) / "checkpoints" / "best.pt"
     clips_dir = Path(config.run_dir) / "clips"
     clips_dir.mkdir(parents=True, exist_ok=True)

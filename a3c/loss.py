@@ -6,7 +6,9 @@ ended after step t), values V_t and a bootstrap V_T (zero after a terminal):
   TD errors   delta_t = r_t + gamma (1 - d_t) V_{t+1} - V_t
   advantages  A_t = delta_t + gamma lambda (1 - d_t) A_{t+1}  (GAE; lambda = 1: R_t - V_t)
   loss = -sum_t log pi(a_t|s_t) A_t  - beta sum_t H(pi(.|s_t))  + c_v 0.5 sum_t (R_t - V_t)^2
-with A_t and R_t held constant. Gradients, by hand:
+with A_t and R_t held constant. With ``normalize_advantages`` the policy term uses
+(A_t - mean A) / (std A + 1e-8) over the rollout's T x N steps (still a constant; the
+value targets R_t are unchanged). Gradients, by hand:
   dL/dV_t      = -c_v (R_t - V_t)
   dL/dlogits_t = -A_t (onehot(a_t) - pi_t)  - beta dH/dlogits_t
 """
@@ -47,8 +49,16 @@ def discounted_targets(rewards, dones, values, bootstrap, gamma: float, gae_lamb
     return returns, advantages
 
 
+ADVANTAGE_EPS = 1e-8  # a rollout whose advantages are all equal gets zeros, not a division by zero
+
+
+def normalized(advantages: torch.Tensor) -> torch.Tensor:
+    """Mean 0 and (population) standard deviation 1 over every element."""
+    return (advantages - advantages.mean()) / (advantages.std(correction=0) + ADVANTAGE_EPS)
+
+
 def a3c_loss(logits, values, actions, rewards, dones, bootstrap, *, gamma: float, gae_lambda: float,
-             entropy_coef: float, value_loss_coef: float) -> LossTerms:
+             entropy_coef: float, value_loss_coef: float, normalize_advantages: bool = False) -> LossTerms:
     """logits (T, N, A), values (T, N, 1), actions (T, N) int64, rewards and dones (T, N),
     bootstrap (N,) = V(s_T) (zero where the last step was terminal)."""
     steps, n, n_actions = logits.shape
@@ -60,7 +70,7 @@ def a3c_loss(logits, values, actions, rewards, dones, bootstrap, *, gamma: float
     taken = actions.reshape(-1, 1)
     log_prob_taken = log_probs.gather(1, taken).squeeze(1)
     entropies = entropy(log_probs)
-    flat_adv = advantages.reshape(-1)
+    flat_adv = (normalized(advantages) if normalize_advantages else advantages).reshape(-1)
 
     policy_loss = -(log_prob_taken * flat_adv).sum()
     entropy_sum = entropies.sum()

@@ -1,7 +1,9 @@
 """The actor-critic network, built from the hand-differentiated layers.
 
 4 x (Conv2d 32@3x3, stride 2, padding 1 -> ELU) on (N, 1, 42, 42) frames -> 288
-features -> LSTMCell(288, 256) -> critic Linear(256, 1) and actor Linear(256, A).
+features -> LSTMCell(288, 256) -> critic Linear(256, 1) and actor Linear(256, A): the
+default sizes; the frame side, the convolutions' channels and the LSTM size are settings
+(``network_settings``).
 
 Acting: ``step(..., record=False)`` keeps nothing. Learning: the T steps of a
 rollout are run with ``record=True``; ``backward`` then takes d(loss)/d(logits,
@@ -19,23 +21,33 @@ from layers import init as layer_init
 FRAME_SIZE = 42
 CONV_CHANNELS = 32
 HIDDEN_SIZE = 256
+NETWORK_DEFAULTS = {"frame_size": FRAME_SIZE, "conv_channels": CONV_CHANNELS, "hidden_size": HIDDEN_SIZE}
+
+
+def network_settings(settings) -> dict:
+    """The sizes that shape a network, from a run's settings (a Config or a checkpoint's
+    config mapping; a setting it lacks has its default, as in checkpoints older than it)."""
+    if not isinstance(settings, dict):
+        settings = vars(settings)
+    return {key: int(settings.get(key, default)) for key, default in NETWORK_DEFAULTS.items()}
 
 
 class ActorCritic:
     def __init__(self, n_actions: int, in_channels: int = 1, *, frame_size: int = FRAME_SIZE,
-                 forget_bias: float = 0.0, seed: int | None = None, dtype: torch.dtype = torch.float32) -> None:
-        self.n_actions, self.frame_size = n_actions, frame_size
-        channels = [in_channels] + [CONV_CHANNELS] * 4
+                 conv_channels: int = CONV_CHANNELS, hidden_size: int = HIDDEN_SIZE, forget_bias: float = 0.0,
+                 seed: int | None = None, dtype: torch.dtype = torch.float32) -> None:
+        self.n_actions, self.frame_size, self.hidden_size = n_actions, frame_size, hidden_size
+        channels = [in_channels] + [conv_channels] * 4
         self.convs = [Conv2d(channels[k], channels[k + 1], 3, stride=2, padding=1, dtype=dtype)
                       for k in range(4)]
         self.elus = [ELU() for _ in range(4)]
         side = frame_size
         for conv in self.convs:
             side = conv.output_size(side, side)[0]
-        self.feature_size = CONV_CHANNELS * side * side  # 288 for 42x42 frames, 1152 for 84x84
-        self.lstm = LSTMCell(self.feature_size, HIDDEN_SIZE, dtype=dtype)
-        self.critic = Linear(HIDDEN_SIZE, 1, dtype=dtype)
-        self.actor = Linear(HIDDEN_SIZE, n_actions, dtype=dtype)
+        self.feature_size = conv_channels * side * side  # 32 channels: 288 for 42x42 frames, 1152 for 84x84
+        self.lstm = LSTMCell(self.feature_size, hidden_size, dtype=dtype)
+        self.critic = Linear(hidden_size, 1, dtype=dtype)
+        self.actor = Linear(hidden_size, n_actions, dtype=dtype)
         self._steps_recorded = 0
         self._conv_out_shape: tuple[int, ...] = ()
         self.initialize(seed, forget_bias)
@@ -88,7 +100,7 @@ class ActorCritic:
 
     # --- forward -----------------------------------------------------------------------
     def step(self, frames: torch.Tensor, state, mask: torch.Tensor | None = None, *, record: bool = False):
-        """frames (N, C, S, S) (S = frame_size), state (h, c) each (N, 256), mask (N, 1) zeroing the
+        """frames (N, C, S, S) (S = frame_size), state (h, c) each (N, hidden_size), mask (N, 1) zeroing the
         state of rows that start an episode -> (logits (N, A), values (N, 1), (h, c))."""
         x = frames
         for conv, elu in zip(self.convs, self.elus):

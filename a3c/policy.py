@@ -14,7 +14,7 @@ import torch
 from a3c.checkpoint import load_checkpoint, restore_model
 from a3c.config import check_env_id
 from a3c.envs import ObsNormalizer, make_env
-from a3c.model import ActorCritic
+from a3c.model import ActorCritic, network_settings
 
 PRETRAINED = Path(__file__).resolve().parent / "pretrained" / "riverraid.pt"
 """The trained agent that ships with the package: ``--checkpoint pretrained``."""
@@ -83,6 +83,6 @@ def load_agent(path: str | Path, env_id: str | None = None):
     probe = make_env(env_id)
     n_actions = int(probe.action_space.n)
     probe.close()
-    model = ActorCritic(n_actions, frame_size=frame_settings(payload["config"])["frame_size"])
+    model = ActorCritic(n_actions, **network_settings(payload["config"]))
     restore_model(model, payload, path, env_id)
     return model, ObsNormalizer.frozen_from_workers(payload["obs_norm"].tolist()), env_id, payload

@@ -22,6 +22,7 @@ from a3c.config import (
     load_config,
     parse_overrides,
 )
+from a3c.model import network_settings
 from a3c.policy import frame_settings
 
 
@@ -44,7 +45,9 @@ def parse_args(argv: list[str] | None) -> tuple[Config, dict | None]:
             checkpoint = load_checkpoint(config.resume)
         except CheckpointError as error:
             raise ConfigError(f"resume: {error}") from None
-        for key, saved in frame_settings(checkpoint["config"]).items():  # the same view, or the network is lost
+        # the same view and network sizes, or the trained network is lost
+        saved_settings = {**frame_settings(checkpoint["config"]), **network_settings(checkpoint["config"])}
+        for key, saved in saved_settings.items():
             if getattr(config, key) != saved:
                 raise ConfigError(f"resume: {config.resume} was trained with {key}={saved}, this run asks for "
                                   f"{key}={getattr(config, key)} (give {key}={saved})")

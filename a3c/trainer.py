@@ -23,7 +23,7 @@ from a3c.envs import make_env
 from a3c.evaluator_process import run_evaluator
 from a3c.messages import EpisodeEnded, EvalClip, Evaluated, Failed, Notice, UpdateDone
 from a3c.metrics import RunMetrics
-from a3c.model import ActorCritic
+from a3c.model import ActorCritic, network_settings
 from a3c.optim import optimizer_for
 from a3c.processes import exit_cause, stop_processes
 from a3c.shared import SharedState, time_split
@@ -39,7 +39,7 @@ class Trainer:
         probe = make_env(config.env_id)
         self.n_actions = int(probe.action_space.n)
         probe.close()
-        model = ActorCritic(self.n_actions, frame_size=config.frame_size, seed=config.seed,
+        model = ActorCritic(self.n_actions, **network_settings(config), seed=config.seed,
                             forget_bias=config.forget_bias)
         optimizer = optimizer_for(config, model.parameters(), config.workers)
         if checkpoint is not None:

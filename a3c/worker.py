@@ -19,7 +19,7 @@ from a3c.config import Config
 from a3c.envs import ObsNormalizer, make_vector_env
 from a3c.loss import a3c_loss
 from a3c.messages import EpisodeEnded, UpdateDone
-from a3c.model import ActorCritic
+from a3c.model import ActorCritic, network_settings
 from a3c.optim import clip_grad_norm
 from a3c.policy import select_action
 from a3c.shared import PHASES
@@ -67,7 +67,7 @@ class Worker:
         self.n_actions = int(self.envs.single_action_space.n)
         # game seeds: distinct per worker and env; a restarted worker plays new games
         self.seed = config.seed + 1000 * restart + rank * batch
-        self.model = ActorCritic(self.n_actions, frame_size=config.frame_size, forget_bias=config.forget_bias,
+        self.model = ActorCritic(self.n_actions, **network_settings(config), forget_bias=config.forget_bias,
                                  dtype=dtype)
         self.rng = torch.Generator().manual_seed(self.seed)
         steps, side = config.num_steps, config.frame_size
@@ -191,6 +191,7 @@ class Worker:
             self.logits, self.values, self.actions, self.rewards, self.dones, bootstrap,
             gamma=config.gamma, gae_lambda=config.gae_lambda,
             entropy_coef=config.entropy_coef, value_loss_coef=config.value_loss_coef,
+            normalize_advantages=config.normalize_advantages,
         )
         self.model.backward(terms.grad_logits, terms.grad_values)
         return [p.grad for p in self.model.parameters()], (terms.policy, terms.value, terms.entropy)

@@ -11,14 +11,19 @@ from torch import nn
 class TorchActorCritic(nn.Module):
     """The A3C network of ``a3c.model.ActorCritic`` in torch.nn."""
 
-    def __init__(self, n_actions: int = 18, in_channels: int = 1):
+    def __init__(self, n_actions: int = 18, in_channels: int = 1, *, frame_size: int = 42,
+                 conv_channels: int = 32, hidden_size: int = 256):
         super().__init__()
         self.convs = nn.ModuleList(
-            nn.Conv2d(in_channels if k == 0 else 32, 32, 3, stride=2, padding=1) for k in range(4)
+            nn.Conv2d(in_channels if k == 0 else conv_channels, conv_channels, 3, stride=2, padding=1)
+            for k in range(4)
         )
-        self.lstm = nn.LSTMCell(288, 256)
-        self.critic = nn.Linear(256, 1)
-        self.actor = nn.Linear(256, n_actions)
+        side = frame_size
+        for _ in range(4):
+            side = (side + 2 - 3) // 2 + 1
+        self.lstm = nn.LSTMCell(conv_channels * side * side, hidden_size)
+        self.critic = nn.Linear(hidden_size, 1)
+        self.actor = nn.Linear(hidden_size, n_actions)
 
     def forward(self, frames, state, mask=None):
         x = frames

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from a3c.loss import a3c_loss, discounted_targets
+from a3c.loss import a3c_loss, discounted_targets, normalized
 from a3c.model import ActorCritic
 from tests.autograd_reference import TorchActorCritic
 from tests.helpers import assert_close
@@ -30,16 +30,20 @@ def reference_targets(rewards, dones, values, bootstrap, gamma, gae_lambda):
     return returns, advantages
 
 
-def run_update(steps, batch, dones, masks, bootstrap_zero, seed=0):
+def run_update(steps, batch, dones, masks, bootstrap_zero, seed=0, normalize_advantages=False, network=None):
+    """``network``: sizes other than the default (frame_size, conv_channels, hidden_size)."""
     torch.manual_seed(seed)
-    model = ActorCritic(ACTIONS, seed=seed, dtype=F64)
-    reference = TorchActorCritic(ACTIONS).double().load_from(model)
-    frames = torch.rand(steps, batch, 1, 42, 42, dtype=F64)
+    network = network or {}
+    model = ActorCritic(ACTIONS, seed=seed, dtype=F64, **network)
+    reference = TorchActorCritic(ACTIONS, **network).double().load_from(model)
+    side = network.get("frame_size", 42)
+    frames = torch.rand(steps, batch, 1, side, side, dtype=F64)
     actions = torch.randint(0, ACTIONS, (steps, batch))
     rewards = torch.randint(-1, 2, (steps, batch)).to(F64)
 
     # reference: autograd through the same network and loss
-    state = (torch.zeros(batch, 256, dtype=F64), torch.zeros(batch, 256, dtype=F64))
+    hidden = network.get("hidden_size", 256)
+    state = (torch.zeros(batch, hidden, dtype=F64), torch.zeros(batch, hidden, dtype=F64))
     logits_ref, values_ref = [], []
     for t in range(steps):
         logits, values, state = reference(frames[t], state, masks[t])
@@ -49,6 +53,8 @@ def run_update(steps, batch, dones, masks, bootstrap_zero, seed=0):
     bootstrap = torch.zeros(batch, dtype=F64) if bootstrap_zero else torch.randn(batch, dtype=F64)
     returns, advantages = reference_targets(rewards, dones, values_ref.detach(), bootstrap,
                                             HYPER["gamma"], HYPER["gae_lambda"])
+    if normalize_advantages:  # over the whole T x N rollout, population standard deviation
+        advantages = (advantages - advantages.mean()) / (advantages.std(unbiased=False) + 1e-8)
     log_probs = torch.log_softmax(logits_ref, 2)
     policy_loss = -(log_probs.gather(2, actions.unsqueeze(2)).squeeze(2) * advantages).sum()
     entropy = -(log_probs.exp() * log_probs).sum()
@@ -64,7 +70,7 @@ def run_update(steps, batch, dones, masks, bootstrap_zero, seed=0):
         logits_seq.append(logits)
         values_seq.append(values)
     terms = a3c_loss(torch.stack(logits_seq), torch.stack(values_seq), actions, rewards, dones, bootstrap,
-                     **HYPER)
+                     **HYPER, normalize_advantages=normalize_advantages)
     model.backward(terms.grad_logits, terms.grad_values)
 
     assert terms.policy == pytest.approx(policy_loss.item(), rel=1e-10, abs=1e-10)
@@ -94,6 +100,34 @@ def test_several_envs_with_episodes_ending_inside_the_rollout():
     dones[3, 0] = dones[6, 2] = dones[9, 1] = 1.0
     masks = [None] + [(1.0 - dones[t - 1]).unsqueeze(1) for t in range(1, steps)]
     run_update(steps, batch, dones, masks, bootstrap_zero=False, seed=2)
+
+
+def test_normalized_advantages_with_a_terminal_inside_and_at_the_last_step():
+    steps, batch = 9, 3
+    dones = torch.zeros(steps, batch, dtype=F64)
+    dones[4, 0] = dones[8, 1] = 1.0
+    masks = [None] + [(1.0 - dones[t - 1]).unsqueeze(1) for t in range(1, steps)]
+    run_update(steps, batch, dones, masks, bootstrap_zero=False, seed=5, normalize_advantages=True)
+
+
+@pytest.mark.parametrize("network", [
+    {"conv_channels": 8, "hidden_size": 24},
+    {"frame_size": 50, "conv_channels": 16, "hidden_size": 40},
+])
+def test_other_network_sizes(network):
+    steps, batch = 6, 2
+    dones = torch.zeros(steps, batch, dtype=F64)
+    dones[2, 1] = 1.0
+    masks = [None] + [(1.0 - dones[t - 1]).unsqueeze(1) for t in range(1, steps)]
+    run_update(steps, batch, dones, masks, bootstrap_zero=False, seed=6, network=network)
+
+
+def test_normalized_advantages_have_mean_zero_and_unit_spread_and_survive_a_constant_rollout():
+    advantages = torch.randn(20, 8, dtype=F64) * 7 + 3
+    scaled = normalized(advantages)
+    assert scaled.mean().item() == pytest.approx(0.0, abs=1e-12)
+    assert scaled.std(correction=0).item() == pytest.approx(1.0, rel=1e-6)
+    assert torch.equal(normalized(torch.full((5, 2), 4.0, dtype=F64)), torch.zeros(5, 2, dtype=F64))
 
 
 def test_gae_with_lambda_one_is_return_minus_value():

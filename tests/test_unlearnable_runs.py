@@ -85,6 +85,18 @@ def test_resume_with_another_view_of_the_game_is_refused(tmp_path):
     assert "was trained with frame=river_and_gauge, this run asks for frame=original" in result.stderr
 
 
+def test_resume_with_other_network_sizes_is_refused(tmp_path):
+    model = ActorCritic(18, seed=0, conv_channels=8, hidden_size=16)
+    path = tmp_path / "small.pt"
+    save_checkpoint(path, {"model": model.state_dict(), "optimizer": SharedAdam(model.parameters(), 1e-4).state_dict(),
+                           "global_step": 10, "obs_norm": torch.zeros(2, 3, dtype=torch.float64), "n_actions": 18,
+                           "config": {"env_id": "Riverraid-v0", "conv_channels": 8, "hidden_size": 16}})
+    result = train(f"resume={path}", f"run_dir={tmp_path / 'run'}", "conv_channels=8")
+    assert result.returncode == 2
+    assert "was trained with hidden_size=16, this run asks for hidden_size=256 (give hidden_size=16)" in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
 def test_a_full_disk_at_a_checkpoint_stops_the_run_cleanly_and_keeps_the_previous_one(tmp_path):
     # the main process's first checkpoint write after one with steps in it fails as on a full disk
     (tmp_path / "patch").mkdir()

@@ -104,17 +104,24 @@ class RecordingLink:
         return False
 
 
-@pytest.fixture(params=[False, True], ids=["lives-ignored", "a-lost-life-ends-returns"])
+VARIANTS = {
+    "lives-ignored": {},
+    "a-lost-life-ends-returns": {"life_loss_ends_returns": True},
+    "advantages-normalized": {"normalize_advantages": True},
+}
+
+
+@pytest.fixture(params=list(VARIANTS.values()), ids=list(VARIANTS))
 def played(monkeypatch, request):
     """A float64 worker after ROLLOUTS updates: (worker, games, frames it saw, actions, updates, messages);
-    once with life_loss_ends_returns off, once on."""
+    with the default return rules, with a lost life ending returns, with normalised advantages."""
     games = [ScriptedGame(k) for k in range(BATCH)]
     monkeypatch.setattr(worker_module, "make_vector_env", lambda *args, **kwargs: gym.vector.SyncVectorEnv(
         [lambda game=game: RecordEpisodeStatistics(game) for game in games], copy=False,
         autoreset_mode=gym.vector.AutoresetMode.SAME_STEP))
     # max_grad_norm: no clipping, so the pushed gradients are the raw ones autograd gives
     config = load_config(None, {"workers": 1, "envs_per_worker": BATCH, "num_steps": STEPS,
-                                "max_grad_norm": 1e12, "life_loss_ends_returns": request.param, **SETTINGS})
+                                "max_grad_norm": 1e12, **request.param, **SETTINGS})
     link = RecordingLink(ActorCritic(18, seed=5, dtype=F64))
     worker = Worker(0, config, link, dtype=F64)
     worker.normalizer.frozen = True  # never updated: the identity, so the network sees the games' own frames
@@ -149,7 +156,7 @@ def restart_mask(ends, step):
     return mask
 
 
-def reference_updates(model, games, actions, life_loss_ends_returns: bool):
+def reference_updates(model, games, actions, life_loss_ends_returns: bool, normalize_advantages: bool):
     """Autograd through the same network and loss on the games' own logs, rollout by rollout.
 
     A lost life, when it ends returns, is a done flag (no bootstrapping across it) that
@@ -188,6 +195,8 @@ def reference_updates(model, games, actions, life_loss_ends_returns: bool):
         logits, values = torch.stack(logits_seq), torch.stack(values_seq)
         returns, advantages = reference_targets(targets, dones, values.detach(), bootstrap.squeeze(1),
                                                 gamma, SETTINGS["gae_lambda"])
+        if normalize_advantages:  # over the rollout's T x B steps
+            advantages = (advantages - advantages.mean()) / (advantages.std(unbiased=False) + 1e-8)
         log_probs = torch.log_softmax(logits, 2)
         taken = actions[start:start + STEPS].unsqueeze(2)
         policy = -(log_probs.gather(2, taken).squeeze(2) * advantages).sum()
@@ -209,7 +218,8 @@ def test_the_worker_feeds_the_network_what_each_game_showed(played):
 def test_every_update_equals_autograd_on_a_replay_of_the_games(played):
     worker, games, _, actions, updates, _ = played
     assert len(updates) == ROLLOUTS
-    expected = reference_updates(worker.model, games, actions, worker.config.life_loss_ends_returns)
+    expected = reference_updates(worker.model, games, actions, worker.config.life_loss_ends_returns,
+                                 worker.config.normalize_advantages)
     names = [name for name, _ in worker.model.named_parameters()]
     for k, (ours, reference) in enumerate(zip(updates, expected)):
         for name, grad in zip(names, ours):

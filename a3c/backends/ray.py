@@ -29,7 +29,7 @@ from a3c.backends.base import Backend, BackendError
 from a3c.config import Config, ConfigError
 from a3c.memory import keep_freed_memory
 from a3c.messages import Failed, Notice
-from a3c.model import ActorCritic
+from a3c.model import ActorCritic, network_settings
 from a3c.optim import optimizer_for
 from a3c.processes import STOP_GRACE_SECONDS
 from a3c.shared import SharedState, network_snapshot
@@ -59,7 +59,7 @@ class ParameterServer:
 
     def __init__(self, n_actions: int, config: Config, state: dict) -> None:
         torch.set_num_threads(1)
-        self.model = ActorCritic(n_actions, frame_size=config.frame_size, forget_bias=config.forget_bias)
+        self.model = ActorCritic(n_actions, **network_settings(config), forget_bias=config.forget_bias)
         self.model.load_state_dict(state["model"])
         self.optimizer = optimizer_for(config, self.model.parameters(), config.workers)
         self.optimizer.load_state_dict(state["optimizer"])
