@@ -35,7 +35,7 @@ def network_settings(settings) -> dict:
 class ActorCritic:
     def __init__(self, n_actions: int, in_channels: int = 1, *, frame_size: int = FRAME_SIZE,
                  conv_channels: int = CONV_CHANNELS, hidden_size: int = HIDDEN_SIZE, forget_bias: float = 0.0,
-                 seed: int | None = None, dtype: torch.dtype = torch.float32) -> None:
+                 seed: int | None = None, dtype: torch.dtype | None = None) -> None:
         self.n_actions, self.frame_size, self.hidden_size = n_actions, frame_size, hidden_size
         channels = [in_channels] + [conv_channels] * 4
         self.convs = [Conv2d(channels[k], channels[k + 1], 3, stride=2, padding=1, dtype=dtype)
@@ -90,6 +90,12 @@ class ActorCritic:
                 raise ValueError(f"ActorCritic: {name} has shape {tuple(tensor.shape)}, "
                                  f"state_dict gives {tuple(state[name].shape)}")
             tensor.copy_(state[name])
+
+    def to(self, dtype: torch.dtype) -> "ActorCritic":
+        """Convert every layer's parameters to ``dtype`` in place (``Layer.to``)."""
+        for layer in self.layers:
+            layer.to(dtype)
+        return self
 
     def zero_grad(self) -> None:
         for layer in self.layers:

@@ -35,6 +35,18 @@ class Layer:
         for p in self.parameters():
             p.grad = None
 
+    def to(self, dtype: torch.dtype) -> "Layer":
+        """Convert every parameter (and its gradient) to ``dtype`` in place, like
+        ``torch.nn.Module.to``: the tensor objects stay the same, so whoever holds them (an
+        optimizer, a shared-memory list) sees the converted values. Forward records are
+        dropped (they hold the old dtype)."""
+        for p in self.parameters():
+            p.data = p.data.to(dtype)
+            if p.grad is not None:
+                p.grad = p.grad.to(dtype)
+        self.reset()
+        return self
+
     def reset(self) -> None:
         """Drop forward records that no backward will consume (e.g. after acting)."""
         self._records.clear()

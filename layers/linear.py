@@ -16,8 +16,9 @@ class Linear(Layer):
     _param_names = ("weight", "bias")
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
-                 dtype: torch.dtype = torch.float32) -> None:
+                 dtype: torch.dtype | None = None) -> None:
         super().__init__()
+        dtype = dtype or torch.get_default_dtype()  # None follows torch.set_default_dtype, as torch.nn
         if in_features < 1 or out_features < 1:
             raise ValueError(f"Linear: feature counts must be positive, got {in_features}, {out_features}")
         self.in_features, self.out_features = in_features, out_features

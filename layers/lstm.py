@@ -24,7 +24,8 @@ class _Step(NamedTuple):
 def _fixed_view(name: str) -> property:
     """A read-only attribute for a view into the cell's joint weight matrix: assigning a
     new tensor would silently detach it from the matrix the forward uses, so weights are
-    set in place (``copy_``, ``load_state_dict``)."""
+    set in place (``copy_``, ``load_state_dict``) or their ``.data`` reassigned (the
+    forward then rebuilds the joint matrix: ``LSTMCell.joint_weight``)."""
     def get(self) -> torch.Tensor:
         return getattr(self, "_" + name)
 
@@ -55,8 +56,9 @@ class LSTMCell(Layer):
     _param_names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
-                 dtype: torch.dtype = torch.float32) -> None:
+                 dtype: torch.dtype | None = None) -> None:
         super().__init__()
+        dtype = dtype or torch.get_default_dtype()  # None follows torch.set_default_dtype, as torch.nn
         if input_size < 1 or hidden_size < 1:
             raise ValueError(f"LSTMCell: sizes must be positive, got {input_size}, {hidden_size}")
         self.input_size, self.hidden_size = input_size, hidden_size
@@ -71,6 +73,42 @@ class LSTMCell(Layer):
 
     weight_ih = _fixed_view("weight_ih")
     weight_hh = _fixed_view("weight_hh")
+
+    def joint_weight(self) -> torch.Tensor:
+        """The (4H, in + H) matrix [W_ih, W_hh] the forward multiplies by.
+
+        ``p.data = p.data.double()`` on a weight view (as code written for torch.nn does
+        to convert parameters) gives that view storage of its own, apart from the joint
+        matrix. Then the matrix is rebuilt from the two views, and they become its views
+        again (same tensor objects, so an optimizer holding them still updates the weights
+        the forward uses). A check of two pointers when nothing changed."""
+        weight, ih, hh = self._weight, self._weight_ih, self._weight_hh
+        base = weight.data_ptr()
+        if ih.data_ptr() == base and hh.data_ptr() == base + self.input_size * weight.element_size() \
+                and ih.dtype == weight.dtype and hh.dtype == weight.dtype:
+            return weight
+        return self._rejoin()
+
+    def _rejoin(self) -> torch.Tensor:
+        ih, hh = self._weight_ih, self._weight_hh
+        params = self.parameters()
+        if any(p.dtype != ih.dtype or p.device != ih.device for p in params):
+            found = ", ".join(f"{name} {p.dtype} on {p.device}" for name, p in self.named_parameters())
+            raise TypeError(f"{self.name}: parameters differ in dtype or device ({found}); convert all of "
+                            f"them, or the whole layer with .to(dtype)")
+        if ih.shape != (4 * self.hidden_size, self.input_size) or hh.shape != (4 * self.hidden_size, self.hidden_size):
+            raise ValueError(f"{self.name}: weight_ih {tuple(ih.shape)} and weight_hh {tuple(hh.shape)} no longer "
+                             f"have the cell's shapes (4H, in) and (4H, H)")
+        joint = torch.cat((ih.data, hh.data), 1)
+        ih.data, hh.data = joint[:, :self.input_size], joint[:, self.input_size:]
+        self._weight = joint
+        return joint
+
+    def to(self, dtype: torch.dtype) -> "LSTMCell":
+        """Convert the parameters, the joint matrix included (see ``Layer.to``)."""
+        super().to(dtype)
+        self.joint_weight()
+        return self
 
     def __repr__(self) -> str:
         return f"LSTMCell({self.input_size}, {self.hidden_size}, bias={self.bias_ih is not None})"
@@ -91,8 +129,8 @@ class LSTMCell(Layer):
             self._check_tensor("mask", mask, (n, 1))
             h, c = h * mask, c * mask
         inputs = torch.cat((x, h), 1)
-        gates = torch.mm(inputs, self._weight.t()) if self.bias_ih is None else \
-            torch.addmm(self.bias_ih, inputs, self._weight.t())
+        weight = self.joint_weight()
+        gates = torch.mm(inputs, weight.t()) if self.bias_ih is None else torch.addmm(self.bias_ih, inputs, weight.t())
         if self.bias_hh is not None:
             gates += self.bias_hh
         sig = stable_sigmoid(gates)  # the g block is computed but unused: one op, not three
