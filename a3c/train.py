@@ -22,6 +22,7 @@ from a3c.config import (
     load_config,
     parse_overrides,
 )
+from a3c.footprint import check_memory
 from a3c.model import network_settings
 from a3c.policy import frame_settings
 
@@ -51,6 +52,7 @@ def parse_args(argv: list[str] | None) -> tuple[Config, dict | None]:
             if getattr(config, key) != saved:
                 raise ConfigError(f"resume: {config.resume} was trained with {key}={saved}, this run asks for "
                                   f"{key}={getattr(config, key)} (give {key}={saved})")
+    check_memory(config)
     check_run_dir(Path(config.run_dir))
     return config, checkpoint
 

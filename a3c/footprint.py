@@ -1,0 +1,93 @@
+"""How much memory a run will take, estimated before anything starts.
+
+A run is one main process, one evaluator (when evaluations are on) and one worker per
+``workers``. The estimate adds, per process, what Python with torch, gymnasium and ale-py
+takes once imported, and per worker its games and its rollout: everything the forward
+records for the backward (input frames, each convolution's and ELU's output, the LSTM's
+gates), which the backward's temporaries (gradients, gathered input patches) multiply,
+and which the tuned malloc keeps for the next update (a3c/memory.py). The constants were
+measured here (RSS of a worker after a few updates, five shapes of run:
+tests/test_footprint.py keeps the estimate near a measurement).
+"""
+from __future__ import annotations
+
+import os
+
+from a3c.config import Config, ConfigError
+
+MIB = 1 << 20
+PROCESS_BASE = 250 * MIB  # python + torch + gymnasium + ale-py, imported (measured 243 MiB)
+PER_GAME = 1 * MIB  # one ALE emulator with its screen buffers
+ACTIVATION_FACTOR = 3  # peak rollout memory / the recorded activations (measured 2.2-2.8)
+FLOAT = 4  # bytes: the workers run in float32
+PARAMETER_COPIES_SHARED = 3  # weights, Adam's two moments (RMSProp keeps one: an upper bound)
+PARAMETER_COPIES_PER_PROCESS = 3  # a process's own weights, their gradients, temporaries
+
+
+def conv_sides(frame_size: int) -> list[int]:
+    """Output side of each of the four stride-2, padding-1, 3x3 convolutions."""
+    sides, side = [], frame_size
+    for _ in range(4):
+        side = (side + 2 - 3) // 2 + 1
+        sides.append(side)
+    return sides
+
+
+def parameter_count(config: Config, n_actions: int = 18) -> int:
+    c, h = config.conv_channels, config.hidden_size
+    convs = (1 * 9 * c + c) + 3 * (c * 9 * c + c)
+    features = c * conv_sides(config.frame_size)[-1] ** 2
+    return convs + 4 * h * (features + h) + 8 * h + (h + 1) * (n_actions + 1)
+
+
+def recorded_per_step(config: Config) -> int:
+    """Numbers one game's step records for the backward: its frame, each convolution's and
+    ELU's output and the LSTM's gates and states."""
+    frame = config.frame_size ** 2
+    convs = sum(2 * config.conv_channels * side * side for side in conv_sides(config.frame_size))
+    return frame + convs + 8 * config.hidden_size
+
+
+def worker_bytes(config: Config) -> int:
+    rollout = config.num_steps * config.envs_per_worker * recorded_per_step(config) * FLOAT
+    return (PROCESS_BASE + config.envs_per_worker * PER_GAME + ACTIVATION_FACTOR * rollout
+            + PARAMETER_COPIES_PER_PROCESS * parameter_count(config) * FLOAT)
+
+
+def estimate_bytes(config: Config) -> int:
+    """The whole run on this machine: workers, main process, evaluator, shared network."""
+    others = 1 + (config.eval_interval > 0)
+    per_other = PROCESS_BASE + PER_GAME + PARAMETER_COPIES_PER_PROCESS * parameter_count(config) * FLOAT
+    shared = PARAMETER_COPIES_SHARED * parameter_count(config) * FLOAT
+    return config.workers * worker_bytes(config) + others * per_other + shared
+
+
+def available_bytes() -> int | None:
+    """Memory the kernel can give without swapping (MemAvailable), else the physical
+    memory; None where neither is known."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(config: Config, available: int | None = None) -> None:
+    """Refuse a run whose estimate does not fit the memory available here (a Ray cluster
+    given by ``ray_address`` runs its workers elsewhere: not checked)."""
+    if config.backend == "ray" and config.ray_address:
+        return
+    available = available_bytes() if available is None else available
+    need = estimate_bytes(config)
+    if available is not None and need > available:
+        raise ConfigError(
+            f"this run needs about {need / (1 << 30):.1f} GiB of memory ({config.workers} workers x "
+            f"{config.envs_per_worker} games x {config.num_steps} steps at {config.frame_size}x{config.frame_size}, "
+            f"{config.conv_channels} channels), {available / (1 << 30):.1f} GiB is available: lower workers, "
+            f"envs_per_worker, num_steps, frame_size or conv_channels")

@@ -1,0 +1,86 @@
+"""A run whose estimated memory does not fit the machine is refused before it starts, and
+the estimate stays near what a worker really takes."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from a3c.config import ConfigError, load_config
+from a3c.footprint import MIB, available_bytes, check_memory, estimate_bytes, worker_bytes
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT = ROOT / "configs" / "riverraid.yaml"
+
+# a worker in a process of its own, a few updates, then its resident memory in MiB
+PROBE = textwrap.dedent("""
+    import sys
+    from a3c.config import load_config
+    from a3c.memory import keep_freed_memory
+    from a3c.worker import Worker
+
+    class Link:
+        global_step = 0
+        def saved_obs_norm(self): return None
+        def pull(self, model): pass
+        def push(self, *args): pass
+        def report(self, message): pass
+        def stop_requested(self): return False
+        def should_stop(self): return False
+
+    keep_freed_memory()  # as a worker process does
+    settings = dict(zip(["envs_per_worker", "num_steps", "frame_size", "conv_channels"], map(int, sys.argv[1:])))
+    worker = Worker(0, load_config(None, {"workers": 1, **settings}), Link())
+    obs, _ = worker.envs.reset(seed=0)
+    state, mask = worker.model.initial_state(worker.num_envs), None
+    for _ in range(3):
+        obs, state, mask, bootstrap = worker.collect(obs, state, mask)
+        worker.learn(bootstrap)
+    print(next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmRSS")) // 1024)
+""")
+
+
+@pytest.mark.parametrize("shape", [(8, 20, 42, 32), (16, 40, 42, 32), (4, 20, 84, 48)])
+def test_the_estimate_of_a_worker_is_within_a_third_of_its_measured_memory(shape):
+    measured = int(subprocess.run([sys.executable, "-c", PROBE, *map(str, shape)], cwd=ROOT, capture_output=True,
+                                  text=True, timeout=120, check=True).stdout.split()[-1])
+    config = load_config(None, dict(zip(["envs_per_worker", "num_steps", "frame_size", "conv_channels"], shape),
+                                    workers=1))
+    assert 0.75 * measured <= worker_bytes(config) / MIB <= 1.33 * measured
+
+
+def test_the_default_run_fits_in_a_few_gib_and_grows_with_every_size():
+    default = load_config(str(DEFAULT), {})
+    assert 0.5 * (1 << 30) < estimate_bytes(default) < 4 * (1 << 30)
+    for key, value in [("workers", 4), ("envs_per_worker", 16), ("num_steps", 40), ("frame_size", 84),
+                       ("conv_channels", 64), ("hidden_size", 512)]:
+        assert estimate_bytes(load_config(str(DEFAULT), {key: value})) > estimate_bytes(default), key
+    assert estimate_bytes(load_config(str(DEFAULT), {"eval_interval": 0})) < estimate_bytes(default)
+
+
+def test_a_run_larger_than_the_memory_available_is_refused_with_the_estimate():
+    config = load_config(str(DEFAULT), {"workers": 64, "envs_per_worker": 256})
+    with pytest.raises(ConfigError, match=r"needs about [\d.]+ GiB of memory \(64 workers x 256 games.*"
+                                          r"1\.0 GiB is available: lower workers"):
+        check_memory(config, available=1 << 30)
+    check_memory(load_config(str(DEFAULT), {}), available=64 << 30)  # fits: no error
+
+
+def test_a_remote_ray_cluster_is_not_measured_against_this_machine():
+    config = load_config(str(DEFAULT), {"workers": 64, "envs_per_worker": 256, "backend": "ray",
+                                        "ray_address": "10.0.0.1:6379"})
+    check_memory(config, available=1 << 30)
+
+
+def test_the_command_line_refuses_it_with_one_line_and_no_run_folder(tmp_path):
+    assert available_bytes() is not None
+    run_dir = tmp_path / "never"
+    result = subprocess.run([sys.executable, "-m", "a3c.train", "workers=1024", "envs_per_worker=256",
+                             "num_steps=10000", f"run_dir={run_dir}"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: this run needs about") and result.stderr.count("\n") == 1
+    assert not run_dir.exists()
