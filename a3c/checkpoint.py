@@ -15,8 +15,12 @@ from pathlib import Path
 
 import torch
 
+from a3c.config import ConfigError, check_saved_settings, shown
+from a3c.model import network_settings, parameter_shapes
+
 FORMAT = "riverraid-a3c/checkpoint"
 FORMAT_VERSION = 1
+PLAY_SETTINGS = ("env_id", "frame", "frame_size", "conv_channels", "hidden_size")
 
 
 class CheckpointError(ValueError):
@@ -85,18 +89,31 @@ def check_fields(payload: dict, path) -> None:
         raise bad("model", "not a mapping of weight tensors")
     step = payload["global_step"]
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-        raise bad("global_step", f"{step!r} is not a step count")
+        raise bad("global_step", f"{shown(step)} is not a step count")
     actions = payload["n_actions"]
     if isinstance(actions, bool) or not isinstance(actions, int) or actions < 1:
-        raise bad("n_actions", f"{actions!r} is not an action count")
+        raise bad("n_actions", f"{shown(actions)} is not an action count")
     norm = payload["obs_norm"]
     if not isinstance(norm, torch.Tensor) or norm.dim() != 2 or norm.shape[0] < 1 or norm.shape[1] != 3 \
             or not norm.is_floating_point():
         raise bad("obs_norm", "not rows of [mean, std, count]")
     if not bool(torch.isfinite(norm).all()) or bool((norm[:, 1:] < 0).any()):
         raise bad("obs_norm", "its statistics are not finite or negative")
-    if not isinstance(payload["config"], dict):
+    config = payload["config"]
+    if not isinstance(config, dict):
         raise bad("config", "not a mapping of settings")
+    try:  # the settings that shape the network and the game it plays
+        config.update(check_saved_settings(config, PLAY_SETTINGS))
+    except ConfigError as error:
+        raise bad("config", str(error)) from None
+    expected = parameter_shapes(actions, **network_settings(config))
+    if model.keys() != expected.keys():
+        raise bad("model", f"its weights are not those of the A3C network (names {sorted(model)[:3]}...)")
+    for name, shape in expected.items():
+        if tuple(model[name].shape) != shape or not model[name].is_floating_point():
+            raise bad("model", f"{name} is {model[name].dtype} {tuple(model[name].shape)}, its settings "
+                               f"({', '.join(f'{k}={v}' for k, v in network_settings(config).items())}, "
+                               f"{actions} actions) give {shape}")
     if not isinstance(payload["optimizer"], dict):
         raise bad("optimizer", "not a mapping")
 

@@ -142,6 +142,13 @@ CHOICES = {"optimizer": ("adam", "rmsprop"), "backend": ("local", "ray"),
            "frame": ("original", "river_and_gauge"), "eval_policy": ("sample", "greedy", "both")}
 
 
+def shown(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` on one line and at most ``limit`` characters, for an error message
+    (a tensor or a long list must not spread over the terminal)."""
+    text = " ".join(repr(value).split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def _coerce(key: str, value: Any) -> Any:
     """Check and convert one value to its field's type (YAML already parsed it)."""
     kind = FIELD_TYPES[key]
@@ -153,7 +160,7 @@ def _coerce(key: str, value: Any) -> Any:
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key} must be an integer, got {value!r}")
+            raise ConfigError(f"{key} must be an integer, got {shown(value)}")
     elif kind.startswith("float"):
         if isinstance(value, str):  # YAML 1.1 reads 3e-4 (no dot) as a string
             try:
@@ -161,19 +168,19 @@ def _coerce(key: str, value: Any) -> Any:
             except ValueError:
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key} must be a number, got {value!r}")
+            raise ConfigError(f"{key} must be a number, got {shown(value)}")
         try:
             value = float(value)
         except OverflowError:  # an integer beyond any float
-            raise ConfigError(f"{key} must be a finite number, got {value!r}") from None
+            raise ConfigError(f"{key} must be a finite number, got {shown(value)}") from None
         if not math.isfinite(value):  # nan trains to all-NaN weights; inf breaks every schedule
-            raise ConfigError(f"{key} must be a finite number, got {value!r}")
+            raise ConfigError(f"{key} must be a finite number, got {shown(value)}")
     elif kind.startswith("bool"):
         if not isinstance(value, bool):
-            raise ConfigError(f"{key} must be true or false, got {value!r}")
+            raise ConfigError(f"{key} must be true or false, got {shown(value)}")
     elif kind.startswith("str"):
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            raise ConfigError(f"{key} must be a string, got {value!r}")
+            raise ConfigError(f"{key} must be a string, got {shown(value)}")
         value = str(value)
     return value
 
@@ -220,6 +227,16 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     return resolve(config)
 
 
+def check_saved_settings(saved: dict, keys) -> dict[str, Any]:
+    """Check the settings ``keys`` of a saved run (a checkpoint's config) as a new run's
+    would be checked, and return them converted to their types: a ConfigError for the
+    first bad one. Absent keys keep their defaults (older checkpoints lack the newer
+    settings) and are left out."""
+    values = {key: _coerce(key, saved[key]) for key in keys if key in saved}
+    validate(dataclasses.replace(Config(), **values))
+    return values
+
+
 def resolve(config: Config) -> Config:
     """The derived values, fixed once: worker count and run folder."""
     run_dir = config.run_dir
@@ -249,7 +266,7 @@ def validate(config: Config) -> None:
             raise ConfigError(f"{key} must not be negative, got {getattr(config, key)}")
     for key, choices in CHOICES.items():
         if getattr(config, key) not in choices:
-            raise ConfigError(f"{key} must be one of {', '.join(choices)}, got {getattr(config, key)!r}")
+            raise ConfigError(f"{key} must be one of {', '.join(choices)}, got {shown(getattr(config, key))}")
     if config.ray_address is not None and config.backend != "ray":
         raise ConfigError(f"ray_address is only used with backend=ray (got backend={config.backend})")
     if not 0 <= config.seed <= MAX_SEED:

@@ -8,7 +8,6 @@ action probabilities side by side. Any unusable input is one line on stderr and 
 """
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
@@ -21,6 +20,7 @@ import torch
 
 import a3c.policy as policy_module
 from a3c.checkpoint import CheckpointError
+from a3c.cli import ArgumentParser
 from a3c.config import ConfigError, check_run_dir
 from a3c.envs import make_env
 from a3c.policy import frame_settings, play_episode
@@ -156,7 +156,7 @@ def parse_episode_list(text: str) -> list[int]:
 
 def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
-    parser = argparse.ArgumentParser(prog="python -m a3c.evaluate", description=__doc__.split("\n\n")[1])
+    parser = ArgumentParser(prog="python -m a3c.evaluate", description=__doc__.split("\n\n")[1])
     parser.add_argument("--checkpoint", required=True, type=Path,
                         help="a checkpoint (latest.pt or best.pt), or 'pretrained': the agent shipped with the package")
     parser.add_argument("--episodes", type=int, default=10, help="full episodes to play (default 10)")

@@ -32,6 +32,22 @@ def network_settings(settings) -> dict:
     return {key: int(settings.get(key, default)) for key, default in NETWORK_DEFAULTS.items()}
 
 
+def parameter_shapes(n_actions: int, frame_size: int = FRAME_SIZE, conv_channels: int = CONV_CHANNELS,
+                     hidden_size: int = HIDDEN_SIZE) -> dict[str, tuple[int, ...]]:
+    """The shape of every parameter of ``ActorCritic`` with these sizes, by name, without
+    building it (a checkpoint's weights are checked against its own settings with this)."""
+    shapes, side, channels = {}, frame_size, 1
+    for k in range(4):
+        shapes[f"conv{k}.weight"], shapes[f"conv{k}.bias"] = (conv_channels, channels, 3, 3), (conv_channels,)
+        side, channels = (side + 2 - 3) // 2 + 1, conv_channels
+    gates = 4 * hidden_size
+    shapes.update({"lstm.weight_ih": (gates, conv_channels * side * side), "lstm.weight_hh": (gates, hidden_size),
+                   "lstm.bias_ih": (gates,), "lstm.bias_hh": (gates,),
+                   "critic.weight": (1, hidden_size), "critic.bias": (1,),
+                   "actor.weight": (n_actions, hidden_size), "actor.bias": (n_actions,)})
+    return shapes
+
+
 class ActorCritic:
     def __init__(self, n_actions: int, in_channels: int = 1, *, frame_size: int = FRAME_SIZE,
                  conv_channels: int = CONV_CHANNELS, hidden_size: int = HIDDEN_SIZE, forget_bias: float = 0.0,

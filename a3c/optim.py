@@ -13,6 +13,8 @@ import math
 
 import torch
 
+from a3c.config import shown
+
 
 def clip_grad_norm(grads: list[torch.Tensor], max_norm: float) -> float:
     """Scale ``grads`` in place so their global L2 norm is at most ``max_norm``.
@@ -34,6 +36,7 @@ class SharedOptimizer:
 
     kind = ""
     state_names: tuple[str, ...] = ()
+    squares: tuple[str, ...] = ()  # statistics of squared gradients: a square root is taken
 
     def __init__(self, params: list[torch.Tensor], lr: float, slots: int = 1,
                  total_steps: int | None = None, anneal: bool = False) -> None:
@@ -68,16 +71,30 @@ class SharedOptimizer:
                 **{name: [t.clone() for t in tensors] for name, tensors in self.state.items()}}
 
     def load_state_dict(self, state: dict) -> None:
-        if state.get("kind") != self.kind:
-            raise ValueError(f"optimizer state is for {state.get('kind')!r}, this run uses {self.kind!r}")
+        """Copy a saved state in; anything that does not fit (a missing or malformed
+        statistic, a non-finite or, for squares, negative value) is a ValueError in one line
+        and nothing is changed."""
+        if not isinstance(state, dict) or state.get("kind") != self.kind:
+            kind = state.get("kind") if isinstance(state, dict) else None
+            raise ValueError(f"optimizer state is for {shown(kind)}, this run uses {self.kind!r}")
+        updates = state.get("updates")
+        if isinstance(updates, bool) or not isinstance(updates, int) or not 0 <= updates < 2**62:
+            raise ValueError(f"optimizer state: the update count {shown(updates)} is not a count")
         for name, tensors in self.state.items():
-            saved = state[name]
-            if len(saved) != len(tensors) or any(s.shape != t.shape for s, t in zip(saved, tensors)):
+            saved = state.get(name)
+            if not isinstance(saved, (list, tuple)) or len(saved) != len(tensors) or any(
+                    not isinstance(s, torch.Tensor) or not s.is_floating_point() or s.shape != t.shape
+                    for s, t in zip(saved, tensors)):
                 raise ValueError(f"optimizer state {name!r} does not match the model's parameters")
-            for target, source in zip(tensors, saved):
+            if not all(bool(torch.isfinite(s).all()) for s in saved) or \
+                    (name in self.squares and any(bool((s < 0).any()) for s in saved)):
+                raise ValueError(f"optimizer state {name!r} holds values that are not finite"
+                                 f"{' or are negative' if name in self.squares else ''}")
+        for name, tensors in self.state.items():
+            for target, source in zip(tensors, state[name]):
                 target.copy_(source)
         self.updates.zero_()
-        self.updates[0] = int(state["updates"])
+        self.updates[0] = updates
 
 
 class SharedAdam(SharedOptimizer):
@@ -88,6 +105,7 @@ class SharedAdam(SharedOptimizer):
 
     kind = "adam"
     state_names = ("exp_avg", "exp_avg_sq")
+    squares = ("exp_avg_sq",)
 
     def __init__(self, params, lr: float, betas=(0.9, 0.999), eps: float = 1e-8, slots: int = 1,
                  total_steps: int | None = None, anneal: bool = False) -> None:
@@ -111,6 +129,7 @@ class SharedRMSprop(SharedOptimizer):
 
     kind = "rmsprop"
     state_names = ("square_avg",)
+    squares = ("square_avg",)
 
     def __init__(self, params, lr: float, alpha: float = 0.99, eps: float = 0.1, slots: int = 1,
                  total_steps: int | None = None, anneal: bool = False) -> None:

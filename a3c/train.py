@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from a3c.checkpoint import CheckpointError, load_checkpoint
+from a3c.cli import ArgumentParser
 from a3c.config import (
     Config,
     ConfigError,
@@ -30,7 +31,7 @@ from a3c.policy import frame_settings
 def parse_args(argv: list[str] | None) -> tuple[Config, dict | None]:
     """The run's settings and the checkpoint it resumes; a ConfigError for any mistake."""
     settings = "\n".join(f"  {name:<20} {doc}" for name, doc in field_docs().items())
-    parser = argparse.ArgumentParser(prog="python -m a3c.train",
+    parser = ArgumentParser(prog="python -m a3c.train",
                                      description="Train an A3C-LSTM agent on an Atari game, "
                                                  "gradients computed by hand.",
                                      formatter_class=argparse.RawDescriptionHelpFormatter,

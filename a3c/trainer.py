@@ -32,6 +32,20 @@ from a3c.shared import SharedState, time_split
 MAX_SKIPPED_IN_A_ROW = 100  # one worker's non-finite gradients this often in a row: it can no longer learn
 
 
+def restore_training(config: Config, checkpoint: dict | None, n_actions: int):
+    """The run's global network and optimizer: new, or restored from ``checkpoint`` (one
+    that does not fit them is a ConfigError naming the file)."""
+    model = ActorCritic(n_actions, **network_settings(config), seed=config.seed, forget_bias=config.forget_bias)
+    optimizer = optimizer_for(config, model.parameters(), config.workers)
+    if checkpoint is not None:
+        try:
+            restore_model(model, checkpoint, config.resume)
+            optimizer.load_state_dict(checkpoint["optimizer"])
+        except ValueError as error:
+            raise ConfigError(f"resume: {error}") from None
+    return model, optimizer
+
+
 class Trainer:
     def __init__(self, config: Config, checkpoint: dict | None) -> None:
         self.config = config
@@ -39,15 +53,7 @@ class Trainer:
         probe = make_env(config.env_id)
         self.n_actions = int(probe.action_space.n)
         probe.close()
-        model = ActorCritic(self.n_actions, **network_settings(config), seed=config.seed,
-                            forget_bias=config.forget_bias)
-        optimizer = optimizer_for(config, model.parameters(), config.workers)
-        if checkpoint is not None:
-            try:
-                restore_model(model, checkpoint, config.resume)
-                optimizer.load_state_dict(checkpoint["optimizer"])
-            except ValueError as error:
-                raise ConfigError(f"resume: {error}") from None
+        model, optimizer = restore_training(config, checkpoint, self.n_actions)
         self.ctx = mp.get_context("spawn")  # fresh interpreters: no forked OpenMP or emulator state
         start_step = int(checkpoint["global_step"]) if checkpoint is not None else 0
         self.shared = SharedState.create(model, optimizer, config.workers, self.ctx.Event(), start_step)

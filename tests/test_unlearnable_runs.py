@@ -115,7 +115,7 @@ def test_a_full_disk_at_a_checkpoint_stops_the_run_cleanly_and_keeps_the_previou
     result = subprocess.run(
         [sys.executable, "-m", "a3c.train", "--config", "configs/smoke.yaml", "eval_interval=0", "checkpoint_interval=1",
          "total_steps=1000000", f"run_dir={run_dir}"], cwd=ROOT, capture_output=True, text=True, timeout=300,
-        env={**os.environ, "PYTHONPATH": str(tmp_path / "patch")})
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "patch"), str(ROOT)])})  # installed or not
     assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
     assert "Traceback" not in result.stdout + result.stderr
     assert f"error: cannot write checkpoint {run_dir / 'checkpoints' / 'latest.pt'}: No space left on device" \
