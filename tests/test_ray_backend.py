@@ -93,3 +93,74 @@ def test_without_ray_installed_backend_ray_exits_2_with_the_install_command(tmp_
     assert result.returncode == 2
     assert 'error: backend=ray needs Ray: pip install -e ".[ray]"' in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_ctrl_c_on_a_ray_run_stops_the_actors_writes_the_final_checkpoint_and_exits_130(tmp_path):
+    run_dir = tmp_path / "ray"
+    proc, log = start(run_dir, *RAY, "total_steps=10000000")
+    try:
+        wait_for(lambda: progress(log) > 0 and child_pids(log), 240, "training progress")
+        actors = [*child_pids(log).values(), server_pid(log)]
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=60)
+    finally:
+        proc.kill()
+    text = log.read_text()
+    assert code == 130, text
+    assert "SIGINT received" in text and "Traceback" not in text, text
+    checkpoint = load_checkpoint(run_dir / "checkpoints" / "latest.pt")
+    assert 0 < checkpoint["global_step"] < 10000000
+    pushed, applied = map(int, re.search(r"gradients pushed (\d+), applied (\d+)", text).groups())
+    assert pushed == applied == checkpoint["optimizer"]["updates"]  # the final checkpoint holds every update
+    wait_for(lambda: not any(alive(pid) for pid in actors), 30, "the worker actors and the server to exit")
+
+
+@pytest.fixture
+def two_node_cluster(monkeypatch):
+    """A Ray cluster on this machine: a head node (2 CPUs) and a worker node (2 CPUs), each
+    with its own raylet, as two machines would run them. ``ray`` in this process is a
+    client of it (to place and free a CPU blocker on the head)."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
+    worker_node = cluster.add_node(num_cpus=2)
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address, log_to_driver=False)
+    try:
+        yield cluster, worker_node, ray
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+def test_a_two_node_cluster_trains_and_survives_losing_its_worker_node(two_node_cluster, tmp_path):
+    cluster, worker_node, ray = two_node_cluster
+
+    @ray.remote(num_cpus=2)
+    class Blocker:  # holds the head's CPUs, so that the run's workers land on the worker node
+        def node(self):
+            return ray.get_runtime_context().get_node_id()
+
+    blocker = Blocker.remote()
+    assert ray.get(blocker.node.remote()) != worker_node.node_id
+    run_dir = tmp_path / "cluster"
+    proc, log = start(run_dir, *RAY, f"ray_address={cluster.address}", "total_steps=6000")
+    try:
+        wait_for(lambda: progress(log) > 0, 240, "training progress on the worker node")
+        before = load_checkpoint(run_dir / "checkpoints" / "latest.pt")["global_step"] \
+            if (run_dir / "checkpoints" / "latest.pt").exists() else 0
+        ray.kill(blocker)  # the head's CPUs free for the replacements
+        cluster.remove_node(worker_node)  # the worker machine is gone, with both workers on it
+        assert proc.wait(timeout=400) == 0, log.read_text()
+    finally:
+        proc.kill()
+    text = log.read_text()
+    for rank in (0, 1):  # both died with the node and came back on the head (the only CPUs left)
+        assert re.search(rf"worker {rank} died \(exit code 1\); restarting it \([12]/10\)", text), text
+    pushed, applied = map(int, re.search(r"gradients pushed (\d+), applied (\d+)", text).groups())
+    checkpoint = load_checkpoint(run_dir / "checkpoints" / "latest.pt")
+    assert pushed == applied == checkpoint["optimizer"]["updates"]
+    # only the rollouts in flight when the node went were lost: every applied update is in the count
+    assert checkpoint["global_step"] == 20 * applied >= 6000 > before
