@@ -164,3 +164,37 @@ def test_a_two_node_cluster_trains_and_survives_losing_its_worker_node(two_node_
     assert pushed == applied == checkpoint["optimizer"]["updates"]
     # only the rollouts in flight when the node went were lost: every applied update is in the count
     assert checkpoint["global_step"] == 20 * applied >= 6000 > before
+
+
+def test_a_worker_actor_that_raises_reports_its_traceback_and_is_restarted(tmp_path):
+    # the first update of the first Ray worker process to get there raises (once: a marker file)
+    (tmp_path / "patch").mkdir()
+    (tmp_path / "patch" / "sitecustomize.py").write_text(
+        "import os, sys\n"
+        "if sys.argv and sys.argv[0].endswith('default_worker.py'):  # Ray's worker processes only\n"
+        "    import a3c.worker\n"
+        f"    marker, real = {str(tmp_path / 'raised')!r}, a3c.worker.Worker.learn\n"
+        "    def learn(self, bootstrap):\n"
+        "        try:\n"
+        "            os.close(os.open(marker, os.O_CREAT | os.O_EXCL))\n"
+        "        except FileExistsError:\n"
+        "            return real(self, bootstrap)\n"
+        "        raise RuntimeError('injected fault')\n"
+        "    a3c.worker.Worker.learn = learn\n")
+    run_dir = tmp_path / "ray"
+    log = tmp_path / "ray.log"
+    with open(log, "w") as handle:
+        proc = subprocess.Popen([sys.executable, "-m", "a3c.train", *RAY, "total_steps=3000", f"run_dir={run_dir}"],
+                                cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT,
+                                env={**ENV, "PYTHONPATH": os.pathsep.join([str(tmp_path / "patch"), str(ROOT)])})
+    try:
+        assert proc.wait(timeout=400) == 0, log.read_text()
+    finally:
+        proc.kill()
+    text = log.read_text()
+    assert (tmp_path / "raised").exists()
+    failed = re.search(r"worker (\d) failed:\nTraceback \(most recent call last\):\n(.*?)RuntimeError: injected fault",
+                       text, re.DOTALL)
+    assert failed, text
+    assert f"worker {failed.group(1)} died (exit code 1); restarting it (1/10)" in text, text
+    assert load_checkpoint(run_dir / "checkpoints" / "latest.pt")["global_step"] >= 3000
