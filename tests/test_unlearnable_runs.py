@@ -1,12 +1,14 @@
 """A run that can no longer learn stops, says why, and keeps its last good checkpoint."""
 from __future__ import annotations
 
+import errno
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from a3c.checkpoint import load_checkpoint, save_checkpoint
@@ -97,17 +99,19 @@ def test_resume_with_other_network_sizes_is_refused(tmp_path):
     assert result.stderr.count("\n") == 1
 
 
-def test_a_full_disk_at_a_checkpoint_stops_the_run_cleanly_and_keeps_the_previous_one(tmp_path):
-    # the main process's first checkpoint write after one with steps in it fails as on a full disk
+@pytest.mark.parametrize("error", ["ENOSPC", "EROFS", "EACCES"])
+def test_a_failed_checkpoint_write_stops_the_run_cleanly_and_keeps_the_previous_one(tmp_path, error):
+    # the main process's first checkpoint write after one with steps in it fails as on a full disk, a
+    # file system remounted read-only or a folder whose permissions changed
     (tmp_path / "patch").mkdir()
     (tmp_path / "patch" / "sitecustomize.py").write_text(
-        "import errno, multiprocessing\n"
+        "import errno, multiprocessing, os\n"
         "if multiprocessing.parent_process() is None:\n"
         "    import a3c.checkpoint as checkpoint\n"
         "    real, written = checkpoint.save_checkpoint, []\n"
         "    def failing(path, payload):\n"
         "        if written and written[-1] > 0:\n"
-        "            raise OSError(errno.ENOSPC, 'No space left on device')\n"
+        f"            raise OSError(errno.{error}, os.strerror(errno.{error}))\n"
         "        real(path, payload)\n"
         "        written.append(payload['global_step'])\n"
         "    checkpoint.save_checkpoint = failing\n")
@@ -118,10 +122,10 @@ def test_a_full_disk_at_a_checkpoint_stops_the_run_cleanly_and_keeps_the_previou
         env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "patch"), str(ROOT)])})  # installed or not
     assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
     assert "Traceback" not in result.stdout + result.stderr
-    assert f"error: cannot write checkpoint {run_dir / 'checkpoints' / 'latest.pt'}: No space left on device" \
-        in result.stdout
+    reason = os.strerror(getattr(errno, error))
+    assert f"error: cannot write checkpoint {run_dir / 'checkpoints' / 'latest.pt'}: {reason}" in result.stdout
     summary = next(line for line in result.stdout.splitlines() if line.startswith("stopped at step"))
-    assert "(checkpoint not written: No space left on device)" in summary
+    assert f"(checkpoint not written: {reason})" in summary
     previous = load_checkpoint(run_dir / "checkpoints" / "latest.pt")  # the first write survives intact
     assert 0 < previous["global_step"] < 1_000_000
     assert not list((run_dir / "checkpoints").glob(".*.tmp"))
