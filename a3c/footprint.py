@@ -11,9 +11,11 @@ tests/test_footprint.py keeps the estimate near a measurement).
 """
 from __future__ import annotations
 
+import math
 import os
 
 from a3c.config import Config, ConfigError
+from a3c.model import conv_sides, network_settings, parameter_shapes
 
 MIB = 1 << 20
 PROCESS_BASE = 250 * MIB  # python + torch + gymnasium + ale-py, imported (measured 243 MiB)
@@ -24,20 +26,8 @@ PARAMETER_COPIES_SHARED = 3  # weights, Adam's two moments (RMSProp keeps one: a
 PARAMETER_COPIES_PER_PROCESS = 3  # a process's own weights, their gradients, temporaries
 
 
-def conv_sides(frame_size: int) -> list[int]:
-    """Output side of each of the four stride-2, padding-1, 3x3 convolutions."""
-    sides, side = [], frame_size
-    for _ in range(4):
-        side = (side + 2 - 3) // 2 + 1
-        sides.append(side)
-    return sides
-
-
 def parameter_count(config: Config, n_actions: int = 18) -> int:
-    c, h = config.conv_channels, config.hidden_size
-    convs = (1 * 9 * c + c) + 3 * (c * 9 * c + c)
-    features = c * conv_sides(config.frame_size)[-1] ** 2
-    return convs + 4 * h * (features + h) + 8 * h + (h + 1) * (n_actions + 1)
+    return sum(math.prod(shape) for shape in parameter_shapes(n_actions, **network_settings(config)).values())
 
 
 def recorded_per_step(config: Config) -> int:

@@ -32,14 +32,23 @@ def network_settings(settings) -> dict:
     return {key: int(settings.get(key, default)) for key, default in NETWORK_DEFAULTS.items()}
 
 
+def conv_sides(frame_size: int) -> list[int]:
+    """The output side of each of the four 3x3, stride-2, padding-1 convolutions."""
+    sides = [frame_size]
+    for _ in range(4):
+        sides.append((sides[-1] + 2 - 3) // 2 + 1)
+    return sides[1:]
+
+
 def parameter_shapes(n_actions: int, frame_size: int = FRAME_SIZE, conv_channels: int = CONV_CHANNELS,
                      hidden_size: int = HIDDEN_SIZE) -> dict[str, tuple[int, ...]]:
     """The shape of every parameter of ``ActorCritic`` with these sizes, by name, without
     building it (a checkpoint's weights are checked against its own settings with this)."""
-    shapes, side, channels = {}, frame_size, 1
+    shapes = {}
     for k in range(4):
-        shapes[f"conv{k}.weight"], shapes[f"conv{k}.bias"] = (conv_channels, channels, 3, 3), (conv_channels,)
-        side, channels = (side + 2 - 3) // 2 + 1, conv_channels
+        shapes[f"conv{k}.weight"] = (conv_channels, 1 if k == 0 else conv_channels, 3, 3)
+        shapes[f"conv{k}.bias"] = (conv_channels,)
+    side = conv_sides(frame_size)[-1]
     gates = 4 * hidden_size
     shapes.update({"lstm.weight_ih": (gates, conv_channels * side * side), "lstm.weight_hh": (gates, hidden_size),
                    "lstm.bias_ih": (gates,), "lstm.bias_hh": (gates,),

@@ -1,0 +1,20 @@
+"""The network's sizes are settings: what it builds is what ``parameter_shapes`` (used to
+check checkpoints without building anything) says."""
+from __future__ import annotations
+
+import pytest
+
+from a3c.model import ActorCritic, conv_sides, parameter_shapes
+
+
+@pytest.mark.parametrize("sizes", [{}, {"frame_size": 84, "conv_channels": 16, "hidden_size": 64},
+                                   {"frame_size": 50, "conv_channels": 8, "hidden_size": 24}])
+def test_parameter_shapes_are_those_of_the_network_built(sizes):
+    model = ActorCritic(9, seed=0, **sizes)
+    assert parameter_shapes(9, **sizes) == {name: tuple(p.shape) for name, p in model.named_parameters()}
+    assert conv_sides(sizes.get("frame_size", 42))[-1] ** 2 * sizes.get("conv_channels", 32) == model.feature_size
+
+
+def test_the_default_network_reads_288_features_from_42x42_frames():
+    assert conv_sides(42) == [21, 11, 6, 3]
+    assert parameter_shapes(18)["lstm.weight_ih"] == (1024, 288)
