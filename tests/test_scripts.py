@@ -123,6 +123,18 @@ def test_readme_figures_help_and_missing_checkpoint(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error:") and "missing.pt" in lines[0], result.stderr
 
 
+def test_lost_lives_shows_the_screens_before_each_lost_life(tmp_path):
+    out = tmp_path / "lives.png"
+    result = run_script("-m", "scripts.lost_lives", "--episodes", "1", "--before", "3,1", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-2000:]
+    lost = re.findall(r"^episode 0: a life lost at agent step (\d+)$", result.stdout, re.MULTILINE)
+    assert len(lost) == 4 and lost == sorted(lost, key=int)  # River Raid's four lives, in order
+    image = Image.open(out)
+    assert image.size == (2 * 160, 4 * 210)  # a row per lost life, a screen per --before
+    bad = run_script("-m", "scripts.lost_lives", "--before", "x")
+    assert bad.returncode == 2 and bad.stderr.startswith("error:") and bad.stderr.count("\n") == 1
+
+
 SCRIPTS = sorted(path.stem for path in (ROOT / "scripts").glob("*.py") if path.stem != "__init__")
 
 

@@ -1,0 +1,82 @@
+"""Where an agent loses its lives: the screens before each lost life, as one PNG.
+
+    python -m scripts.lost_lives --checkpoint pretrained --episodes 2 --out scripts/figures/lost_lives.png
+
+Plays a checkpoint's agent (sampled actions, as in training) and keeps the last rendered
+screens; when ALE's life counter drops (it drops after the explosion and the respawn
+scroll, so the crash itself is further back) it saves the screens ``--before`` agent
+steps earlier. Each row of the image is one lost life, oldest screen on the left.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from a3c.checkpoint import CheckpointError
+from a3c.config import ConfigError
+from a3c.envs import make_env
+from a3c.policy import frame_settings, load_agent, select_action
+
+
+def lost_lives(checkpoint: str, episodes: int, before: list[int], seed: int) -> list[tuple[int, int, list]]:
+    """[(episode, agent step, [screen ``b`` steps before the counter dropped for b in before])]."""
+    model, normalizer, env_id, payload = load_agent(checkpoint)
+    env = make_env(env_id, seed=seed, render_mode="rgb_array", **frame_settings(payload["config"]))
+    generator = torch.Generator().manual_seed(seed)
+    found = []
+    for episode in range(episodes):
+        obs, info = env.reset(seed=seed + episode)
+        state, lives, step, done = model.initial_state(1), info["lives"], 0, False
+        screens = deque(maxlen=max(before) + 1)
+        while not done:
+            frame = torch.from_numpy(normalizer(obs, update=False).astype(np.float32)).unsqueeze(0)
+            logits, _, state = model.step(frame, state)
+            actions, _ = select_action(logits, "sample", generator)
+            obs, _, terminated, truncated, info = env.step(int(actions[0]))
+            done, step = terminated or truncated, step + 1
+            screens.append(env.render())
+            if info["lives"] < lives or terminated:
+                found.append((episode, step, [screens[max(0, len(screens) - 1 - b)] for b in before]))
+                lives = info["lives"]
+    env.close()
+    return found
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", default="pretrained", help="a checkpoint, or 'pretrained'")
+    parser.add_argument("--episodes", type=int, default=2)
+    parser.add_argument("--before", default="90,75,60,45",
+                        help="agent steps before the life counter drops, one screen each (comma-separated)")
+    parser.add_argument("--seed", type=int, default=100)
+    parser.add_argument("--out", type=Path, default=Path("lost_lives.png"))
+    args = parser.parse_args()
+    try:
+        before = sorted({int(b) for b in args.before.split(",")}, reverse=True)
+        if args.episodes < 1 or min(before) < 0:
+            raise ValueError
+    except ValueError:
+        print("error: --episodes must be at least 1 and --before non-negative integers, e.g. 90,60,30",
+              file=sys.stderr)
+        return 2
+    try:
+        found = lost_lives(args.checkpoint, args.episodes, before, args.seed)
+    except (CheckpointError, ConfigError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    rows = [np.concatenate(screens, 1) for _, _, screens in found]
+    Image.fromarray(np.concatenate(rows, 0)).save(args.out)
+    for episode, step, _ in found:
+        print(f"episode {episode}: a life lost at agent step {step}")
+    print(f"wrote {args.out}: {len(found)} rows, screens {', '.join(map(str, before))} steps before each")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
