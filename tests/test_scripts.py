@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import subprocess
 import sys
@@ -21,6 +22,9 @@ def test_plot_curves_writes_a_png(smoke_run, tmp_path):
     result = run_script("-m", "scripts.plot_curves", str(smoke_run), "--out", str(out), "--window", "10",
                         "--labels", "smoke")
     assert result.returncode == 0, result.stderr
+    assert re.search(r"^actions taken: \w+ \d+%", result.stdout, re.MULTILINE)
+    entropy = float(re.search(r"policy entropy per step: mean ([\d.]+)", result.stdout).group(1))
+    assert 0 < entropy <= math.log(18) + 1e-6
     image = Image.open(out)
     assert image.format == "PNG" and image.size[0] > 500
 
@@ -129,6 +133,9 @@ def test_lost_lives_shows_the_screens_before_each_lost_life(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     lost = re.findall(r"^episode 0: a life lost at agent step (\d+)$", result.stdout, re.MULTILINE)
     assert len(lost) == 4 and lost == sorted(lost, key=int)  # River Raid's four lives, in order
+    assert re.search(r"^actions taken: \w+ \d+%", result.stdout, re.MULTILINE)
+    entropy = float(re.search(r"policy entropy per step: mean ([\d.]+)", result.stdout).group(1))
+    assert 0 < entropy <= math.log(18) + 1e-6
     image = Image.open(out)
     assert image.size == (2 * 160, 4 * 210)  # a row per lost life, a screen per --before
     bad = run_script("-m", "scripts.lost_lives", "--before", "x")
