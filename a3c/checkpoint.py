@@ -102,7 +102,7 @@ def check_fields(payload: dict, path) -> None:
     config = payload["config"]
     if not isinstance(config, dict):
         raise bad("config", "not a mapping of settings")
-    try:  # the settings that shape the network and the game it plays
+    try:  # the settings that shape the network and the game it plays, typed in place for the loaders
         config.update(check_saved_settings(config, PLAY_SETTINGS))
     except ConfigError as error:
         raise bad("config", str(error)) from None
