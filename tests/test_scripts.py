@@ -22,9 +22,6 @@ def test_plot_curves_writes_a_png(smoke_run, tmp_path):
     result = run_script("-m", "scripts.plot_curves", str(smoke_run), "--out", str(out), "--window", "10",
                         "--labels", "smoke")
     assert result.returncode == 0, result.stderr
-    assert re.search(r"^actions taken: \w+ \d+%", result.stdout, re.MULTILINE)
-    entropy = float(re.search(r"policy entropy per step: mean ([\d.]+)", result.stdout).group(1))
-    assert 0 < entropy <= math.log(18) + 1e-6
     image = Image.open(out)
     assert image.format == "PNG" and image.size[0] > 500
 
