@@ -76,17 +76,19 @@ def group_curve(run_dirs: list[Path], window: int, points: int = 200):
 
 
 def plot_groups(groups: list[list[str]], out: Path, window: int, peers: bool, max_steps: int | None = None) -> int:
-    figure, axes = plt.subplots(figsize=(9, 5), dpi=110)
+    many = len(groups) > 6  # then the legend goes beside the plot, where it hides no curve
+    figure, axes = plt.subplots(figsize=(13 if many else 9, 5), dpi=110)
+    palette = plt.get_cmap("tab10" if len(groups) <= 10 else "tab20")  # a colour of its own for each group
     for index, (name, *runs) in enumerate(groups):
         curve = group_curve([Path(run) for run in runs], window)
         if curve is None:
             print(f"no episode scores found in group {name}", file=sys.stderr)
             return 1
         grid, mean, low, high = curve
-        axes.plot(grid, mean, color=f"C{index}", linewidth=2,
+        axes.plot(grid, mean, color=palette(index % palette.N), linewidth=2,
                   label=f"{name} ({len(runs)} run{'s' if len(runs) > 1 else ''})")
         if len(runs) > 1:
-            axes.fill_between(grid, low, high, color=f"C{index}", alpha=0.2, linewidth=0)
+            axes.fill_between(grid, low, high, color=palette(index % palette.N), alpha=0.2, linewidth=0)
     if peers:
         for k, (name, (points, source)) in enumerate(PEERS.items()):
             points = [p for p in points if max_steps is None or p[0] <= max_steps]
@@ -96,7 +98,7 @@ def plot_groups(groups: list[list[str]], out: Path, window: int, peers: bool, ma
         axes.axhline(RANDOM_SCORE, color="0.6", linestyle="--", linewidth=1, label="random agent (Mnih et al. 2015)")
     if max_steps is not None:
         axes.set_xlim(0, max_steps)
-    finish(figure, axes, out, legend="lower right")  # the curves rise to the upper right
+    finish(figure, axes, out, legend="outside" if many else "lower right")  # the curves rise to the upper right
     return 0
 
 
@@ -104,7 +106,10 @@ def finish(figure, axes, out: Path, legend: str = "upper left") -> None:
     axes.set_xlabel("agent steps")
     axes.set_ylabel("raw game score")
     axes.grid(alpha=0.3)
-    axes.legend(loc=legend, fontsize=8)
+    if legend == "outside":
+        axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    else:
+        axes.legend(loc=legend, fontsize=8)
     figure.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out)
