@@ -191,7 +191,12 @@ class RayBackend(Backend):
                               f"{str(error).splitlines()[0]}") from None
         state = {"model": shared.model.state_dict(), "optimizer": shared.optimizer.state_dict(),
                  "steps": shared.steps.clone(), "obs_norm": shared.obs_norm.clone()}
-        self.server = ray.remote(num_cpus=0, max_restarts=0)(ParameterServer).remote(n_actions, config, state)
+        # the server lives on the driver's node: a lost worker node must not take the global network with it
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
+        self.server = ray.remote(num_cpus=0, max_restarts=0)(ParameterServer).options(
+            scheduling_strategy=here).remote(n_actions, config, state)
         self.worker_class = ray.remote(num_cpus=1, max_restarts=0)(RayWorker)
         self.actors: dict[int, tuple] = {}  # rank -> (actor, its run() reference, pid)
         self.notices: list = []
