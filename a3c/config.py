@@ -68,6 +68,13 @@ class Config:
     normalize_advantages: bool = False
     """Scale each update's advantages to mean 0 and standard deviation 1 over its T x B
     steps before the policy gradient (the value targets are unchanged)."""
+    epochs: int = 1
+    """Updates pushed per rollout: 1 is A3C (one update, from the rollout's own forward);
+    K > 1 adds K - 1 replays of the rollout, each with the global weights of that moment and
+    PPO's clipped ratio to the policy that played it (clip_range)."""
+    clip_range: float = 0.1
+    """PPO's epsilon for the replays (epochs > 1): a step's ratio pi / pi_old outside
+    [1 - eps, 1 + eps] in the direction its advantage pushes stops contributing."""
     entropy_coef: float = 0.01
     """Weight of the entropy bonus."""
     value_loss_coef: float = 0.5
@@ -136,7 +143,7 @@ def field_docs() -> dict[str, str]:
 MAX_SEED = 2**31 - 1_000_000
 # beyond these a run cannot start on any one machine (each worker is a process, each game an emulator)
 LIMITS = {"workers": 1024, "envs_per_worker": 256, "num_steps": 10_000, "eval_nice": 19, "conv_channels": 512,
-          "hidden_size": 4096}
+          "hidden_size": 4096, "epochs": 64}
 
 CHOICES = {"optimizer": ("adam", "rmsprop"), "backend": ("local", "ray"),
            "frame": ("original", "river_and_gauge"), "eval_policy": ("sample", "greedy", "both")}
@@ -257,7 +264,9 @@ def validate(config: Config) -> None:
             raise ConfigError(f"{key} must be in [0, 1], got {getattr(config, key)}")
     if not 16 <= config.frame_size <= 210:
         raise ConfigError(f"frame_size must be in [16, 210], got {config.frame_size}")
-    for key in ["eval_episodes", "eval_max_steps", "envs_per_worker", "conv_channels", "hidden_size"]:
+    if not 0.0 < config.clip_range < 1.0:
+        raise ConfigError(f"clip_range must be in (0, 1), got {config.clip_range}")
+    for key in ["eval_episodes", "eval_max_steps", "envs_per_worker", "conv_channels", "hidden_size", "epochs"]:
         if getattr(config, key) < 1:
             raise ConfigError(f"{key} must be at least 1, got {getattr(config, key)}")
     for key in ["entropy_coef", "value_loss_coef", "max_restarts", "workers", "eval_interval", "eval_clip_every",

@@ -11,6 +11,15 @@ with A_t and R_t held constant. With ``normalize_advantages`` the policy term us
 value targets R_t are unchanged). Gradients, by hand:
   dL/dV_t      = -c_v (R_t - V_t)
   dL/dlogits_t = -A_t (onehot(a_t) - pi_t)  - beta dH/dlogits_t
+
+A replay of the rollout with newer weights (``epochs`` > 1) uses PPO's clipped
+surrogate in place of the policy term, with rho_t = pi(a_t|s_t) / pi_old(a_t|s_t) the
+ratio to the policy that played the rollout and A_t, R_t those of the rollout:
+  policy = -sum_t min(rho_t A_t, clip(rho_t, 1 - eps, 1 + eps) A_t)
+  d policy / d log pi(a_t|s_t) = -rho_t A_t where the unclipped term is the minimum, else 0
+(the clipped term is the smaller one only when A_t > 0 and rho_t > 1 + eps, or A_t < 0
+and rho_t < 1 - eps: the update stops pushing a probability further from the old one).
+At rho_t = 1 this is the A3C policy term and its gradient.
 """
 from __future__ import annotations
 
@@ -61,24 +70,56 @@ def a3c_loss(logits, values, actions, rewards, dones, bootstrap, *, gamma: float
              entropy_coef: float, value_loss_coef: float, normalize_advantages: bool = False) -> LossTerms:
     """logits (T, N, A), values (T, N, 1), actions (T, N) int64, rewards and dones (T, N),
     bootstrap (N,) = V(s_T) (zero where the last step was terminal)."""
+    returns, advantages = rollout_targets(values, rewards, dones, bootstrap, gamma=gamma, gae_lambda=gae_lambda,
+                                          normalize_advantages=normalize_advantages)
+    return surrogate_loss(logits, values, actions, returns, advantages, entropy_coef=entropy_coef,
+                          value_loss_coef=value_loss_coef)
+
+
+def rollout_targets(values, rewards, dones, bootstrap, *, gamma: float, gae_lambda: float,
+                    normalize_advantages: bool = False):
+    """The value targets R (T, N) and the advantages the policy term uses (T, N),
+    normalised over the rollout when asked; values (T, N, 1)."""
+    returns, advantages = discounted_targets(rewards, dones, values.squeeze(2), bootstrap, gamma, gae_lambda)
+    return returns, (normalized(advantages) if normalize_advantages else advantages)
+
+
+def taken_log_probs(logits: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """log pi(a_t|s_t) (T, N) of the actions taken, from logits (T, N, A)."""
+    steps, n, n_actions = logits.shape
+    return log_softmax(logits.reshape(steps * n, n_actions)).gather(1, actions.reshape(-1, 1)).view(steps, n)
+
+
+def surrogate_loss(logits, values, actions, returns, advantages, *, entropy_coef: float, value_loss_coef: float,
+                   old_log_probs: torch.Tensor | None = None, clip_range: float = 0.1) -> LossTerms:
+    """The loss of the module docstring for fixed targets: returns and advantages (T, N).
+
+    ``old_log_probs`` (T, N): log pi_old(a_t|s_t) of the policy that played the rollout;
+    None when ``logits`` are that policy's own (the ratio is 1: the A3C policy term)."""
     steps, n, n_actions = logits.shape
     values_flat = values.squeeze(2)
-    returns, advantages = discounted_targets(rewards, dones, values_flat, bootstrap, gamma, gae_lambda)
-
     flat_logits = logits.reshape(steps * n, n_actions)
     log_probs = log_softmax(flat_logits)
     taken = actions.reshape(-1, 1)
     log_prob_taken = log_probs.gather(1, taken).squeeze(1)
     entropies = entropy(log_probs)
-    flat_adv = (normalized(advantages) if normalize_advantages else advantages).reshape(-1)
+    flat_adv = advantages.reshape(-1)
 
-    policy_loss = -(log_prob_taken * flat_adv).sum()
+    if old_log_probs is None:
+        policy_loss = -(log_prob_taken * flat_adv).sum()
+        grad_taken = -flat_adv
+    else:
+        ratio = (log_prob_taken - old_log_probs.reshape(-1)).exp()
+        clipped = ratio.clamp(1.0 - clip_range, 1.0 + clip_range)
+        policy_loss = -torch.minimum(ratio * flat_adv, clipped * flat_adv).sum()
+        held = ((flat_adv > 0) & (ratio > 1.0 + clip_range)) | ((flat_adv < 0) & (ratio < 1.0 - clip_range))
+        grad_taken = torch.where(held, torch.zeros_like(ratio), -ratio * flat_adv)
     entropy_sum = entropies.sum()
     value_error = returns - values_flat
     value_loss = 0.5 * (value_error * value_error).sum()
 
-    # d loss / d log pi: -A_t at the taken action, 0 elsewhere
-    grad_log_probs = torch.zeros_like(log_probs).scatter_(1, taken, -flat_adv.unsqueeze(1))
+    # d loss / d log pi: at the taken action only
+    grad_log_probs = torch.zeros_like(log_probs).scatter_(1, taken, grad_taken.unsqueeze(1))
     grad_logits = log_softmax_backward(grad_log_probs, log_probs.exp())
     grad_logits -= entropy_backward(torch.full_like(entropies, entropy_coef), log_probs)
     grad_values = (-value_loss_coef * value_error).unsqueeze(2)

@@ -2,7 +2,8 @@
 
 A worker plays ``envs_per_worker`` games at once: the network runs on the batch of
 their frames, each game keeps its own LSTM state (zeroed by a mask when its episode
-restarts), and one update covers the T x B rollout. It reaches the global network
+restarts), and one update covers the T x B rollout; with ``epochs`` > 1 the rollout is
+replayed with newer global weights for further, PPO-clipped updates. It reaches the global network
 through a :class:`Link` that its backend provides (shared memory on this machine, a
 parameter server on Ray), so this loop is the same everywhere.
 """
@@ -17,7 +18,7 @@ import torch
 
 from a3c.config import Config
 from a3c.envs import ObsNormalizer, make_vector_env
-from a3c.loss import a3c_loss
+from a3c.loss import a3c_loss, rollout_targets, surrogate_loss, taken_log_probs
 from a3c.messages import EpisodeEnded, UpdateDone
 from a3c.model import ActorCritic, network_settings
 from a3c.optim import clip_grad_norm
@@ -79,6 +80,9 @@ class Worker:
         self.actions = torch.zeros(steps, batch, dtype=torch.int64)
         self.rewards = torch.zeros(steps, batch, dtype=dtype)
         self.dones = torch.zeros(steps, batch, dtype=dtype)  # 1 where the episode ended at this step
+        # what a replay of the rollout needs: the LSTM state it started from, each step's mask
+        self.start_state = None
+        self.masks: list[torch.Tensor | None] = [None] * steps
         self.clock = [0.0] * len(PHASES)  # this update's seconds per phase, pushed once per update
         self.lives: np.ndarray | None = None  # each game's lives at the last step (ALE's info["lives"])
 
@@ -106,12 +110,14 @@ class Worker:
         when a stop is requested.
         """
         model, clock, seconds = self.model, time.perf_counter, self.clock
+        self.start_state = state
         for t in range(self.config.num_steps):
             if self.link.stop_requested():
                 return None
             started = clock()
             frames = self.frames[t]
             frames.copy_(torch.from_numpy(obs))
+            self.masks[t] = restart_mask
             logits, values, state = model.step(frames, state, restart_mask, record=True)
             actions, _ = select_action(logits, "sample", self.rng)
             self.logits[t], self.values[t], self.actions[t] = logits, values, actions
@@ -165,22 +171,34 @@ class Worker:
             self.dones[t, rows] = 1.0
 
     def learn(self, bootstrap: torch.Tensor) -> None:
-        """Gradients of the rollout's loss, clipped and pushed to the global network; a
-        non-finite gradient is never pushed (the update is skipped and reported)."""
+        """Gradients of the rollout's loss, clipped and pushed to the global network; then,
+        with ``epochs`` > 1, the replays' updates. A non-finite gradient is never pushed (the
+        update is skipped and reported)."""
+        started = time.perf_counter()
+        grads, terms = self.gradients(bootstrap)
+        self.clock[2] += time.perf_counter() - started
+        self._push(grads, terms, self.config.num_steps * self.num_envs)
+        for _ in range(self.config.epochs - 1):
+            if self.link.should_stop():
+                return
+            started = time.perf_counter()
+            self.link.pull(self.model)
+            self.clock[3] += time.perf_counter() - started
+            grads, terms = self.replay_gradients(bootstrap)
+            self._push(grads, terms, 0)  # the steps were counted with the rollout's first update
+
+    def _push(self, grads: list[torch.Tensor], terms: tuple[float, float, float], steps: int) -> None:
         config, clock = self.config, time.perf_counter
         started = clock()
-        grads, (policy, value, entropy) = self.gradients(bootstrap)
-        mid = clock()
         grad_norm = clip_grad_norm(grads, config.max_grad_norm)
         skipped = not math.isfinite(grad_norm)
-        self.clock[2] += mid - started
-        self.clock[3] += clock() - mid
+        self.clock[3] += clock() - started
         timings = torch.tensor([*self.clock, 1.0], dtype=torch.float64)
         pushed = clock()
-        self.link.push(None if skipped else grads, config.num_steps * self.num_envs, self.normalizer.state(),
-                       timings)
+        self.link.push(None if skipped else grads, steps, self.normalizer.state(), timings)
         self.model.zero_grad()
         self.clock = [0.0, 0.0, 0.0, clock() - pushed]  # the push itself counts in the next update's split
+        policy, value, entropy = terms
         self.link.report(UpdateDone(self.rank, self.link.global_step, policy, value, entropy, grad_norm, skipped))
 
     def gradients(self, bootstrap: torch.Tensor) -> tuple[list[torch.Tensor], tuple[float, float, float]]:
@@ -194,4 +212,29 @@ class Worker:
             normalize_advantages=config.normalize_advantages,
         )
         self.model.backward(terms.grad_logits, terms.grad_values)
+        return [p.grad for p in self.model.parameters()], (terms.policy, terms.value, terms.entropy)
+
+    def replay_gradients(self, bootstrap: torch.Tensor) -> tuple[list[torch.Tensor], tuple[float, float, float]]:
+        """The rollout played again through the model's current weights, from the LSTM state
+        it started from and with its masks: the clipped surrogate's gradients, by hand.
+
+        The targets (returns, advantages) and the old policy stay the rollout's own."""
+        config, clock = self.config, time.perf_counter
+        started = clock()
+        state, logits, values = self.start_state, [], []
+        for t in range(config.num_steps):
+            step_logits, step_values, state = self.model.step(self.frames[t], state, self.masks[t], record=True)
+            logits.append(step_logits)
+            values.append(step_values)
+        mid = clock()
+        returns, advantages = rollout_targets(self.values, self.rewards, self.dones, bootstrap, gamma=config.gamma,
+                                              gae_lambda=config.gae_lambda,
+                                              normalize_advantages=config.normalize_advantages)
+        terms = surrogate_loss(torch.stack(logits), torch.stack(values), self.actions, returns, advantages,
+                               entropy_coef=config.entropy_coef, value_loss_coef=config.value_loss_coef,
+                               old_log_probs=taken_log_probs(self.logits, self.actions),
+                               clip_range=config.clip_range)
+        self.model.backward(terms.grad_logits, terms.grad_values)
+        self.clock[1] += mid - started
+        self.clock[2] += clock() - mid
         return [p.grad for p in self.model.parameters()], (terms.policy, terms.value, terms.entropy)

@@ -5,7 +5,9 @@ termination or by a time limit), stepped through the same gymnasium vector env a
 episode statistics as training. Two consecutive rollouts cover: episodes ending at
 different steps of one rollout, an episode ending on a rollout's last step (its reset
 reaches the next rollout), truncations inside a rollout (bootstrapped from the final
-frame) and the LSTM state carried from one rollout into the next.
+frame) and the LSTM state carried from one rollout into the next. With ``epochs`` > 1
+each rollout is replayed with the weights of that moment (a stand-in optimizer moves
+them after every push) and PPO's clipped surrogate, some of whose steps are clipped.
 """
 from __future__ import annotations
 
@@ -76,23 +78,41 @@ class ScriptedGame(gym.Env):
                 {"lives": self.lives})
 
 
-class RecordingLink:
-    """A worker's link that keeps each pushed update's gradients and every message,
-    applies nothing, and serves the same fixed weights."""
+class Snapshot:
+    """A network's weights at one moment, named as ``ActorCritic.named_parameters``."""
 
     def __init__(self, model: ActorCritic) -> None:
-        self.model, self.global_step = model, 0
+        self.params = [(name, tensor.clone()) for name, tensor in model.named_parameters()]
+
+    def named_parameters(self):
+        return iter(self.params)
+
+
+class RecordingLink:
+    """A worker's link that keeps each pushed update's gradients and steps, every message
+    and a snapshot of the weights served at each pull; a push moves the weights by plain
+    gradient descent with ``step_size`` (0: fixed weights)."""
+
+    def __init__(self, model: ActorCritic, step_size: float = 0.0) -> None:
+        self.model, self.global_step, self.step_size = model, 0, step_size
         self.updates: list[list[torch.Tensor] | None] = []
+        self.steps: list[int] = []
+        self.served: list[Snapshot] = []
         self.messages: list = []
 
     def saved_obs_norm(self):
         return None
 
     def pull(self, model) -> None:
+        self.served.append(Snapshot(self.model))
         model.copy_from(self.model)
 
     def push(self, grads, steps, obs_norm, timings) -> None:
         self.updates.append(None if grads is None else [g.clone() for g in grads])
+        self.steps.append(steps)
+        if grads is not None and self.step_size:
+            for param, grad in zip(self.model.parameters(), grads):
+                param -= self.step_size * grad
 
     def report(self, message) -> None:
         self.messages.append(message)
@@ -108,7 +128,9 @@ VARIANTS = {
     "lives-ignored": {},
     "a-lost-life-ends-returns": {"life_loss_ends_returns": True},
     "advantages-normalized": {"normalize_advantages": True},
+    "ppo-replays": {"epochs": 3, "clip_range": 0.1, "life_loss_ends_returns": True},
 }
+REPLAY_STEP_SIZE = 0.02  # moves the policy enough between passes that some ratios leave [0.9, 1.1]
 
 
 @pytest.fixture(params=list(VARIANTS.values()), ids=list(VARIANTS))
@@ -122,7 +144,7 @@ def played(monkeypatch, request):
     # max_grad_norm: no clipping, so the pushed gradients are the raw ones autograd gives
     config = load_config(None, {"workers": 1, "envs_per_worker": BATCH, "num_steps": STEPS,
                                 "max_grad_norm": 1e12, **request.param, **SETTINGS})
-    link = RecordingLink(ActorCritic(18, seed=5, dtype=F64))
+    link = RecordingLink(ActorCritic(18, seed=5, dtype=F64), REPLAY_STEP_SIZE if config.epochs > 1 else 0.0)
     worker = Worker(0, config, link, dtype=F64)
     worker.normalizer.frozen = True  # never updated: the identity, so the network sees the games' own frames
     obs, _ = worker.envs.reset(seed=[0, 1, 2])
@@ -133,7 +155,7 @@ def played(monkeypatch, request):
         frames.append(worker.frames.clone())
         actions.append(worker.actions.clone())
         worker.learn(bootstrap)
-    return worker, games, torch.cat(frames), torch.cat(actions), link.updates, link.messages
+    return worker, games, torch.cat(frames), torch.cat(actions), link, link.messages
 
 
 def ends_by_step() -> dict[int, dict[int, str]]:
@@ -156,20 +178,24 @@ def restart_mask(ends, step):
     return mask
 
 
-def reference_updates(model, games, actions, life_loss_ends_returns: bool, normalize_advantages: bool):
-    """Autograd through the same network and loss on the games' own logs, rollout by rollout.
+def reference_updates(served, games, actions, config, clip_counts=None):
+    """Autograd through the same network and loss on the games' own logs, rollout by rollout,
+    with the weights ``served`` at each pull; each rollout's replays (config.epochs - 1)
+    follow its update.
 
     A lost life, when it ends returns, is a done flag (no bootstrapping across it) that
-    leaves the LSTM state alone."""
-    reference = TorchActorCritic(18).double().load_from(model)
+    leaves the LSTM state alone. ``clip_counts`` collects (clipped steps, steps) per replay."""
+    life_loss_ends_returns, normalize_advantages = config.life_loss_ends_returns, config.normalize_advantages
+    epochs, clip_range = config.epochs, config.clip_range
     ends, gamma = ends_by_step(), SETTINGS["gamma"]
     seen = torch.tensor(np.stack([np.stack(game.seen) for game in games], 1))  # (steps, B, 1, 42, 42)
     rewards = torch.tensor([game.rewards for game in games], dtype=F64).t()  # (steps, B)
     state = (torch.zeros(BATCH, 256, dtype=F64), torch.zeros(BATCH, 256, dtype=F64))
     updates = []
-    for start in range(0, STEPS * ROLLOUTS, STEPS):
-        reference.zero_grad()
+    for rollout, start in enumerate(range(0, STEPS * ROLLOUTS, STEPS)):
+        reference = TorchActorCritic(18).double().load_from(served[rollout * epochs])
         state = (state[0].detach(), state[1].detach())  # truncated BPTT between rollouts
+        start_state = state
         logits_seq, values_seq = [], []
         targets = rewards[start:start + STEPS].clone()
         dones = torch.zeros(STEPS, BATCH, dtype=F64)
@@ -203,8 +229,28 @@ def reference_updates(model, games, actions, life_loss_ends_returns: bool, norma
         entropy = -(log_probs.exp() * log_probs).sum()
         value = 0.5 * ((returns - values) ** 2).sum()
         (policy + SETTINGS["value_loss_coef"] * value - SETTINGS["entropy_coef"] * entropy).backward()
-        grads = reference.gradients_like(model)
-        updates.append({name: grads[name].clone() for name, _ in model.named_parameters()})
+        grads = reference.gradients_like(served[0])
+        updates.append({name: grads[name].clone() for name in grads})
+        old_log_probs = log_probs.gather(2, taken).squeeze(2).detach()
+        for replay in range(1, epochs):
+            network = TorchActorCritic(18).double().load_from(served[rollout * epochs + replay])
+            replay_state, replay_logits, replay_values = start_state, [], []
+            for t in range(start, start + STEPS):
+                logits, values, replay_state = network(seen[t], replay_state, restart_mask(ends, t - 1))
+                replay_logits.append(logits)
+                replay_values.append(values.squeeze(1))
+            log_probs = torch.log_softmax(torch.stack(replay_logits), 2)
+            ratio = (log_probs.gather(2, taken).squeeze(2) - old_log_probs).exp()
+            clipped = ratio.clamp(1 - clip_range, 1 + clip_range)
+            policy = -torch.minimum(ratio * advantages, clipped * advantages).sum()
+            entropy = -(log_probs.exp() * log_probs).sum()
+            value = 0.5 * ((returns - torch.stack(replay_values)) ** 2).sum()
+            (policy + SETTINGS["value_loss_coef"] * value - SETTINGS["entropy_coef"] * entropy).backward()
+            grads = network.gradients_like(served[0])
+            updates.append({name: grads[name].clone() for name in grads})
+            if clip_counts is not None:
+                held = ((advantages > 0) & (ratio > 1 + clip_range)) | ((advantages < 0) & (ratio < 1 - clip_range))
+                clip_counts.append((int(held.sum()), held.numel()))
     return updates
 
 
@@ -216,18 +262,28 @@ def test_the_worker_feeds_the_network_what_each_game_showed(played):
 
 
 def test_every_update_equals_autograd_on_a_replay_of_the_games(played):
-    worker, games, _, actions, updates, _ = played
-    assert len(updates) == ROLLOUTS
-    expected = reference_updates(worker.model, games, actions, worker.config.life_loss_ends_returns,
-                                 worker.config.normalize_advantages)
+    worker, games, _, actions, link, _ = played
+    epochs = worker.config.epochs
+    assert len(link.updates) == len(link.served) == ROLLOUTS * epochs
+    clip_counts = []
+    expected = reference_updates(link.served, games, actions, worker.config, clip_counts)
     names = [name for name, _ in worker.model.named_parameters()]
-    for k, (ours, reference) in enumerate(zip(updates, expected)):
+    for k, (ours, reference) in enumerate(zip(link.updates, expected)):
         for name, grad in zip(names, ours):
             assert_close(grad, reference[name], what=f"update {k + 1}, {name}")
+    if epochs > 1:  # the replays saw moved weights: the clip held some steps and not others
+        clipped, total = map(sum, zip(*clip_counts))
+        assert 0 < clipped < total
+
+
+def test_a_rollouts_agent_steps_are_counted_once_by_its_first_update(played):
+    worker, _, _, _, link, _ = played
+    epochs = worker.config.epochs
+    assert link.steps == ([STEPS * BATCH] + [0] * (epochs - 1)) * ROLLOUTS
 
 
 def test_each_finished_episode_is_reported_with_its_game_score_and_length(played):
-    _, games, _, _, _, messages = played
+    worker, games, _, _, _, messages = played
     episodes = [m for m in messages if isinstance(m, EpisodeEnded)]
     ends = ends_by_step()
     expected = []
@@ -237,11 +293,12 @@ def test_each_finished_episode_is_reported_with_its_game_score_and_length(played
             score = sum(games[game].rewards[previous_end + 1:step + 1])
             expected.append((0, game, score, step - previous_end))
     assert [(m.worker, m.env_index, m.raw_return, m.length) for m in episodes] == expected
-    assert sum(1 for m in messages if isinstance(m, UpdateDone)) == ROLLOUTS
+    assert sum(1 for m in messages if isinstance(m, UpdateDone)) == ROLLOUTS * worker.config.epochs
 
 
 def test_a_non_finite_gradient_is_never_pushed_and_the_update_is_reported_skipped(played):
-    worker, _, _, _, updates, messages = played
+    worker, _, _, _, link, messages = played
+    updates, epochs = link.updates, worker.config.epochs
     pushed = len(updates)
     bootstrap = torch.zeros(BATCH, dtype=F64)
     worker.rewards[0, 0] = float("nan")  # a NaN reward makes every gradient NaN
@@ -249,5 +306,5 @@ def test_a_non_finite_gradient_is_never_pushed_and_the_update_is_reported_skippe
     for t in range(STEPS):  # record a rollout's forward steps again, on its own frames
         _, _, state = worker.model.step(worker.frames[t], state, record=True)
     worker.learn(bootstrap)
-    assert len(updates) == pushed + 1 and updates[-1] is None
-    assert isinstance(messages[-1], UpdateDone) and messages[-1].skipped
+    assert len(updates) == pushed + epochs and updates[-epochs:] == [None] * epochs
+    assert all(isinstance(m, UpdateDone) and m.skipped for m in messages[-epochs:])
