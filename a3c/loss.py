@@ -19,7 +19,8 @@ ratio to the policy that played the rollout and A_t, R_t those of the rollout:
   d policy / d log pi(a_t|s_t) = -rho_t A_t where the unclipped term is the minimum, else 0
 (the clipped term is the smaller one only when A_t > 0 and rho_t > 1 + eps, or A_t < 0
 and rho_t < 1 - eps: the update stops pushing a probability further from the old one).
-At rho_t = 1 this is the A3C policy term and its gradient.
+At rho_t = 1 its gradient is the A3C policy term's (the loss values differ: sum rho A
+against sum log pi A).
 """
 from __future__ import annotations
 

@@ -51,7 +51,7 @@ class Link(Protocol):
         """Cheap check, made every step."""
 
     def should_stop(self) -> bool:
-        """Stop requested or the run is gone: checked once per rollout."""
+        """Stop requested or the run is gone: checked once per rollout and before each replay."""
 
 
 class Worker:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from a3c.loss import a3c_loss, discounted_targets, normalized
+from a3c.loss import a3c_loss, discounted_targets, normalized, surrogate_loss, taken_log_probs
 from a3c.model import ActorCritic
 from tests.autograd_reference import TorchActorCritic
 from tests.helpers import assert_close
@@ -148,3 +148,51 @@ def test_targets_match_the_textbook_recursion():
     expected = reference_targets(rewards, dones, values, bootstrap, 0.97, 0.9)
     assert_close(ours[0], expected[0], 1e-12, "returns")
     assert_close(ours[1], expected[1], 1e-12, "advantages")
+
+
+@pytest.mark.parametrize("steps,batch,clip_range,seed", [(5, 3, 0.1, 10), (12, 1, 0.2, 11), (3, 8, 0.05, 12)])
+def test_clipped_surrogate_gradients_equal_autograd(steps, batch, clip_range, seed):
+    """The replays' loss, by hand, against autograd of PPO's min(rho A, clip(rho) A), with
+    the old policy drawn so that ratios fall inside and on both sides of the clip."""
+    generator = torch.Generator().manual_seed(seed)
+    logits = torch.randn(steps, batch, ACTIONS, dtype=F64, generator=generator)
+    values = torch.randn(steps, batch, 1, dtype=F64, generator=generator)
+    actions = torch.randint(0, ACTIONS, (steps, batch), generator=generator)
+    returns = torch.randn(steps, batch, dtype=F64, generator=generator)
+    advantages = torch.randn(steps, batch, dtype=F64, generator=generator)
+    new_taken = taken_log_probs(logits, actions)
+    old_log_probs = new_taken - torch.empty(steps, batch, dtype=F64).uniform_(-0.4, 0.4, generator=generator)
+
+    logits_ref, values_ref = logits.clone().requires_grad_(), values.clone().requires_grad_()
+    log_probs = torch.log_softmax(logits_ref, 2)
+    ratio = (log_probs.gather(2, actions.unsqueeze(2)).squeeze(2) - old_log_probs).exp()
+    policy = -torch.minimum(ratio * advantages, ratio.clamp(1 - clip_range, 1 + clip_range) * advantages).sum()
+    entropy = -(log_probs.exp() * log_probs).sum()
+    value = 0.5 * ((returns - values_ref.squeeze(2)) ** 2).sum()
+    (policy + HYPER["value_loss_coef"] * value - HYPER["entropy_coef"] * entropy).backward()
+
+    terms = surrogate_loss(logits, values, actions, returns, advantages, entropy_coef=HYPER["entropy_coef"],
+                           value_loss_coef=HYPER["value_loss_coef"], old_log_probs=old_log_probs,
+                           clip_range=clip_range)
+    assert terms.policy == pytest.approx(policy.item(), rel=1e-10, abs=1e-10)
+    assert terms.value == pytest.approx(value.item(), rel=1e-10)
+    assert terms.entropy == pytest.approx(entropy.item(), rel=1e-10)
+    assert_close(terms.grad_logits, logits_ref.grad, what="logits")
+    assert_close(terms.grad_values, values_ref.grad, what="values")
+    held = ((advantages > 0) & (ratio > 1 + clip_range)) | ((advantages < 0) & (ratio < 1 - clip_range))
+    assert 0 < int(held.sum()) < held.numel()  # the case covers clipped and unclipped steps
+
+
+def test_at_ratio_one_the_clipped_surrogate_has_the_a3c_policy_gradient():
+    """Same gradients; the loss values differ (sum of rho A against sum of log pi A)."""
+    generator = torch.Generator().manual_seed(13)
+    logits = torch.randn(6, 4, ACTIONS, dtype=F64, generator=generator)
+    values = torch.randn(6, 4, 1, dtype=F64, generator=generator)
+    actions = torch.randint(0, ACTIONS, (6, 4), generator=generator)
+    returns, advantages = torch.randn(2, 6, 4, dtype=F64, generator=generator)
+    common = dict(entropy_coef=0.01, value_loss_coef=0.5)
+    a3c = surrogate_loss(logits, values, actions, returns, advantages, **common)
+    replay = surrogate_loss(logits, values, actions, returns, advantages, **common,
+                            old_log_probs=taken_log_probs(logits, actions), clip_range=0.1)
+    assert replay.policy == pytest.approx(-advantages.sum().item(), rel=1e-12)
+    assert_close(replay.grad_logits, a3c.grad_logits, 1e-12, "logits")

@@ -66,6 +66,10 @@ def test_every_field_has_a_docstring_shown_by_help():
     ({"seed": -1}, r"seed must be in \[0, "),
     ({"workers": 100000}, "workers must be at most 1024, got 100000"),
     ({"envs_per_worker": 100000}, "envs_per_worker must be at most 256"),
+    ({"epochs": 0}, "epochs must be at least 1, got 0"),
+    ({"epochs": 65}, "epochs must be at most 64, got 65"),
+    ({"clip_range": 0}, r"clip_range must be in \(0, 1\), got 0"),
+    ({"clip_range": 1.0}, r"clip_range must be in \(0, 1\), got 1.0"),
 ])
 def test_bad_settings_raise_config_error(overrides, message):
     with pytest.raises(ConfigError, match=message):

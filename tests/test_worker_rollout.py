@@ -129,6 +129,7 @@ VARIANTS = {
     "a-lost-life-ends-returns": {"life_loss_ends_returns": True},
     "advantages-normalized": {"normalize_advantages": True},
     "ppo-replays": {"epochs": 3, "clip_range": 0.1, "life_loss_ends_returns": True},
+    "ppo-replays-advantages-normalized": {"epochs": 2, "clip_range": 0.02, "normalize_advantages": True},
 }
 REPLAY_STEP_SIZE = 0.02  # moves the policy enough between passes that some ratios leave [0.9, 1.1]
 

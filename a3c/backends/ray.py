@@ -9,7 +9,7 @@
   RayWorker (N actors, one CPU each)  runs the same ``a3c.worker.Worker`` loop through a
       :class:`RayLink`: the worker clips its gradients, the push carries them with the
       steps made and the messages since the last push, and its reply brings the fresh
-      weights for the next rollout.
+      weights for the next rollout (or replay, with epochs > 1).
   RayBackend (in the driver)  starts and watches the actors for the training loop and
       mirrors the server's counters and (every few seconds) its weights into the local
       ``SharedState``, which the evaluator process reads as it does with the local backend.
