@@ -3,9 +3,9 @@
 A worker plays ``envs_per_worker`` games at once: the network runs on the batch of
 their frames, each game keeps its own LSTM state (zeroed by a mask when its episode
 restarts), and one update covers the T x B rollout; with ``epochs`` > 1 the rollout is
-replayed with newer global weights for further, PPO-clipped updates. It reaches the global network
-through a :class:`Link` that its backend provides (shared memory on this machine, a
-parameter server on Ray), so this loop is the same everywhere.
+replayed with newer global weights for further, PPO-clipped updates. It reaches the
+global network through a :class:`Link` that its backend provides (shared memory on this
+machine, a parameter server on Ray), so this loop is the same everywhere.
 """
 from __future__ import annotations
 
