@@ -39,8 +39,9 @@ class Config:
     update covers num_steps x B agent steps."""
     frame: str = "original"
     """The network's view of the screen: 'original' (the original design's crop of rows
-    34..194, mean of the colour channels) or 'river_and_gauge' (the whole river and the fuel
-    gauge, rows 2..190 and columns 8..160 of ALE's luminance greyscale)."""
+    34..194, mean of the colour channels), 'river_and_gauge' (the whole river and the fuel
+    gauge, rows 2..190 and columns 8..160 of ALE's luminance greyscale) or 'jet_centred'
+    (river_and_gauge with the river shifted to put the jet in the middle column)."""
     frame_size: int = 42
     """Side of the square input frame in pixels (the convolutions' cost grows with its square)."""
     conv_channels: int = 32
@@ -146,7 +147,7 @@ LIMITS = {"workers": 1024, "envs_per_worker": 256, "num_steps": 10_000, "eval_ni
           "hidden_size": 4096, "epochs": 64}
 
 CHOICES = {"optimizer": ("adam", "rmsprop"), "backend": ("local", "ray"),
-           "frame": ("original", "river_and_gauge"), "eval_policy": ("sample", "greedy", "both")}
+           "frame": ("original", "river_and_gauge", "jet_centred"), "eval_policy": ("sample", "greedy", "both")}
 
 
 def shown(value: Any, limit: int = 60) -> str:

@@ -8,6 +8,10 @@ interpolation) and scaled to [0, 1]:
   river_and_gauge  ALE's luminance greyscale screen, rows 2..190 and columns 8..160: the
                    whole river up to the top of the screen and the fuel gauge, without
                    the black left border and the lives count.
+  jet_centred      river_and_gauge with the river shifted sideways so that the player's
+                   jet is always in the middle column (an egocentric view: "a bank just left
+                   of me" is then the same input wherever the jet is); the gauge rows stay
+                   put. The jet is found by its colour in the rows it always flies in.
 The env stops there, so the same seed and actions give the same observations.
 The agent then normalises them with a running mean/std (:class:`ObsNormalizer`, bias
 corrected, alpha 0.9999) whose state is saved in checkpoints. The reward to learn from
@@ -58,6 +62,42 @@ def preprocess_frame(frame: np.ndarray, size: int = FRAME_SIZE) -> np.ndarray:
 def preprocess_grey_frame(frame: np.ndarray, size: int = FRAME_SIZE) -> np.ndarray:
     """The river_and_gauge view: (210, 160) uint8 luminance -> (1, size, size) float32 in [0, 1]."""
     small = cv2.resize(frame[2:190, 8:160], (size, size), interpolation=cv2.INTER_AREA)
+    return (small.astype(np.float32) * (1.0 / 255.0))[None]
+
+
+# the player's jet: always in these screen rows, drawn in this colour (RGB), 5 to 7 columns
+# wide; wider spreads of the colour there are a passing road or debris, not the jet
+JET_ROWS = slice(145, 158)
+JET_RGB = (232, 232, 74)
+JET_MAX_SPREAD = 12
+# the river_and_gauge view's rows and columns; rows 2..162 are the river, 163..189 the gauge
+VIEW_ROWS, VIEW_COLUMNS, RIVER_ROWS = slice(2, 190), slice(8, 160), 161
+SCREEN_CENTRE = 84  # the middle of columns 8..160, where a new life's jet appears
+
+
+def jet_column(frame: np.ndarray) -> int | None:
+    """The screen column of the jet's centre in an RGB frame, or None where it is not
+    visible (explosion, respawn) or cannot be told apart."""
+    band = frame[JET_ROWS, VIEW_COLUMNS]
+    yellow = (band[..., 0] == JET_RGB[0]) & (band[..., 1] == JET_RGB[1]) & (band[..., 2] == JET_RGB[2])
+    columns = np.flatnonzero(yellow.any(axis=0))
+    if len(columns) == 0 or columns[-1] - columns[0] > JET_MAX_SPREAD:
+        return None
+    return VIEW_COLUMNS.start + (int(columns[0]) + int(columns[-1])) // 2
+
+
+def preprocess_jet_centred(frame: np.ndarray, jet_x: int, size: int = FRAME_SIZE) -> np.ndarray:
+    """The jet_centred view: (210, 160, 3) uint8 RGB and the jet's column ->
+    (1, size, size) float32 in [0, 1]. The river rows are shifted so that column
+    ``jet_x`` lands in the middle, the banks beyond the screen's edges extended
+    (replicated edge columns); the gauge rows are not shifted."""
+    grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)[VIEW_ROWS, VIEW_COLUMNS]
+    width = grey.shape[1]
+    half = width // 2
+    river = cv2.copyMakeBorder(grey[:RIVER_ROWS], 0, 0, half, width - half, cv2.BORDER_REPLICATE)
+    left = jet_x - VIEW_COLUMNS.start  # window [left, left + width) of the padded river is centred on the jet
+    view = np.concatenate([river[:, left:left + width], grey[RIVER_ROWS:]])
+    small = cv2.resize(view, (size, size), interpolation=cv2.INTER_AREA)
     return (small.astype(np.float32) * (1.0 / 255.0))[None]
 
 
@@ -128,9 +168,22 @@ class NetworkInputFrames(gym.ObservationWrapper, gym.utils.RecordConstructorArgs
     def __init__(self, env: gym.Env, frame: str = "original", frame_size: int = FRAME_SIZE):
         gym.utils.RecordConstructorArgs.__init__(self, frame=frame, frame_size=frame_size)
         gym.ObservationWrapper.__init__(self, env)
-        self.preprocess = preprocess_frame if frame == "original" else preprocess_grey_frame
+        self.preprocess = {"original": preprocess_frame, "river_and_gauge": preprocess_grey_frame,
+                           "jet_centred": self._jet_centred}[frame]
         self.frame_size = frame_size
+        self.jet_x = SCREEN_CENTRE
         self.observation_space = gym.spaces.Box(0.0, 1.0, (1, frame_size, frame_size), np.float32)
+
+    def reset(self, **kwargs):
+        self.jet_x = SCREEN_CENTRE
+        return super().reset(**kwargs)
+
+    def _jet_centred(self, frame: np.ndarray, size: int) -> np.ndarray:
+        # where the jet is not visible (exploding, respawning) the view keeps its last place
+        found = jet_column(frame)
+        if found is not None:
+            self.jet_x = found
+        return preprocess_jet_centred(frame, self.jet_x, size)
 
     def observation(self, observation: np.ndarray) -> np.ndarray:
         return self.preprocess(observation, self.frame_size)
@@ -164,7 +217,7 @@ def make_env(env_id: str, seed: int | None = None, render_mode: str | None = Non
     with warnings.catch_warnings():  # v0 ids are the original design's; gymnasium calls them old
         warnings.filterwarnings("ignore", message=r".*is out of date.*")
         # obs_type changes what the env returns, never the game (render() stays RGB)
-        obs_type = "rgb" if frame == "original" else "grayscale"
+        obs_type = "grayscale" if frame == "river_and_gauge" else "rgb"
         env = gym.make(env_id, render_mode=render_mode, obs_type=obs_type)
     if wrap_game is not None:
         env = wrap_game(env)

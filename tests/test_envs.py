@@ -51,7 +51,7 @@ def test_statistics_follow_the_frames_and_freeze_on_request():
     assert frozen.state() == before
 
 
-@pytest.mark.parametrize("frame", ["original", "river_and_gauge"])
+@pytest.mark.parametrize("frame", ["original", "river_and_gauge", "jet_centred"])
 def test_the_training_env_passes_gymnasiums_env_checker_in_full(frame):
     import warnings
 
@@ -130,3 +130,93 @@ def test_the_learning_reward_is_scaled_then_clipped_and_the_raw_score_kept(scale
         learned.append(reward)
         raw.append(info["raw_reward"])
     assert learned == pytest.approx(expected) and raw == Scores.rewards
+
+
+def river_screen(jet_x: int | None, bank_offset: int = 30) -> np.ndarray:
+    """An RGB screen: a blue river between green banks, an island ``bank_offset`` columns
+    left of the jet's column, the yellow jet (7 columns wide) at ``jet_x`` in its rows,
+    a grey gauge below the river."""
+    from a3c.envs import JET_RGB, JET_ROWS
+
+    x = 84 if jet_x is None else jet_x
+    screen = np.zeros((210, 160, 3), dtype=np.uint8)
+    screen[2:163, 8:160] = (110, 156, 66)
+    screen[2:163, 20:150] = (45, 50, 184)
+    screen[60:120, x - bank_offset - 4:x - bank_offset + 4] = (110, 156, 66)
+    screen[163:190, 8:160] = (142, 142, 142)
+    if jet_x is not None:
+        screen[JET_ROWS, jet_x - 3:jet_x + 4] = JET_RGB
+    return screen
+
+
+@pytest.mark.parametrize("jet_x", [30, 60, 84, 110, 140])
+def test_the_jet_centred_view_puts_the_jet_in_the_middle_column(jet_x):
+    from a3c.envs import jet_column, preprocess_jet_centred
+
+    screen = river_screen(jet_x)
+    assert jet_column(screen) == jet_x
+    view = preprocess_jet_centred(screen, jet_x, 76)[0]  # 152 columns -> 76: two per input column
+    jet_rows = view[(145 - 2) * 76 // 188 + 1:(158 - 2) * 76 // 188]
+    yellow = cv2.cvtColor(np.uint8([[[232, 232, 74]]]), cv2.COLOR_RGB2GRAY)[0, 0] / 255
+    brightest = np.flatnonzero(np.isclose(jet_rows.max(axis=0), yellow, atol=0.01))
+    assert brightest.min() >= 36 and brightest.max() <= 39  # columns 74..79 of 152, centred on 76
+
+
+def test_the_same_scene_around_the_jet_is_the_same_input_wherever_the_jet_flies():
+    from a3c.envs import preprocess_jet_centred
+
+    # an island 30 columns left of the jet: with the jet at 70 or at 110, the river rows
+    # of the two inputs agree (the banks differ only where they enter the window)
+    left, right = (preprocess_jet_centred(river_screen(x), x, 152)[0] for x in (70, 110))
+    island = slice(58 * 152 // 188, 118 * 152 // 188)
+    np.testing.assert_array_equal(left[island, 40:100], right[island, 40:100])
+    # in the unshifted view they differ: the island moved with the jet
+    from a3c.envs import preprocess_grey_frame
+
+    grey = lambda rgb: cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)  # noqa: E731
+    assert not np.array_equal(preprocess_grey_frame(grey(river_screen(70)), 152)[0][island],
+                              preprocess_grey_frame(grey(river_screen(110)), 152)[0][island])
+
+
+def test_the_jet_centred_view_keeps_the_gauge_in_place_and_shows_the_needle():
+    from a3c.envs import preprocess_jet_centred
+
+    base = river_screen(60)
+    needle = base.copy()
+    needle[178:186, 90:92] = (232, 232, 74)
+    plain = preprocess_jet_centred(base, 60, 42)
+    assert np.abs(preprocess_jet_centred(needle, 60, 42) - plain).max() > 0.02
+    # the gauge rows do not move with the jet
+    gauge = slice((163 - 2) * 42 // 188 + 1, 42)
+    np.testing.assert_array_equal(preprocess_jet_centred(base, 60, 42)[0][gauge],
+                                  preprocess_jet_centred(base, 120, 42)[0][gauge])
+
+
+def test_where_the_jet_is_not_visible_the_view_keeps_its_last_place_until_a_new_game():
+    import gymnasium as gym
+
+    from a3c.envs import NetworkInputFrames, jet_column, preprocess_jet_centred
+
+    screens = [river_screen(50), river_screen(None), river_screen(None)]
+    road = river_screen(50)
+    road[150:153, 8:160] = (232, 232, 74)  # the colour across the whole band: not the jet
+    assert jet_column(river_screen(None)) is None and jet_column(road) is None
+
+    class Screens(gym.Env):
+        observation_space = gym.spaces.Box(0, 255, (210, 160, 3), np.uint8)
+        action_space = gym.spaces.Discrete(1)
+
+        def reset(self, seed=None, options=None):
+            self.shown = iter(screens + [road])
+            return river_screen(None), {}
+
+        def step(self, action):
+            return next(self.shown), 0.0, False, False, {}
+
+    env = NetworkInputFrames(Screens(), "jet_centred", 42)
+    first, _ = env.reset()
+    np.testing.assert_array_equal(first, preprocess_jet_centred(river_screen(None), 84, 42))
+    for screen in screens + [road]:
+        np.testing.assert_array_equal(env.step(0)[0], preprocess_jet_centred(screen, 50, 42))
+    env.reset()  # a new game starts with the view on the screen's centre, where a new jet appears
+    assert env.jet_x == 84
