@@ -6,8 +6,11 @@ Plays a checkpoint's agent (sampled actions, as in training) and keeps the last 
 screens; when ALE's life counter drops (it drops after the explosion and the respawn
 scroll, so the crash itself is further back) it saves the screens ``--before`` agent
 steps earlier. Each row of the image is one lost life, oldest screen on the left. It
-also prints how often each action was taken and the policy's entropy per step (ln 18 =
-2.89 nats is a uniform choice): how decided the agent is.
+also prints each life's raw score and the bridges it destroyed (River Raid scores 500
+for a bridge, and a new life starts at the last bridge destroyed: a life that scores
+little after a bridge has met the river section beyond it), how often each action was
+taken and the policy's entropy per step (ln 18 = 2.89 nats is a uniform choice): how
+decided the agent is.
 """
 from __future__ import annotations
 
@@ -25,18 +28,22 @@ from a3c.config import ConfigError
 from a3c.envs import make_env
 from a3c.policy import frame_settings, load_agent, select_action
 
+BRIDGE_SCORE = 500  # River Raid's points for a bridge (nothing else scores 500)
+
 
 def lost_lives(checkpoint: str, episodes: int, before: list[int], seed: int):
-    """([(episode, agent step, [screen ``b`` steps before the counter dropped for b in before])],
-    Counter of the actions' names taken, [the policy's entropy at each step])."""
+    """([(episode, agent step, [screen ``b`` steps before the counter dropped for b in before],
+    the life's raw score, the bridges it destroyed)], [each episode's raw score], Counter of
+    the actions' names taken, [the policy's entropy at each step])."""
     model, normalizer, env_id, payload = load_agent(checkpoint)
     env = make_env(env_id, seed=seed, render_mode="rgb_array", **frame_settings(payload["config"]))
     generator = torch.Generator().manual_seed(seed)
     names = env.unwrapped.get_action_meanings()
-    found, taken, entropies = [], Counter(), []
+    found, scores, taken, entropies = [], [], Counter(), []
     for episode in range(episodes):
         obs, info = env.reset(seed=seed + episode)
         state, lives, step, done = model.initial_state(1), info["lives"], 0, False
+        life_score, life_bridges, score = 0.0, 0, 0.0
         screens = deque(maxlen=max(before) + 1)
         while not done:
             frame = torch.from_numpy(normalizer(obs, update=False).astype(np.float32)).unsqueeze(0)
@@ -46,12 +53,17 @@ def lost_lives(checkpoint: str, episodes: int, before: list[int], seed: int):
             entropies.append(float(-(probs * probs.clamp_min(1e-12).log()).sum()))
             obs, _, terminated, truncated, info = env.step(int(actions[0]))
             done, step = terminated or truncated, step + 1
+            life_score += info["raw_reward"]
+            score += info["raw_reward"]
+            life_bridges += info["raw_reward"] == BRIDGE_SCORE
             screens.append(env.render())
             if info["lives"] < lives or terminated:
-                found.append((episode, step, [screens[max(0, len(screens) - 1 - b)] for b in before]))
-                lives = info["lives"]
+                found.append((episode, step, [screens[max(0, len(screens) - 1 - b)] for b in before],
+                              life_score, life_bridges))
+                lives, life_score, life_bridges = info["lives"], 0.0, 0
+        scores.append(score)
     env.close()
-    return found, taken, entropies
+    return found, scores, taken, entropies
 
 
 def main() -> int:
@@ -72,14 +84,17 @@ def main() -> int:
               file=sys.stderr)
         return 2
     try:
-        found, taken, entropies = lost_lives(args.checkpoint, args.episodes, before, args.seed)
+        found, scores, taken, entropies = lost_lives(args.checkpoint, args.episodes, before, args.seed)
     except (CheckpointError, ConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    rows = [np.concatenate(screens, 1) for _, _, screens in found]
+    rows = [np.concatenate(screens, 1) for _, _, screens, _, _ in found]
     Image.fromarray(np.concatenate(rows, 0)).save(args.out)
-    for episode, step, _ in found:
-        print(f"episode {episode}: a life lost at agent step {step}")
+    for episode, step, _, score, bridges in found:
+        print(f"episode {episode}: a life lost at agent step {step} (this life: score {score:.0f}, "
+              f"{bridges} bridge{'' if bridges == 1 else 's'})")
+    for episode, score in enumerate(scores):
+        print(f"episode {episode}: score {score:.0f}")
     total = sum(taken.values())
     print("actions taken: " + ", ".join(f"{name} {count / total:.0%}" for name, count in taken.most_common()))
     print(f"policy entropy per step: mean {np.mean(entropies):.2f}, min {min(entropies):.2f} nats")

@@ -128,8 +128,15 @@ def test_lost_lives_shows_the_screens_before_each_lost_life(tmp_path):
     out = tmp_path / "lives.png"
     result = run_script("-m", "scripts.lost_lives", "--episodes", "1", "--before", "3,1", "--out", str(out))
     assert result.returncode == 0, result.stderr[-2000:]
-    lost = re.findall(r"^episode 0: a life lost at agent step (\d+)$", result.stdout, re.MULTILINE)
-    assert len(lost) == 4 and lost == sorted(lost, key=int)  # River Raid's four lives, in order
+    lives = re.findall(r"^episode 0: a life lost at agent step (\d+) \(this life: score (\d+), (\d+) bridges?\)$",
+                       result.stdout, re.MULTILINE)
+    lost = [int(step) for step, _, _ in lives]
+    assert len(lost) == 4 and lost == sorted(lost)  # River Raid's four lives, in order
+    # the lives' scores add up to the game's: River Raid scores in tens, a bridge 500
+    scores = [int(score) for _, score, _ in lives]
+    game = int(re.search(r"^episode 0: score (\d+)$", result.stdout, re.MULTILINE).group(1))
+    assert all(score % 10 == 0 for score in scores) and sum(scores) == game > 0
+    assert all(500 * int(bridges) <= int(score) for _, score, bridges in lives)
     assert re.search(r"^actions taken: \w+ \d+%", result.stdout, re.MULTILINE)
     entropy = float(re.search(r"policy entropy per step: mean ([\d.]+)", result.stdout).group(1))
     assert 0 < entropy <= math.log(18) + 1e-6
