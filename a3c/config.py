@@ -37,11 +37,12 @@ class Config:
     envs_per_worker: int = 8
     """Games each worker plays at once (B): the network runs on B frames per step and an
     update covers num_steps x B agent steps."""
-    frame: str = "original"
-    """The network's view of the screen: 'original' (the original design's crop of rows
-    34..194, mean of the colour channels), 'river_and_gauge' (the whole river and the fuel
-    gauge, rows 2..190 and columns 8..160 of ALE's luminance greyscale) or 'jet_centred'
-    (river_and_gauge with the river shifted to put the jet in the middle column)."""
+    frame: str = "jet_centred"
+    """The network's view of the screen: 'jet_centred' (the whole river and the fuel gauge,
+    the river shifted sideways to put the jet in the middle column: the default since
+    2026-11-28, scripts/RESULTS.md), 'river_and_gauge' (the same unshifted, rows 2..190 and
+    columns 8..160 of ALE's luminance greyscale) or 'original' (the original design's crop
+    of rows 34..194, mean of the colour channels; checkpoints that record no view had it)."""
     frame_size: int = 42
     """Side of the square input frame in pixels (the convolutions' cost grows with its square)."""
     conv_channels: int = 32

@@ -110,7 +110,7 @@ def real_checkpoint() -> dict:
     optimizer.step([torch.full_like(p, 1e-3) for p in model.parameters()])
     return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "global_step": 1234,
             "obs_norm": torch.tensor([[0.3, 0.2, 50.0], [0.31, 0.21, 60.0]], dtype=torch.float64),
-            "n_actions": 18, "config": {"env_id": "Riverraid-v0", "frame": "original", "frame_size": 42,
+            "n_actions": 18, "config": {"env_id": "Riverraid-v0", "frame": "jet_centred", "frame_size": 42,
                                         "conv_channels": 32, "hidden_size": 256, "optimizer": "adam"}}
 
 

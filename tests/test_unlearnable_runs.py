@@ -69,7 +69,7 @@ def test_a_start_rejected_after_the_run_folder_was_made_leaves_no_folder(tmp_pat
     path = tmp_path / "nine.pt"
     save_checkpoint(path, {"model": model.state_dict(), "optimizer": SharedAdam(model.parameters(), 1e-4).state_dict(),
                            "global_step": 10, "obs_norm": torch.zeros(2, 3, dtype=torch.float64), "n_actions": 9,
-                           "config": {"env_id": "Riverraid-v0"}})
+                           "config": {"env_id": "Riverraid-v0", "frame": "jet_centred"}})
     run_dir = tmp_path / "never"
     result = train(f"resume={path}", f"run_dir={run_dir}")
     assert result.returncode == 2 and "actions" in result.stderr
@@ -84,7 +84,22 @@ def test_resume_with_another_view_of_the_game_is_refused(tmp_path):
                            "config": {"env_id": "Riverraid-v0", "frame": "river_and_gauge", "frame_size": 42}})
     result = train(f"resume={path}", f"run_dir={tmp_path / 'run'}")
     assert result.returncode == 2
-    assert "was trained with frame=river_and_gauge, this run asks for frame=original" in result.stderr
+    assert "was trained with frame=river_and_gauge, this run asks for frame=jet_centred" in result.stderr
+
+
+def test_a_checkpoint_from_before_the_default_view_changed_is_refused_in_one_line(tmp_path):
+    # checkpoints from before the `frame` setting recorded no view: they saw the original
+    # one, and resuming them under today's default (jet_centred) would feed the network
+    # an input it never learned from
+    model = ActorCritic(18, seed=0)
+    path = tmp_path / "old.pt"
+    save_checkpoint(path, {"model": model.state_dict(), "optimizer": SharedAdam(model.parameters(), 1e-4).state_dict(),
+                           "global_step": 10, "obs_norm": torch.zeros(2, 3, dtype=torch.float64), "n_actions": 18,
+                           "config": {"env_id": "Riverraid-v0"}})
+    result = train(f"resume={path}", f"run_dir={tmp_path / 'run'}")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "was trained with frame=original, this run asks for frame=jet_centred" in result.stderr
+    assert not (tmp_path / "run").exists()
 
 
 def test_resume_with_other_network_sizes_is_refused(tmp_path):
@@ -92,7 +107,8 @@ def test_resume_with_other_network_sizes_is_refused(tmp_path):
     path = tmp_path / "small.pt"
     save_checkpoint(path, {"model": model.state_dict(), "optimizer": SharedAdam(model.parameters(), 1e-4).state_dict(),
                            "global_step": 10, "obs_norm": torch.zeros(2, 3, dtype=torch.float64), "n_actions": 18,
-                           "config": {"env_id": "Riverraid-v0", "conv_channels": 8, "hidden_size": 16}})
+                           "config": {"env_id": "Riverraid-v0", "frame": "jet_centred", "conv_channels": 8,
+                                      "hidden_size": 16}})
     result = train(f"resume={path}", f"run_dir={tmp_path / 'run'}", "conv_channels=8")
     assert result.returncode == 2
     assert "was trained with hidden_size=16, this run asks for hidden_size=256 (give hidden_size=16)" in result.stderr
