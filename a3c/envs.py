@@ -28,6 +28,9 @@ import gymnasium as gym
 import numpy as np
 
 FRAME_SIZE = 42
+# the default run's view (Config.frame, which imports this module: a test keeps the two
+# equal), what a caller that names no view (a benchmark, a probe) gets
+DEFAULT_FRAME = "jet_centred"
 _registered = False
 
 
@@ -165,12 +168,12 @@ class NetworkInputFrames(gym.ObservationWrapper, gym.utils.RecordConstructorArgs
     re-made from ``env.spec``.
     """
 
-    def __init__(self, env: gym.Env, frame: str = "original", frame_size: int = FRAME_SIZE):
+    def __init__(self, env: gym.Env, frame: str = DEFAULT_FRAME, frame_size: int = FRAME_SIZE):
         gym.utils.RecordConstructorArgs.__init__(self, frame=frame, frame_size=frame_size)
         gym.ObservationWrapper.__init__(self, env)
         self.preprocess = {"original": preprocess_frame, "river_and_gauge": preprocess_grey_frame,
                            "jet_centred": self._jet_centred}[frame]
-        self.frame_size = frame_size
+        self.frame, self.frame_size = frame, frame_size
         self.jet_x = SCREEN_CENTRE
         self.observation_space = gym.spaces.Box(0.0, 1.0, (1, frame_size, frame_size), np.float32)
 
@@ -205,7 +208,7 @@ class ClipRewardKeepScore(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
 
 def make_env(env_id: str, seed: int | None = None, render_mode: str | None = None, wrap_game=None,
-             frame: str = "original", frame_size: int = FRAME_SIZE, reward_scale: float = 1.0,
+             frame: str = DEFAULT_FRAME, frame_size: int = FRAME_SIZE, reward_scale: float = 1.0,
              reward_clip: float = 1.0) -> gym.Env:
     """The training env: ALE game + preprocessing + reward clipping.
 
@@ -226,7 +229,7 @@ def make_env(env_id: str, seed: int | None = None, render_mode: str | None = Non
     return env
 
 
-def make_vector_env(env_id: str, num_envs: int, frame: str = "original", frame_size: int = FRAME_SIZE,
+def make_vector_env(env_id: str, num_envs: int, frame: str = DEFAULT_FRAME, frame_size: int = FRAME_SIZE,
                     reward_scale: float = 1.0, reward_clip: float = 1.0) -> gym.vector.SyncVectorEnv:
     """``num_envs`` training envs stepped in this process (one worker's batch).
 

@@ -220,3 +220,17 @@ def test_where_the_jet_is_not_visible_the_view_keeps_its_last_place_until_a_new_
         np.testing.assert_array_equal(env.step(0)[0], preprocess_jet_centred(screen, 50, 42))
     env.reset()  # a new game starts with the view on the screen's centre, where a new jet appears
     assert env.jet_x == 84
+
+
+def test_an_env_made_without_a_view_shows_the_default_runs_view():
+    # benchmarks and profiles make their games without naming a view: they must measure
+    # the view the default run trains on
+    from a3c.config import Config
+    from a3c.envs import DEFAULT_FRAME, make_env, make_vector_env
+
+    assert DEFAULT_FRAME == Config().frame == "jet_centred"
+    env, envs = make_env("Riverraid-v0"), make_vector_env("Riverraid-v0", 1)
+    views = [env.get_wrapper_attr("frame"), envs.envs[0].get_wrapper_attr("frame")]
+    assert views == [Config().frame] * 2
+    env.close()
+    envs.close()
