@@ -62,9 +62,13 @@ def preprocess_frame(frame: np.ndarray, size: int = FRAME_SIZE) -> np.ndarray:
     return grey[None]
 
 
+# the river_and_gauge view's rows and columns; rows 2..162 are the river, 163..189 the gauge
+VIEW_ROWS, VIEW_COLUMNS, RIVER_ROWS = slice(2, 190), slice(8, 160), 161
+
+
 def preprocess_grey_frame(frame: np.ndarray, size: int = FRAME_SIZE) -> np.ndarray:
     """The river_and_gauge view: (210, 160) uint8 luminance -> (1, size, size) float32 in [0, 1]."""
-    small = cv2.resize(frame[2:190, 8:160], (size, size), interpolation=cv2.INTER_AREA)
+    small = cv2.resize(frame[VIEW_ROWS, VIEW_COLUMNS], (size, size), interpolation=cv2.INTER_AREA)
     return (small.astype(np.float32) * (1.0 / 255.0))[None]
 
 
@@ -73,8 +77,6 @@ def preprocess_grey_frame(frame: np.ndarray, size: int = FRAME_SIZE) -> np.ndarr
 JET_ROWS = slice(145, 158)
 JET_RGB = (232, 232, 74)
 JET_MAX_SPREAD = 12
-# the river_and_gauge view's rows and columns; rows 2..162 are the river, 163..189 the gauge
-VIEW_ROWS, VIEW_COLUMNS, RIVER_ROWS = slice(2, 190), slice(8, 160), 161
 SCREEN_CENTRE = 84  # the middle of columns 8..160, where a new life's jet appears
 
 
