@@ -20,7 +20,7 @@ from a3c.model import network_settings, parameter_shapes
 
 FORMAT = "riverraid-a3c/checkpoint"
 FORMAT_VERSION = 1
-PLAY_SETTINGS = ("env_id", "frame", "frame_size", "conv_channels", "hidden_size")
+PLAY_SETTINGS = ("env_id", "frame", "frame_size", "frame_stack", "conv_channels", "hidden_size")
 
 
 class CheckpointError(ValueError):

@@ -45,6 +45,10 @@ class Config:
     of rows 34..194, mean of the colour channels; checkpoints that record no view had it)."""
     frame_size: int = 42
     """Side of the square input frame in pixels (the convolutions' cost grows with its square)."""
+    frame_stack: int = 1
+    """The last K views, oldest first, as the network's K input channels (gymnasium's
+    FrameStackObservation; a new game starts with K copies of its first view): motion is
+    then in one input, not only in the LSTM's memory. Only the first convolution grows."""
     conv_channels: int = 32
     """Channels of each of the four convolutions (the network's width: their cost grows
     with its square)."""
@@ -145,7 +149,7 @@ def field_docs() -> dict[str, str]:
 MAX_SEED = 2**31 - 1_000_000
 # beyond these a run cannot start on any one machine (each worker is a process, each game an emulator)
 LIMITS = {"workers": 1024, "envs_per_worker": 256, "num_steps": 10_000, "eval_nice": 19, "conv_channels": 512,
-          "hidden_size": 4096, "epochs": 64}
+          "hidden_size": 4096, "epochs": 64, "frame_stack": 16}
 
 CHOICES = {"optimizer": ("adam", "rmsprop"), "backend": ("local", "ray"),
            "frame": ("original", "river_and_gauge", "jet_centred"), "eval_policy": ("sample", "greedy", "both")}
@@ -268,7 +272,8 @@ def validate(config: Config) -> None:
         raise ConfigError(f"frame_size must be in [16, 210], got {config.frame_size}")
     if not 0.0 < config.clip_range < 1.0:
         raise ConfigError(f"clip_range must be in (0, 1), got {config.clip_range}")
-    for key in ["eval_episodes", "eval_max_steps", "envs_per_worker", "conv_channels", "hidden_size", "epochs"]:
+    for key in ["eval_episodes", "eval_max_steps", "envs_per_worker", "conv_channels", "hidden_size", "epochs",
+                "frame_stack"]:
         if getattr(config, key) < 1:
             raise ConfigError(f"{key} must be at least 1, got {getattr(config, key)}")
     for key in ["entropy_coef", "value_loss_coef", "max_restarts", "workers", "eval_interval", "eval_clip_every",

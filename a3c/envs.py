@@ -12,7 +12,9 @@ interpolation) and scaled to [0, 1]:
                    jet is always in the middle column (an egocentric view: "a bank just left
                    of me" is then the same input wherever the jet is); the gauge rows stay
                    put. The jet is found by its colour in the rows it always flies in.
-The env stops there, so the same seed and actions give the same observations.
+With ``frame_stack`` K > 1 the last K views, oldest first, are the K channels of each
+observation (gymnasium's FrameStackObservation). The env stops there, so the same seed
+and actions give the same observations.
 The agent then normalises them with a running mean/std (:class:`ObsNormalizer`, bias
 corrected, alpha 0.9999) whose state is saved in checkpoints. The reward to learn from
 is scaled and clipped (by default to [-1, 1]); the raw game score is in
@@ -121,7 +123,9 @@ class ObsNormalizer:
     def __call__(self, obs: np.ndarray, update: bool = True) -> np.ndarray:
         if update and not self.frozen:
             self.count += 1
-            mean, std = cv2.meanStdDev(obs[0])  # one pass, as numpy's mean() and std() (ddof 0)
+            # the newest view (the last channel: each view is counted once, as it arrives);
+            # one pass, as numpy's mean() and std() (ddof 0)
+            mean, std = cv2.meanStdDev(obs[-1])
             self.mean = self.alpha * self.mean + (1 - self.alpha) * float(mean[0, 0])
             self.std = self.alpha * self.std + (1 - self.alpha) * float(std[0, 0])
         if self.count == 0:
@@ -145,7 +149,7 @@ class ObsNormalizer:
         return normalizer
 
     def normalize_batch(self, frames: np.ndarray, ended=None, final_frames=None) -> np.ndarray:
-        """Normalise a vector env's frames (B, 1, S, S) in place, one game after another.
+        """Normalise a vector env's frames (B, K, S, S) in place, one game after another.
 
         Where a game ended (``ended[b]``), its final frame (``final_frames[b]``, in place
         too) comes before the frame that starts its next episode, as the game showed them.
@@ -211,7 +215,7 @@ class ClipRewardKeepScore(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
 def make_env(env_id: str, seed: int | None = None, render_mode: str | None = None, wrap_game=None,
              frame: str = DEFAULT_FRAME, frame_size: int = FRAME_SIZE, reward_scale: float = 1.0,
-             reward_clip: float = 1.0) -> gym.Env:
+             reward_clip: float = 1.0, frame_stack: int = 1) -> gym.Env:
     """The training env: ALE game + preprocessing + reward clipping.
 
     ``wrap_game`` wraps the raw game before preprocessing (e.g. gymnasium's
@@ -226,13 +230,18 @@ def make_env(env_id: str, seed: int | None = None, render_mode: str | None = Non
         env = gym.make(env_id, render_mode=render_mode, obs_type=obs_type)
     if wrap_game is not None:
         env = wrap_game(env)
-    env = ClipRewardKeepScore(NetworkInputFrames(env, frame, frame_size), reward_scale, reward_clip)
+    env = NetworkInputFrames(env, frame, frame_size)
+    if frame_stack > 1:  # (K, 1, S, S), the oldest view first -> K channels
+        env = gym.wrappers.ReshapeObservation(gym.wrappers.FrameStackObservation(env, frame_stack),
+                                              (frame_stack, frame_size, frame_size))
+    env = ClipRewardKeepScore(env, reward_scale, reward_clip)
     env.action_space.seed(seed)
     return env
 
 
 def make_vector_env(env_id: str, num_envs: int, frame: str = DEFAULT_FRAME, frame_size: int = FRAME_SIZE,
-                    reward_scale: float = 1.0, reward_clip: float = 1.0) -> gym.vector.SyncVectorEnv:
+                    reward_scale: float = 1.0, reward_clip: float = 1.0,
+                    frame_stack: int = 1) -> gym.vector.SyncVectorEnv:
     """``num_envs`` training envs stepped in this process (one worker's batch).
 
     Each game is reset in the step that ends it (gymnasium's SAME_STEP autoreset): the
@@ -244,7 +253,8 @@ def make_vector_env(env_id: str, num_envs: int, frame: str = DEFAULT_FRAME, fram
     from gymnasium.wrappers import RecordEpisodeStatistics
 
     make_one = functools.partial(make_env, env_id, wrap_game=RecordEpisodeStatistics, frame=frame,
-                                 frame_size=frame_size, reward_scale=reward_scale, reward_clip=reward_clip)
+                                 frame_size=frame_size, reward_scale=reward_scale, reward_clip=reward_clip,
+                                 frame_stack=frame_stack)
     # copy=False: the worker copies each batch of frames into its own rollout buffer
     return gym.vector.SyncVectorEnv([make_one] * num_envs, copy=False,
                                     autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)

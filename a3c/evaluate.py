@@ -68,8 +68,8 @@ class AgentViewWriter:
         canvas = np.zeros((self.HEIGHT, self.width, 3), np.uint8)
         height, width = game_frame.shape[:2]
         canvas[:height, :width] = game_frame
-        # the normalised input: about [-3, 3] standard deviations mapped to black..white
-        grey = np.clip((obs[0] + 3.0) * (255.0 / 6.0), 0, 255).astype(np.uint8)
+        # the newest normalised view: about [-3, 3] standard deviations mapped to black..white
+        grey = np.clip((obs[-1] + 3.0) * (255.0 / 6.0), 0, 255).astype(np.uint8)
         side = self.INPUT_SIDE
         canvas[:side, width:width + side] = cv2.resize(grey, (side, side), interpolation=cv2.INTER_NEAREST)[..., None]
         left, row = width + side + 4, (self.HEIGHT - 4) // len(self.action_names)

@@ -31,9 +31,9 @@ def parameter_count(config: Config, n_actions: int = 18) -> int:
 
 
 def recorded_per_step(config: Config) -> int:
-    """Numbers one game's step records for the backward: its frame, each convolution's and
-    ELU's output and the LSTM's gates and states."""
-    frame = config.frame_size ** 2
+    """Numbers one game's step records for the backward: its stacked frames, each
+    convolution's and ELU's output and the LSTM's gates and states."""
+    frame = config.frame_stack * config.frame_size ** 2
     convs = sum(2 * config.conv_channels * side * side for side in conv_sides(config.frame_size))
     return frame + convs + 8 * config.hidden_size
 

@@ -2,8 +2,8 @@
 
 4 x (Conv2d 32@3x3, stride 2, padding 1 -> ELU) on (N, 1, 42, 42) frames -> 288
 features -> LSTMCell(288, 256) -> critic Linear(256, 1) and actor Linear(256, A): the
-default sizes; the frame side, the convolutions' channels and the LSTM size are settings
-(``network_settings``).
+default sizes; the frames stacked as input channels, the frame side, the convolutions'
+channels and the LSTM size are settings (``network_settings``).
 
 Acting: ``step(..., record=False)`` keeps nothing. Learning: the T steps of a
 rollout are run with ``record=True``; ``backward`` then takes d(loss)/d(logits,
@@ -21,7 +21,9 @@ from layers import init as layer_init
 FRAME_SIZE = 42
 CONV_CHANNELS = 32
 HIDDEN_SIZE = 256
-NETWORK_DEFAULTS = {"frame_size": FRAME_SIZE, "conv_channels": CONV_CHANNELS, "hidden_size": HIDDEN_SIZE}
+FRAME_STACK = 1
+NETWORK_DEFAULTS = {"frame_stack": FRAME_STACK, "frame_size": FRAME_SIZE, "conv_channels": CONV_CHANNELS,
+                    "hidden_size": HIDDEN_SIZE}
 
 
 def network_settings(settings) -> dict:
@@ -40,13 +42,13 @@ def conv_sides(frame_size: int) -> list[int]:
     return sides[1:]
 
 
-def parameter_shapes(n_actions: int, frame_size: int = FRAME_SIZE, conv_channels: int = CONV_CHANNELS,
-                     hidden_size: int = HIDDEN_SIZE) -> dict[str, tuple[int, ...]]:
+def parameter_shapes(n_actions: int, frame_stack: int = FRAME_STACK, frame_size: int = FRAME_SIZE,
+                     conv_channels: int = CONV_CHANNELS, hidden_size: int = HIDDEN_SIZE) -> dict[str, tuple[int, ...]]:
     """The shape of every parameter of ``ActorCritic`` with these sizes, by name, without
     building it (a checkpoint's weights are checked against its own settings with this)."""
     shapes = {}
     for k in range(4):
-        shapes[f"conv{k}.weight"] = (conv_channels, 1 if k == 0 else conv_channels, 3, 3)
+        shapes[f"conv{k}.weight"] = (conv_channels, frame_stack if k == 0 else conv_channels, 3, 3)
         shapes[f"conv{k}.bias"] = (conv_channels,)
     side = conv_sides(frame_size)[-1]
     gates = 4 * hidden_size
@@ -58,11 +60,11 @@ def parameter_shapes(n_actions: int, frame_size: int = FRAME_SIZE, conv_channels
 
 
 class ActorCritic:
-    def __init__(self, n_actions: int, in_channels: int = 1, *, frame_size: int = FRAME_SIZE,
+    def __init__(self, n_actions: int, *, frame_stack: int = FRAME_STACK, frame_size: int = FRAME_SIZE,
                  conv_channels: int = CONV_CHANNELS, hidden_size: int = HIDDEN_SIZE, forget_bias: float = 0.0,
                  seed: int | None = None, dtype: torch.dtype | None = None) -> None:
         self.n_actions, self.frame_size, self.hidden_size = n_actions, frame_size, hidden_size
-        channels = [in_channels] + [conv_channels] * 4
+        channels = [frame_stack] + [conv_channels] * 4  # the stacked frames are the input's channels
         self.convs = [Conv2d(channels[k], channels[k + 1], 3, stride=2, padding=1, dtype=dtype)
                       for k in range(4)]
         self.elus = [ELU() for _ in range(4)]

@@ -66,8 +66,10 @@ def play_episode(env, model: ActorCritic, normalizer: ObsNormalizer, policy: str
 
 
 def frame_settings(config: dict) -> dict:
-    """The view of the game a run's network sees (a checkpoint's config, as a dict)."""
-    return {"frame": config.get("frame", "original"), "frame_size": int(config.get("frame_size", 42))}
+    """The view of the game a run's network sees (a checkpoint's config, as a dict; one
+    older than a setting had its first value)."""
+    return {"frame": config.get("frame", "original"), "frame_size": int(config.get("frame_size", 42)),
+            "frame_stack": int(config.get("frame_stack", 1))}
 
 
 def load_agent(path: str | Path, env_id: str | None = None):

@@ -64,7 +64,7 @@ class Worker:
             self.normalizer.load_state(saved)
         self.num_envs = batch = config.envs_per_worker
         self.envs = make_vector_env(config.env_id, batch, config.frame, config.frame_size, config.reward_scale,
-                                    config.reward_clip)
+                                    config.reward_clip, config.frame_stack)
         self.n_actions = int(self.envs.single_action_space.n)
         # game seeds: distinct per worker and env; a restarted worker plays new games
         self.seed = config.seed + 1000 * restart + rank * batch
@@ -74,7 +74,7 @@ class Worker:
         steps, side = config.num_steps, config.frame_size
         # rollout buffers, reused by every update (the layers' records point into frames
         # until the backward has consumed them)
-        self.frames = torch.zeros(steps, batch, 1, side, side, dtype=dtype)
+        self.frames = torch.zeros(steps, batch, config.frame_stack, side, side, dtype=dtype)
         self.logits = torch.zeros(steps, batch, self.n_actions, dtype=dtype)
         self.values = torch.zeros(steps, batch, 1, dtype=dtype)
         self.actions = torch.zeros(steps, batch, dtype=torch.int64)

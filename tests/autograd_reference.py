@@ -11,11 +11,11 @@ from torch import nn
 class TorchActorCritic(nn.Module):
     """The A3C network of ``a3c.model.ActorCritic`` in torch.nn."""
 
-    def __init__(self, n_actions: int = 18, in_channels: int = 1, *, frame_size: int = 42,
+    def __init__(self, n_actions: int = 18, *, frame_stack: int = 1, frame_size: int = 42,
                  conv_channels: int = 32, hidden_size: int = 256):
         super().__init__()
         self.convs = nn.ModuleList(
-            nn.Conv2d(in_channels if k == 0 else conv_channels, conv_channels, 3, stride=2, padding=1)
+            nn.Conv2d(frame_stack if k == 0 else conv_channels, conv_channels, 3, stride=2, padding=1)
             for k in range(4)
         )
         side = frame_size

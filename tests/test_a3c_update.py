@@ -31,13 +31,13 @@ def reference_targets(rewards, dones, values, bootstrap, gamma, gae_lambda):
 
 
 def run_update(steps, batch, dones, masks, bootstrap_zero, seed=0, normalize_advantages=False, network=None):
-    """``network``: sizes other than the default (frame_size, conv_channels, hidden_size)."""
+    """``network``: sizes other than the default (frame_stack, frame_size, conv_channels, hidden_size)."""
     torch.manual_seed(seed)
     network = network or {}
     model = ActorCritic(ACTIONS, seed=seed, dtype=F64, **network)
     reference = TorchActorCritic(ACTIONS, **network).double().load_from(model)
     side = network.get("frame_size", 42)
-    frames = torch.rand(steps, batch, 1, side, side, dtype=F64)
+    frames = torch.rand(steps, batch, network.get("frame_stack", 1), side, side, dtype=F64)
     actions = torch.randint(0, ACTIONS, (steps, batch))
     rewards = torch.randint(-1, 2, (steps, batch)).to(F64)
 
@@ -113,6 +113,7 @@ def test_normalized_advantages_with_a_terminal_inside_and_at_the_last_step():
 @pytest.mark.parametrize("network", [
     {"conv_channels": 8, "hidden_size": 24},
     {"frame_size": 50, "conv_channels": 16, "hidden_size": 40},
+    {"frame_stack": 3, "conv_channels": 8, "hidden_size": 24},
 ])
 def test_other_network_sizes(network):
     steps, batch = 6, 2

@@ -234,3 +234,45 @@ def test_an_env_made_without_a_view_shows_the_default_runs_view():
     assert views == [Config().frame] * 2
     env.close()
     envs.close()
+
+
+def test_stacked_views_are_the_last_k_views_oldest_first_and_a_new_game_repeats_its_first():
+    from a3c.envs import make_env
+
+    stacked = make_env("Riverraid-v0", frame_stack=3)
+    single = make_env("Riverraid-v0")
+    assert stacked.observation_space.shape == (3, 42, 42)
+    views = [single.reset(seed=7)[0]]
+    obs, _ = stacked.reset(seed=7)
+    np.testing.assert_array_equal(obs, np.concatenate(views * 3))  # padded with the first view
+    for action in [1, 3, 4, 11, 12]:  # the same game (seed, actions) played twice
+        views.append(single.step(action)[0])
+        obs = stacked.step(action)[0]
+        expected = [views[max(0, len(views) - 3 + k)] for k in range(3)]
+        np.testing.assert_array_equal(obs, np.concatenate(expected))
+    stacked.close()
+    single.close()
+
+
+def test_a_stacked_env_passes_gymnasiums_env_checker():
+    import warnings
+
+    from gymnasium.utils.env_checker import check_env
+
+    from a3c.envs import make_env
+
+    env = make_env("Riverraid-v0", frame_stack=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        check_env(env)
+    env.close()
+
+
+def test_the_normaliser_counts_the_newest_view_of_a_stack():
+    newest = np.full((1, 42, 42), 0.8, dtype=np.float32)
+    stack = np.concatenate([np.zeros((2, 42, 42), dtype=np.float32), newest])
+    alone, stacked = ObsNormalizer(), ObsNormalizer()
+    alone(newest)
+    out = stacked(stack)
+    assert (stacked.mean, stacked.std) == (alone.mean, alone.std)
+    assert out.shape == (3, 42, 42)

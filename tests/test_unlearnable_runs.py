@@ -102,6 +102,17 @@ def test_a_checkpoint_from_before_the_default_view_changed_is_refused_in_one_lin
     assert not (tmp_path / "run").exists()
 
 
+def test_resume_with_another_number_of_stacked_views_is_refused(tmp_path):
+    model = ActorCritic(18, seed=0, frame_stack=2)
+    path = tmp_path / "stacked.pt"
+    save_checkpoint(path, {"model": model.state_dict(), "optimizer": SharedAdam(model.parameters(), 1e-4).state_dict(),
+                           "global_step": 10, "obs_norm": torch.zeros(2, 3, dtype=torch.float64), "n_actions": 18,
+                           "config": {"env_id": "Riverraid-v0", "frame": "jet_centred", "frame_stack": 2}})
+    result = train(f"resume={path}", f"run_dir={tmp_path / 'run'}")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "was trained with frame_stack=2, this run asks for frame_stack=1 (give frame_stack=2)" in result.stderr
+
+
 def test_resume_with_other_network_sizes_is_refused(tmp_path):
     model = ActorCritic(18, seed=0, conv_channels=8, hidden_size=16)
     path = tmp_path / "small.pt"

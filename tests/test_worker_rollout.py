@@ -48,10 +48,10 @@ class ScriptedGame(gym.Env):
     in ``info["lives"]`` as ALE does.
     """
 
-    observation_space = gym.spaces.Box(-np.inf, np.inf, (1, 42, 42), np.float64)
     action_space = gym.spaces.Discrete(18)
 
-    def __init__(self, index: int) -> None:
+    def __init__(self, index: int, channels: int = 1) -> None:
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (channels, 42, 42), np.float64)
         self.script, self.life_losses = list(EPISODES[index]), LIFE_LOSSES[index]
         self.rng = np.random.default_rng(100 + index)
         self.seen, self.rewards, self.final_frames = [], [], {}
@@ -59,7 +59,7 @@ class ScriptedGame(gym.Env):
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
         self.remaining, self.ending = self.script.pop(0)
-        self.current = self.rng.standard_normal((1, 42, 42))
+        self.current = self.rng.standard_normal(self.observation_space.shape)
         self.lives = 4
         return self.current, {"lives": self.lives}
 
@@ -67,7 +67,7 @@ class ScriptedGame(gym.Env):
         self.seen.append(self.current)
         reward = float(self.rng.integers(-1, 2))
         self.rewards.append(reward)
-        self.current = self.rng.standard_normal((1, 42, 42))
+        self.current = self.rng.standard_normal(self.observation_space.shape)
         self.remaining -= 1
         ended = self.remaining == 0
         if ended:
@@ -130,6 +130,7 @@ VARIANTS = {
     "advantages-normalized": {"normalize_advantages": True},
     "ppo-replays": {"epochs": 3, "clip_range": 0.1, "life_loss_ends_returns": True},
     "ppo-replays-advantages-normalized": {"epochs": 2, "clip_range": 0.02, "normalize_advantages": True},
+    "two-views-stacked": {"frame_stack": 2, "life_loss_ends_returns": True},
 }
 REPLAY_STEP_SIZE = 0.02  # moves the policy enough between passes that some ratios leave [0.9, 1.1]
 
@@ -138,14 +139,14 @@ REPLAY_STEP_SIZE = 0.02  # moves the policy enough between passes that some rati
 def played(monkeypatch, request):
     """A float64 worker after ROLLOUTS updates: (worker, games, frames it saw, actions, updates, messages);
     with the default return rules, with a lost life ending returns, with normalised advantages."""
-    games = [ScriptedGame(k) for k in range(BATCH)]
+    games = [ScriptedGame(k, request.param.get("frame_stack", 1)) for k in range(BATCH)]
     monkeypatch.setattr(worker_module, "make_vector_env", lambda *args, **kwargs: gym.vector.SyncVectorEnv(
         [lambda game=game: RecordEpisodeStatistics(game) for game in games], copy=False,
         autoreset_mode=gym.vector.AutoresetMode.SAME_STEP))
     # max_grad_norm: no clipping, so the pushed gradients are the raw ones autograd gives
     config = load_config(None, {"workers": 1, "envs_per_worker": BATCH, "num_steps": STEPS,
                                 "max_grad_norm": 1e12, **request.param, **SETTINGS})
-    link = RecordingLink(ActorCritic(18, seed=5, dtype=F64), REPLAY_STEP_SIZE if config.epochs > 1 else 0.0)
+    link = RecordingLink(ActorCritic(18, frame_stack=config.frame_stack, seed=5, dtype=F64), REPLAY_STEP_SIZE if config.epochs > 1 else 0.0)
     worker = Worker(0, config, link, dtype=F64)
     worker.normalizer.frozen = True  # never updated: the identity, so the network sees the games' own frames
     obs, _ = worker.envs.reset(seed=[0, 1, 2])
@@ -189,12 +190,12 @@ def reference_updates(served, games, actions, config, clip_counts=None):
     life_loss_ends_returns, normalize_advantages = config.life_loss_ends_returns, config.normalize_advantages
     epochs, clip_range = config.epochs, config.clip_range
     ends, gamma = ends_by_step(), SETTINGS["gamma"]
-    seen = torch.tensor(np.stack([np.stack(game.seen) for game in games], 1))  # (steps, B, 1, 42, 42)
+    seen = torch.tensor(np.stack([np.stack(game.seen) for game in games], 1))  # (steps, B, K, 42, 42)
     rewards = torch.tensor([game.rewards for game in games], dtype=F64).t()  # (steps, B)
     state = (torch.zeros(BATCH, 256, dtype=F64), torch.zeros(BATCH, 256, dtype=F64))
     updates = []
     for rollout, start in enumerate(range(0, STEPS * ROLLOUTS, STEPS)):
-        reference = TorchActorCritic(18).double().load_from(served[rollout * epochs])
+        reference = TorchActorCritic(18, frame_stack=config.frame_stack).double().load_from(served[rollout * epochs])
         state = (state[0].detach(), state[1].detach())  # truncated BPTT between rollouts
         start_state = state
         logits_seq, values_seq = [], []
@@ -234,7 +235,8 @@ def reference_updates(served, games, actions, config, clip_counts=None):
         updates.append({name: grads[name].clone() for name in grads})
         old_log_probs = log_probs.gather(2, taken).squeeze(2).detach()
         for replay in range(1, epochs):
-            network = TorchActorCritic(18).double().load_from(served[rollout * epochs + replay])
+            network = TorchActorCritic(18, frame_stack=config.frame_stack).double().load_from(
+                served[rollout * epochs + replay])
             replay_state, replay_logits, replay_values = start_state, [], []
             for t in range(start, start + STEPS):
                 logits, values, replay_state = network(seen[t], replay_state, restart_mask(ends, t - 1))
@@ -258,7 +260,7 @@ def reference_updates(served, games, actions, config, clip_counts=None):
 def test_the_worker_feeds_the_network_what_each_game_showed(played):
     worker, games, frames, _, _, _ = played
     seen = torch.tensor(np.stack([np.stack(game.seen) for game in games], 1))
-    assert frames.shape == seen.shape == (STEPS * ROLLOUTS, BATCH, 1, 42, 42)
+    assert frames.shape == seen.shape == (STEPS * ROLLOUTS, BATCH, worker.config.frame_stack, 42, 42)
     assert torch.equal(frames, seen)  # reset frames included, final frames never
 
 
