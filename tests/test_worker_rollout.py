@@ -125,7 +125,7 @@ class RecordingLink:
 
 
 VARIANTS = {
-    "lives-ignored": {},
+    "lives-ignored": {"life_loss_ends_returns": False},
     "a-lost-life-ends-returns": {"life_loss_ends_returns": True},
     "advantages-normalized": {"normalize_advantages": True},
     "ppo-replays": {"epochs": 3, "clip_range": 0.1, "life_loss_ends_returns": True},
