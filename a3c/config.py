@@ -62,7 +62,7 @@ class Config:
     life_loss_ends_returns: bool = True
     """A lost life ends the returns and advantages like an episode's end (no bootstrapping
     across it); the game and the LSTM state go on (ALE's info["lives"]). On since
-    2026-11-30: with the jet-centred view it adds ~500 points at 2M steps (scripts/RESULTS.md)."""
+    2026-11-30: with the jet-centred view it adds ~400 points at 2M steps (scripts/RESULTS.md)."""
     reward_scale: float = 1.0
     """Rewards are multiplied by this before clipping (the logs keep the raw score)."""
     reward_clip: float = 1.0
