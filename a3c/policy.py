@@ -14,7 +14,7 @@ import torch
 from a3c.checkpoint import load_checkpoint, restore_model
 from a3c.config import check_env_id
 from a3c.envs import ObsNormalizer, make_env
-from a3c.model import ActorCritic, network_settings
+from a3c.model import FRAME_SIZE, FRAME_STACK, ActorCritic, network_settings
 
 PRETRAINED = Path(__file__).resolve().parent / "pretrained" / "riverraid.pt"
 """The trained agent that ships with the package: ``--checkpoint pretrained``."""
@@ -68,8 +68,8 @@ def play_episode(env, model: ActorCritic, normalizer: ObsNormalizer, policy: str
 def frame_settings(config: dict) -> dict:
     """The view of the game a run's network sees (a checkpoint's config, as a dict; one
     older than a setting had its first value)."""
-    return {"frame": config.get("frame", "original"), "frame_size": int(config.get("frame_size", 42)),
-            "frame_stack": int(config.get("frame_stack", 1))}
+    return {"frame": config.get("frame", "original"), "frame_size": int(config.get("frame_size", FRAME_SIZE)),
+            "frame_stack": int(config.get("frame_stack", FRAME_STACK))}
 
 
 def load_agent(path: str | Path, env_id: str | None = None):
