@@ -10,7 +10,9 @@ also prints each life's raw score and the bridges it destroyed (River Raid score
 for a bridge, and a new life starts at the last bridge destroyed: a life that scores
 little after a bridge has met the river section beyond it), how often each action was
 taken and the policy's entropy per step (ln 18 = 2.89 nats is a uniform choice): how
-decided the agent is.
+decided the agent is. With each life it prints the fuel left when the life ended (ALE's
+RAM byte 55, 0-255; it holds still through the explosion until the counter drops), so a
+life that ran dry (fuel 0) is told apart from a crash.
 """
 from __future__ import annotations
 
@@ -29,12 +31,14 @@ from a3c.envs import make_env
 from a3c.policy import frame_settings, load_agent, select_action
 
 BRIDGE_SCORE = 500  # River Raid's points for a bridge (nothing else scores 500)
+FUEL_RAM = 55  # River Raid's fuel, 0 (empty) to 255 (full), in the console's RAM
 
 
 def lost_lives(checkpoint: str, episodes: int, before: list[int], seed: int):
     """([(episode, agent step, [screen ``b`` steps before the counter dropped for b in before],
-    the life's raw score, the bridges it destroyed)], [each episode's raw score], Counter of
-    the actions' names taken, [the policy's entropy at each step])."""
+    the life's raw score, the bridges it destroyed, the fuel left when it ended)], [each
+    episode's raw score], Counter of the actions' names taken, [the policy's entropy at
+    each step])."""
     model, normalizer, env_id, payload = load_agent(checkpoint)
     env = make_env(env_id, seed=seed, render_mode="rgb_array", **frame_settings(payload["config"]))
     generator = torch.Generator().manual_seed(seed)
@@ -59,7 +63,7 @@ def lost_lives(checkpoint: str, episodes: int, before: list[int], seed: int):
             screens.append(env.render())
             if info["lives"] < lives or terminated:
                 found.append((episode, step, [screens[max(0, len(screens) - 1 - b)] for b in before],
-                              life_score, life_bridges))
+                              life_score, life_bridges, int(env.unwrapped.ale.getRAM()[FUEL_RAM])))
                 lives, life_score, life_bridges = info["lives"], 0.0, 0
         scores.append(score)
     env.close()
@@ -88,15 +92,17 @@ def main() -> int:
     except (CheckpointError, ConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    rows = [np.concatenate(screens, 1) for _, _, screens, _, _ in found]
+    rows = [np.concatenate(screens, 1) for _, _, screens, _, _, _ in found]
     Image.fromarray(np.concatenate(rows, 0)).save(args.out)
-    for episode, step, _, score, bridges in found:
+    for episode, step, _, score, bridges, fuel in found:
         print(f"episode {episode}: a life lost at agent step {step} (this life: score {score:.0f}, "
-              f"{bridges} bridge{'' if bridges == 1 else 's'})")
+              f"{bridges} bridge{'' if bridges == 1 else 's'}, fuel {fuel} of 255)")
     for episode, score in enumerate(scores):
         print(f"episode {episode}: score {score:.0f}")
     total = sum(taken.values())
     print("actions taken: " + ", ".join(f"{name} {count / total:.0%}" for name, count in taken.most_common()))
+    dry = sum(fuel == 0 for *_, fuel in found)
+    print(f"lives that ran out of fuel: {dry} of {len(found)}")
     print(f"policy entropy per step: mean {np.mean(entropies):.2f}, min {min(entropies):.2f} nats")
     print(f"wrote {args.out}: {len(found)} rows, screens {', '.join(map(str, before))} steps before each")
     return 0

@@ -128,15 +128,19 @@ def test_lost_lives_shows_the_screens_before_each_lost_life(tmp_path):
     out = tmp_path / "lives.png"
     result = run_script("-m", "scripts.lost_lives", "--episodes", "1", "--before", "3,1", "--out", str(out))
     assert result.returncode == 0, result.stderr[-2000:]
-    lives = re.findall(r"^episode 0: a life lost at agent step (\d+) \(this life: score (\d+), (\d+) bridges?\)$",
-                       result.stdout, re.MULTILINE)
-    lost = [int(step) for step, _, _ in lives]
+    lives = re.findall(r"^episode 0: a life lost at agent step (\d+) \(this life: score (\d+), (\d+) bridges?, "
+                       r"fuel (\d+) of 255\)$", result.stdout, re.MULTILINE)
+    lost = [int(step) for step, *_ in lives]
     assert len(lost) == 4 and lost == sorted(lost)  # River Raid's four lives, in order
     # the lives' scores add up to the game's: River Raid scores in tens, a bridge 500
-    scores = [int(score) for _, score, _ in lives]
+    scores = [int(score) for _, score, _, _ in lives]
     game = int(re.search(r"^episode 0: score (\d+)$", result.stdout, re.MULTILINE).group(1))
     assert all(score % 10 == 0 for score in scores) and sum(scores) == game > 0
-    assert all(500 * int(bridges) <= int(score) for _, score, bridges in lives)
+    assert all(500 * int(bridges) <= int(score) for _, score, bridges, _ in lives)
+    fuel = [int(left) for *_, left in lives]
+    assert all(0 <= left <= 255 for left in fuel)
+    dry = int(re.search(r"^lives that ran out of fuel: (\d+) of 4$", result.stdout, re.MULTILINE).group(1))
+    assert dry == sum(left == 0 for left in fuel)
     assert re.search(r"^actions taken: \w+ \d+%", result.stdout, re.MULTILINE)
     entropy = float(re.search(r"policy entropy per step: mean ([\d.]+)", result.stdout).group(1))
     assert 0 < entropy <= math.log(18) + 1e-6
@@ -144,6 +148,24 @@ def test_lost_lives_shows_the_screens_before_each_lost_life(tmp_path):
     assert image.size == (2 * 160, 4 * 210)  # a row per lost life, a screen per --before
     bad = run_script("-m", "scripts.lost_lives", "--before", "x")
     assert bad.returncode == 2 and bad.stderr.startswith("error:") and bad.stderr.count("\n") == 1
+
+
+def test_the_fuel_byte_lost_lives_reads_is_full_at_the_start_and_falls_as_the_jet_flies():
+    import ale_py
+    import gymnasium as gym
+
+    from scripts.lost_lives import FUEL_RAM
+
+    gym.register_envs(ale_py)
+    env = gym.make("Riverraid-v0", repeat_action_probability=0.0)
+    env.reset(seed=0)
+    fuel = [int(env.unwrapped.ale.getRAM()[FUEL_RAM])]
+    for _ in range(60):  # fire and fly on: the first stretch of river is straight
+        env.step(1)
+        fuel.append(int(env.unwrapped.ale.getRAM()[FUEL_RAM]))
+    env.close()
+    assert fuel[0] == 255 and fuel[-1] < 255
+    assert all(later <= earlier for earlier, later in zip(fuel, fuel[1:]))  # no depot in the first 60 steps
 
 
 SCRIPTS = sorted(path.stem for path in (ROOT / "scripts").glob("*.py") if path.stem != "__init__")
