@@ -11,8 +11,9 @@ for a bridge, and a new life starts at the last bridge destroyed: a life that sc
 little after a bridge has met the river section beyond it), how often each action was
 taken and the policy's entropy per step (ln 18 = 2.89 nats is a uniform choice): how
 decided the agent is. With each life it prints the fuel left when the life ended (ALE's
-RAM byte 55, 0-255; it holds still through the explosion until the counter drops), so a
-life that ran dry (fuel 0) is told apart from a crash.
+RAM byte 55, 0-255, read ``FUEL_BEFORE`` agent steps before the counter drops: the
+gauge holds still through the explosion, then fills for the next life about 26 steps
+before the counter drops), so a life that ran dry (fuel 0) is told apart from a crash.
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ from a3c.policy import frame_settings, load_agent, select_action
 
 BRIDGE_SCORE = 500  # River Raid's points for a bridge (nothing else scores 500)
 FUEL_RAM = 55  # River Raid's fuel, 0 (empty) to 255 (full), in the console's RAM
+FUEL_BEFORE = 40  # agent steps before the counter drops: inside the ~30 steps the gauge is frozen
 
 
 def lost_lives(checkpoint: str, episodes: int, before: list[int], seed: int):
@@ -49,6 +51,7 @@ def lost_lives(checkpoint: str, episodes: int, before: list[int], seed: int):
         state, lives, step, done = model.initial_state(1), info["lives"], 0, False
         life_score, life_bridges, score = 0.0, 0, 0.0
         screens = deque(maxlen=max(before) + 1)
+        fuel = deque(maxlen=FUEL_BEFORE + 1)
         while not done:
             frame = torch.from_numpy(normalizer(obs, update=False).astype(np.float32)).unsqueeze(0)
             logits, _, state = model.step(frame, state)
@@ -61,9 +64,10 @@ def lost_lives(checkpoint: str, episodes: int, before: list[int], seed: int):
             score += info["raw_reward"]
             life_bridges += info["raw_reward"] == BRIDGE_SCORE
             screens.append(env.render())
+            fuel.append(int(env.unwrapped.ale.getRAM()[FUEL_RAM]))
             if info["lives"] < lives or terminated:
                 found.append((episode, step, [screens[max(0, len(screens) - 1 - b)] for b in before],
-                              life_score, life_bridges, int(env.unwrapped.ale.getRAM()[FUEL_RAM])))
+                              life_score, life_bridges, fuel[0]))
                 lives, life_score, life_bridges = info["lives"], 0.0, 0
         scores.append(score)
     env.close()
