@@ -271,6 +271,9 @@ def validate(config: Config) -> None:
             raise ConfigError(f"{key} must be in [0, 1], got {getattr(config, key)}")
     if not 16 <= config.frame_size <= 210:
         raise ConfigError(f"frame_size must be in [16, 210], got {config.frame_size}")
+    # the LSTM's float32 bias holds it; beyond +-100 the forget gate is shut or open in float32 anyway
+    if not -100.0 <= config.forget_bias <= 100.0:
+        raise ConfigError(f"forget_bias must be in [-100, 100], got {config.forget_bias}")
     if not 0.0 < config.clip_range < 1.0:
         raise ConfigError(f"clip_range must be in (0, 1), got {config.clip_range}")
     for key in ["eval_episodes", "eval_max_steps", "envs_per_worker", "conv_channels", "hidden_size", "epochs",
