@@ -18,6 +18,7 @@ from a3c.config import (
     Config,
     ConfigError,
     check_env_id,
+    check_saved_settings,
     check_run_dir,
     field_docs,
     load_config,
@@ -47,8 +48,15 @@ def parse_args(argv: list[str] | None) -> tuple[Config, dict | None]:
             checkpoint = load_checkpoint(config.resume)
         except CheckpointError as error:
             raise ConfigError(f"resume: {error}") from None
-        # the same view and network sizes, or the trained network is lost
-        saved_settings = {**frame_settings(checkpoint["config"]), **network_settings(checkpoint["config"])}
+        # the same view and network sizes, or the trained network is lost; the same optimizer,
+        # whose statistics the checkpoint holds (a run that did not record one used Adam,
+        # the default until 2026-11-30)
+        try:
+            saved_optimizer = check_saved_settings(checkpoint["config"], ["optimizer"]).get("optimizer", "adam")
+        except ConfigError as error:
+            raise ConfigError(f"resume: {config.resume} has a bad config: {error}") from None
+        saved_settings = {**frame_settings(checkpoint["config"]), **network_settings(checkpoint["config"]),
+                          "optimizer": saved_optimizer}
         for key, saved in saved_settings.items():
             if getattr(config, key) != saved:
                 raise ConfigError(f"resume: {config.resume} was trained with {key}={saved}, this run asks for "

@@ -13,7 +13,7 @@ import torch
 
 from a3c.checkpoint import load_checkpoint, save_checkpoint
 from a3c.model import ActorCritic
-from a3c.optim import SharedAdam
+from a3c.optim import SharedAdam, SharedRMSprop
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -67,9 +67,9 @@ def test_evaluate_refuses_a_json_folder_before_playing(tmp_path):
 def test_a_start_rejected_after_the_run_folder_was_made_leaves_no_folder(tmp_path):
     model = ActorCritic(9, seed=0)  # a network for 9 actions: River Raid has 18
     path = tmp_path / "nine.pt"
-    save_checkpoint(path, {"model": model.state_dict(), "optimizer": SharedAdam(model.parameters(), 1e-4).state_dict(),
+    save_checkpoint(path, {"model": model.state_dict(), "optimizer": SharedRMSprop(model.parameters(), 7e-4).state_dict(),
                            "global_step": 10, "obs_norm": torch.zeros(2, 3, dtype=torch.float64), "n_actions": 9,
-                           "config": {"env_id": "Riverraid-v0", "frame": "jet_centred"}})
+                           "config": {"env_id": "Riverraid-v0", "frame": "jet_centred", "optimizer": "rmsprop"}})
     run_dir = tmp_path / "never"
     result = train(f"resume={path}", f"run_dir={run_dir}")
     assert result.returncode == 2 and "actions" in result.stderr
@@ -156,3 +156,16 @@ def test_a_failed_checkpoint_write_stops_the_run_cleanly_and_keeps_the_previous_
     previous = load_checkpoint(run_dir / "checkpoints" / "latest.pt")  # the first write survives intact
     assert 0 < previous["global_step"] < 1_000_000
     assert not list((run_dir / "checkpoints").glob(".*.tmp"))
+
+
+def test_resume_with_another_optimizer_is_refused_with_the_setting_to_give(tmp_path):
+    # the default became RMSProp on 2026-11-30: an Adam run's statistics cannot feed it
+    model = ActorCritic(18, seed=0)
+    path = tmp_path / "adam.pt"
+    save_checkpoint(path, {"model": model.state_dict(), "optimizer": SharedAdam(model.parameters(), 1e-4).state_dict(),
+                           "global_step": 10, "obs_norm": torch.zeros(2, 3, dtype=torch.float64), "n_actions": 18,
+                           "config": {"env_id": "Riverraid-v0", "frame": "jet_centred", "optimizer": "adam"}})
+    result = train(f"resume={path}", f"run_dir={tmp_path / 'run'}")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "was trained with optimizer=adam, this run asks for optimizer=rmsprop (give optimizer=adam)" in result.stderr
+    assert not (tmp_path / "run").exists()
