@@ -90,8 +90,8 @@ class Config:
     """Gradients are rescaled so their global L2 norm is at most this."""
     optimizer: str = "rmsprop"
     """'rmsprop' (shared statistics, eps 0.1, as in the A3C paper) or 'adam'. RMSProp at
-    7e-4 since 2026-11-30: ahead of Adam at 3e-4 at every mark from 1M to 2M steps on two seeds
-    (scripts/RESULTS.md)."""
+    7e-4 since 2026-11-30: ahead of Adam at 3e-4 at every mark from 1M to 2M steps on three
+    seeds (scripts/RESULTS.md)."""
     lr_anneal: bool = False
     """Anneal the learning rate linearly to zero over total_steps."""
     seed: int = 1
