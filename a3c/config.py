@@ -40,7 +40,8 @@ class Config:
     frame: str = "jet_centred"
     """The network's view of the screen: 'jet_centred' (the whole river and the fuel gauge,
     the river shifted sideways to put the jet in the middle column: the default since
-    2026-11-28, scripts/RESULTS.md), 'river_and_gauge' (the same unshifted, rows 2..190 and
+    2026-11-28, scripts/RESULTS.md), 'jet_centred_fuel_bar' (the same with the gauge drawn
+    as a bar as long as the tank is full), 'river_and_gauge' (the same unshifted, rows 2..190 and
     columns 8..160 of ALE's luminance greyscale) or 'original' (the original design's crop
     of rows 34..194, mean of the colour channels; checkpoints that record no view had it)."""
     frame_size: int = 42
@@ -155,7 +156,7 @@ LIMITS = {"workers": 1024, "envs_per_worker": 256, "num_steps": 10_000, "eval_ni
           "hidden_size": 4096, "epochs": 64, "frame_stack": 16}
 
 CHOICES = {"optimizer": ("adam", "rmsprop"), "backend": ("local", "ray"),
-           "frame": ("original", "river_and_gauge", "jet_centred"), "eval_policy": ("sample", "greedy", "both")}
+           "frame": ("original", "river_and_gauge", "jet_centred", "jet_centred_fuel_bar"), "eval_policy": ("sample", "greedy", "both")}
 
 
 def shown(value: Any, limit: int = 60) -> str:

@@ -12,6 +12,11 @@ interpolation) and scaled to [0, 1]:
                    jet is always in the middle column (an egocentric view: "a bank just left
                    of me" is then the same input wherever the jet is); the gauge rows stay
                    put. The jet is found by its colour in the rows it always flies in.
+  jet_centred_fuel_bar
+                   jet_centred with the gauge rows replaced by a bar as long as the tank is
+                   full (white from the left edge, black after it), read from the needle's
+                   column on the screen: at 42x42 the needle itself is under one pixel
+                   wide, the bar spans up to 42 columns of 6 rows.
 With ``frame_stack`` K > 1 the last K views, oldest first, are the K channels of each
 observation (gymnasium's FrameStackObservation). The env stops there, so the same seed
 and actions give the same observations.
@@ -93,19 +98,58 @@ def jet_column(frame: np.ndarray) -> int | None:
     return VIEW_COLUMNS.start + (int(columns[0]) + int(columns[-1])) // 2
 
 
-def preprocess_jet_centred(frame: np.ndarray, jet_x: int, size: int = FRAME_SIZE) -> np.ndarray:
-    """The jet_centred view: (210, 160, 3) uint8 RGB and the jet's column ->
-    (1, size, size) float32 in [0, 1]. The river rows are shifted so that column
-    ``jet_x`` lands in the middle, the banks beyond the screen's edges extended
-    (replicated edge columns); the gauge rows are not shifted."""
+def _jet_centred_screen(frame: np.ndarray, jet_x: int) -> np.ndarray:
+    """The jet_centred view at the screen's resolution: (188, 152) uint8 greyscale."""
     grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)[VIEW_ROWS, VIEW_COLUMNS]
     width = grey.shape[1]
     half = width // 2
     river = cv2.copyMakeBorder(grey[:RIVER_ROWS], 0, 0, half, width - half, cv2.BORDER_REPLICATE)
     left = jet_x - VIEW_COLUMNS.start  # window [left, left + width) of the padded river is centred on the jet
-    view = np.concatenate([river[:, left:left + width], grey[RIVER_ROWS:]])
+    return np.concatenate([river[:, left:left + width], grey[RIVER_ROWS:]])
+
+
+def _to_input(view: np.ndarray, size: int) -> np.ndarray:
     small = cv2.resize(view, (size, size), interpolation=cv2.INTER_AREA)
     return (small.astype(np.float32) * (1.0 / 255.0))[None]
+
+
+def preprocess_jet_centred(frame: np.ndarray, jet_x: int, size: int = FRAME_SIZE) -> np.ndarray:
+    """The jet_centred view: (210, 160, 3) uint8 RGB and the jet's column ->
+    (1, size, size) float32 in [0, 1]. The river rows are shifted so that column
+    ``jet_x`` lands in the middle, the banks beyond the screen's edges extended
+    (replicated edge columns); the gauge rows are not shifted."""
+    return _to_input(_jet_centred_screen(frame, jet_x), size)
+
+
+# the fuel gauge's needle: drawn in this colour (RGB), 1-2 columns wide, in these rows and
+# inside the gauge's box (these columns); its left column is 68 on an empty tank and 99 on
+# a full one, in proportion to the fuel in between (ALE's RAM byte 55: a test checks it)
+NEEDLE_ROWS, NEEDLE_COLUMNS = slice(179, 189), slice(65, 104)
+NEEDLE_RGB = (252, 252, 84)
+NEEDLE_EMPTY, NEEDLE_FULL = 68, 99
+
+
+def fuel_level(frame: np.ndarray) -> float | None:
+    """The fuel in the tank, 0 (empty) to 1 (full), read from the gauge's needle in an RGB
+    frame, or None where no needle is drawn."""
+    band = frame[NEEDLE_ROWS, NEEDLE_COLUMNS]
+    needle = (band[..., 0] == NEEDLE_RGB[0]) & (band[..., 1] == NEEDLE_RGB[1]) & (band[..., 2] == NEEDLE_RGB[2])
+    columns = np.flatnonzero(needle.any(axis=0))
+    if len(columns) == 0:
+        return None
+    left = NEEDLE_COLUMNS.start + int(columns[0])
+    return min(max((left - NEEDLE_EMPTY) / (NEEDLE_FULL - NEEDLE_EMPTY), 0.0), 1.0)
+
+
+def preprocess_jet_centred_fuel_bar(frame: np.ndarray, jet_x: int, fuel: float,
+                                    size: int = FRAME_SIZE) -> np.ndarray:
+    """The jet_centred_fuel_bar view: the jet_centred view with its gauge rows replaced by
+    a bar, white over the first ``fuel`` (0 to 1) of the width and black after it."""
+    view = _jet_centred_screen(frame, jet_x)
+    gauge = view[RIVER_ROWS:]
+    gauge[:] = 0
+    gauge[:, :round(fuel * gauge.shape[1])] = 255
+    return _to_input(view, size)
 
 
 class ObsNormalizer:
@@ -178,21 +222,31 @@ class NetworkInputFrames(gym.ObservationWrapper, gym.utils.RecordConstructorArgs
         gym.utils.RecordConstructorArgs.__init__(self, frame=frame, frame_size=frame_size)
         gym.ObservationWrapper.__init__(self, env)
         self.preprocess = {"original": preprocess_frame, "river_and_gauge": preprocess_grey_frame,
-                           "jet_centred": self._jet_centred}[frame]
+                           "jet_centred": self._jet_centred, "jet_centred_fuel_bar": self._jet_centred_fuel_bar}[frame]
         self.frame, self.frame_size = frame, frame_size
-        self.jet_x = SCREEN_CENTRE
+        self.jet_x, self.fuel = SCREEN_CENTRE, 1.0
         self.observation_space = gym.spaces.Box(0.0, 1.0, (1, frame_size, frame_size), np.float32)
 
     def reset(self, **kwargs):
-        self.jet_x = SCREEN_CENTRE
+        self.jet_x, self.fuel = SCREEN_CENTRE, 1.0  # a new game: the jet in the middle, a full tank
         return super().reset(**kwargs)
 
-    def _jet_centred(self, frame: np.ndarray, size: int) -> np.ndarray:
+    def _follow_jet(self, frame: np.ndarray) -> None:
         # where the jet is not visible (exploding, respawning) the view keeps its last place
         found = jet_column(frame)
         if found is not None:
             self.jet_x = found
+
+    def _jet_centred(self, frame: np.ndarray, size: int) -> np.ndarray:
+        self._follow_jet(frame)
         return preprocess_jet_centred(frame, self.jet_x, size)
+
+    def _jet_centred_fuel_bar(self, frame: np.ndarray, size: int) -> np.ndarray:
+        self._follow_jet(frame)
+        fuel = fuel_level(frame)
+        if fuel is not None:  # where no needle is drawn the bar keeps its last length
+            self.fuel = fuel
+        return preprocess_jet_centred_fuel_bar(frame, self.jet_x, self.fuel, size)
 
     def observation(self, observation: np.ndarray) -> np.ndarray:
         return self.preprocess(observation, self.frame_size)
