@@ -266,7 +266,7 @@ def test_the_fuel_bar_view_draws_the_tank_as_a_bar_and_keeps_the_river_of_the_je
     from a3c.envs import RIVER_ROWS, fuel_level, preprocess_jet_centred, preprocess_jet_centred_fuel_bar
 
     assert fuel_level(needle_screen(None)) is None
-    assert [fuel_level(needle_screen(x)) for x in (68, 99, 120 - 37)] == [0.0, 1.0, 15 / 31]
+    assert [fuel_level(needle_screen(x)) for x in (68, 99, 83)] == [0.0, 1.0, 15 / 31]
     for fuel in (0.0, 0.25, 0.5, 1.0):
         view = preprocess_jet_centred_fuel_bar(needle_screen(83), 60, fuel, 152)[0]
         gauge = view[RIVER_ROWS * 152 // 188 + 1:]
@@ -274,7 +274,7 @@ def test_the_fuel_bar_view_draws_the_tank_as_a_bar_and_keeps_the_river_of_the_je
         assert np.all(gauge[:, :max(int(fuel * 152) - 1, 0)] == 1.0) and np.all(gauge[:, round(fuel * 152) + 1:] == 0.0)
         river = slice(0, RIVER_ROWS * 152 // 188)
         np.testing.assert_array_equal(view[river], preprocess_jet_centred(needle_screen(83), 60, 152)[0][river])
-    # at the network's 42x42 a twentieth of the tank moves the input by a whole grey level step
+    # at the network's 42x42 a twentieth of the tank moves an input pixel by over half its range
     half, less = (preprocess_jet_centred_fuel_bar(needle_screen(83), 60, f, 42) for f in (0.5, 0.45))
     assert np.abs(half - less).max() > 0.5
 
