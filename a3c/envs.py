@@ -87,12 +87,16 @@ JET_MAX_SPREAD = 12
 SCREEN_CENTRE = 84  # the middle of columns 8..160, where a new life's jet appears
 
 
+def _columns_in_colour(band: np.ndarray, rgb: tuple[int, int, int]) -> np.ndarray:
+    """The columns of an RGB band where any pixel has exactly this colour."""
+    match = (band[..., 0] == rgb[0]) & (band[..., 1] == rgb[1]) & (band[..., 2] == rgb[2])
+    return np.flatnonzero(match.any(axis=0))
+
+
 def jet_column(frame: np.ndarray) -> int | None:
     """The screen column of the jet's centre in an RGB frame, or None where it is not
     visible (explosion, respawn) or cannot be told apart."""
-    band = frame[JET_ROWS, VIEW_COLUMNS]
-    yellow = (band[..., 0] == JET_RGB[0]) & (band[..., 1] == JET_RGB[1]) & (band[..., 2] == JET_RGB[2])
-    columns = np.flatnonzero(yellow.any(axis=0))
+    columns = _columns_in_colour(frame[JET_ROWS, VIEW_COLUMNS], JET_RGB)
     if len(columns) == 0 or columns[-1] - columns[0] > JET_MAX_SPREAD:
         return None
     return VIEW_COLUMNS.start + (int(columns[0]) + int(columns[-1])) // 2
@@ -132,9 +136,7 @@ NEEDLE_EMPTY, NEEDLE_FULL = 68, 99
 def fuel_level(frame: np.ndarray) -> float | None:
     """The fuel in the tank, 0 (empty) to 1 (full), read from the gauge's needle in an RGB
     frame, or None where no needle is drawn."""
-    band = frame[NEEDLE_ROWS, NEEDLE_COLUMNS]
-    needle = (band[..., 0] == NEEDLE_RGB[0]) & (band[..., 1] == NEEDLE_RGB[1]) & (band[..., 2] == NEEDLE_RGB[2])
-    columns = np.flatnonzero(needle.any(axis=0))
+    columns = _columns_in_colour(frame[NEEDLE_ROWS, NEEDLE_COLUMNS], NEEDLE_RGB)
     if len(columns) == 0:
         return None
     left = NEEDLE_COLUMNS.start + int(columns[0])
