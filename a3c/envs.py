@@ -127,10 +127,13 @@ def preprocess_jet_centred(frame: np.ndarray, jet_x: int, size: int = FRAME_SIZE
 
 # the fuel gauge's needle: drawn in this colour (RGB), 1-2 columns wide, in these rows and
 # inside the gauge's box (these columns); its left column is 68 on an empty tank and 99 on
-# a full one, in proportion to the fuel in between (ALE's RAM byte 55: a test checks it)
+# a full one, in proportion to the fuel in the tank (FUEL_RAM: a test checks it)
 NEEDLE_ROWS, NEEDLE_COLUMNS = slice(179, 189), slice(65, 104)
 NEEDLE_RGB = (252, 252, 84)
 NEEDLE_EMPTY, NEEDLE_FULL = 68, 99
+# the game's own fuel byte in the console's RAM, 0 (empty) to 255 (full): the agent reads
+# the needle on the screen; the diagnostics (scripts.lost_lives) and the tests read this
+FUEL_RAM = 55
 
 
 def fuel_level(frame: np.ndarray) -> float | None:

@@ -28,11 +28,10 @@ from PIL import Image
 
 from a3c.checkpoint import CheckpointError
 from a3c.config import ConfigError
-from a3c.envs import make_env
+from a3c.envs import FUEL_RAM, make_env
 from a3c.policy import frame_settings, load_agent, select_action
 
 BRIDGE_SCORE = 500  # River Raid's points for a bridge (nothing else scores 500)
-FUEL_RAM = 55  # River Raid's fuel, 0 (empty) to 255 (full), in the console's RAM
 FUEL_BEFORE = 40  # agent steps before the counter drops: inside the ~30 steps the gauge is frozen
 
 

@@ -247,8 +247,7 @@ def test_the_fuel_read_from_the_needle_is_the_fuel_in_the_tank(fuel):
     import ale_py
     import gymnasium as gym
 
-    from a3c.envs import fuel_level
-    from scripts.lost_lives import FUEL_RAM
+    from a3c.envs import FUEL_RAM, fuel_level
 
     gym.register_envs(ale_py)
     env = gym.make("Riverraid-v0", repeat_action_probability=0.0)

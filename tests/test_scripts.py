@@ -153,7 +153,7 @@ def test_the_fuel_byte_lost_lives_reads_is_full_at_the_start_and_falls_as_the_je
     import ale_py
     import gymnasium as gym
 
-    from scripts.lost_lives import FUEL_RAM
+    from a3c.envs import FUEL_RAM
 
     gym.register_envs(ale_py)
     env = gym.make("Riverraid-v0", repeat_action_probability=0.0)
