@@ -104,7 +104,9 @@ class Config:
     checkpoint_interval: float = 300.0
     """Seconds between checkpoints (one is always written at the end)."""
     resume: str | None = None
-    """Path of a checkpoint to continue from (steps, weights, optimizer, normalisation)."""
+    """Path of a checkpoint to continue from (steps, weights, optimizer, normalisation) with
+    the settings it was trained with: key=value (and a --config file, if given) change them,
+    except the view, the network's sizes and the optimizer."""
     max_restarts: int = 10
     """Worker crashes tolerated (each restarted) before the run stops."""
     log_interval: float = 5.0
@@ -222,9 +224,16 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     return overrides
 
 
-def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
-    """Read YAML (default: configs/riverraid.yaml), apply overrides, validate."""
-    path = Path(path) if path is not None else DEFAULT_CONFIG
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None,
+                saved: dict[str, Any] | None = None) -> Config:
+    """Read YAML (default: configs/riverraid.yaml), apply overrides, validate.
+
+    A resumed run passes its checkpoint's settings as ``saved`` (see :func:`resumed_settings`):
+    they replace the default file's values, and a file given here and the overrides replace
+    them, so a run continues as it was trained unless told otherwise.
+    """
+    explicit = path is not None
+    path = Path(path) if explicit else DEFAULT_CONFIG
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError:
@@ -233,6 +242,8 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         raise ConfigError(f"cannot read config {path}: {str(error).splitlines()[0]}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"config {path} must be a mapping of settings, got {type(raw).__name__}")
+    if saved:
+        raw = {**saved, **raw} if explicit else {**raw, **saved}
     raw.update(overrides or {})
     values = {}
     for key, value in raw.items():
@@ -242,6 +253,18 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     config = Config(**values)
     validate(config)
     return resolve(config)
+
+
+# where and on what a run executes, not what it learns: a resumed run takes these from its
+# new start (the default "runs/<timestamp>" becomes the checkpoint's own folder, see resolve)
+NOT_RESUMED = ("run_dir", "resume", "workers", "backend", "ray_address")
+
+
+def resumed_settings(saved: dict) -> dict[str, Any]:
+    """The settings a resumed run continues with: those of a checkpoint's config, checked as
+    a new run's would be (a ConfigError for the first bad one), less NOT_RESUMED and the
+    keys this version does not know (settings since removed)."""
+    return check_saved_settings(saved, [key for key in saved if key in FIELD_TYPES and key not in NOT_RESUMED])
 
 
 def check_saved_settings(saved: dict, keys) -> dict[str, Any]:

@@ -15,22 +15,25 @@ import torch
 from a3c.checkpoint import CheckpointError, load_checkpoint
 from a3c.cli import ArgumentParser
 from a3c.config import (
+    FIELD_TYPES,
+    NOT_RESUMED,
     Config,
     ConfigError,
     check_env_id,
     check_run_dir,
-    check_saved_settings,
     field_docs,
     load_config,
     parse_overrides,
+    resumed_settings,
 )
 from a3c.footprint import check_memory
 from a3c.model import network_settings
 from a3c.policy import frame_settings
 
 
-def parse_args(argv: list[str] | None) -> tuple[Config, dict | None]:
-    """The run's settings and the checkpoint it resumes; a ConfigError for any mistake."""
+def parse_args(argv: list[str] | None) -> tuple[Config, dict | None, str | None]:
+    """The run's settings, the checkpoint it resumes and a line saying which settings a
+    resumed run changed; a ConfigError for any mistake."""
     settings = "\n".join(f"  {name:<20} {doc}" for name, doc in field_docs().items())
     parser = ArgumentParser(prog="python -m a3c.train",
                                      description="Train an A3C-LSTM agent on an Atari game, "
@@ -40,37 +43,62 @@ def parse_args(argv: list[str] | None) -> tuple[Config, dict | None]:
     parser.add_argument("--config", help="YAML settings file (default: configs/riverraid.yaml)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="override any setting")
     args = parser.parse_args(argv)
-    config = load_config(args.config, parse_overrides(args.overrides))
-    check_env_id(config.env_id)
-    checkpoint = None
+    overrides = parse_overrides(args.overrides)
+    config = load_config(args.config, overrides)
+    checkpoint, note = None, None
     if config.resume:
         try:
             checkpoint = load_checkpoint(config.resume)
         except CheckpointError as error:
             raise ConfigError(f"resume: {error}") from None
-        # the same view and network sizes, or the trained network is lost; the same optimizer,
-        # whose statistics the checkpoint holds (a run that did not record one used Adam,
-        # the default until 2026-11-30)
+        # the run goes on with the settings it was trained with; a checkpoint older than the
+        # view or the optimizer setting had the first value of each: the original view, Adam
+        saved = checkpoint["config"]
         try:
-            saved_optimizer = check_saved_settings(checkpoint["config"], ["optimizer"]).get("optimizer", "adam")
+            saved = resumed_settings({**saved, **frame_settings(saved), **network_settings(saved),
+                                      "optimizer": saved.get("optimizer", "adam")})
         except ConfigError as error:
             raise ConfigError(f"resume: {config.resume} has a bad config: {error}") from None
-        saved_settings = {**frame_settings(checkpoint["config"]), **network_settings(checkpoint["config"]),
-                          "optimizer": saved_optimizer}
-        for key, saved in saved_settings.items():
-            if getattr(config, key) != saved:
-                raise ConfigError(f"resume: {config.resume} was trained with {key}={saved}, this run asks for "
-                                  f"{key}={getattr(config, key)} (give {key}={saved})")
+        config = load_config(args.config, overrides, saved=saved)
+        # a view, network or optimizer asked for on this start must be the trained one, or
+        # the trained network (or the optimizer's statistics) is lost
+        for key in [*frame_settings(saved), *network_settings(saved), "optimizer"]:
+            if getattr(config, key) != saved[key]:
+                raise ConfigError(f"resume: {config.resume} was trained with {key}={saved[key]}, this run asks for "
+                                  f"{key}={getattr(config, key)} (give {key}={saved[key]} or leave {key} out)")
+        if checkpoint["global_step"] >= config.total_steps:
+            raise ConfigError(f"resume: {config.resume} is at step {checkpoint['global_step']:,} and total_steps is "
+                              f"{config.total_steps:,}: give a larger total_steps to go on")
+        note = resume_note(config, checkpoint["global_step"], saved)
+    check_env_id(config.env_id)
     check_memory(config)
     check_run_dir(Path(config.run_dir))
-    return config, checkpoint
+    return config, checkpoint, note
+
+
+def resume_note(config: Config, step: int, saved: dict) -> str:
+    """What a resumed run continues with: its checkpoint's settings, and those this start
+    changed or that the checkpoint (older than them) did not record."""
+    def shown_value(value) -> str:
+        return str(value).lower() if isinstance(value, bool) else str(value)
+
+    note = f"resuming {config.resume} at step {step:,} with the settings it was trained with"
+    changed = [f"{key}={shown_value(getattr(config, key))} (was {shown_value(value)})"
+               for key, value in saved.items() if getattr(config, key) != value]
+    unrecorded = [f"{key}={shown_value(getattr(config, key))}" for key in FIELD_TYPES
+                  if key not in saved and key not in NOT_RESUMED]
+    if changed:
+        note += f"; changed: {', '.join(changed)}"
+    if unrecorded:
+        note += f"; not in the checkpoint, so as configured: {', '.join(unrecorded)}"
+    return note
 
 
 def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)  # the main process only coordinates; the cores belong to workers
     config = None
     try:
-        config, checkpoint = parse_args(argv)
+        config, checkpoint, note = parse_args(argv)
         cores = os.cpu_count() or 1
         if config.backend == "local" and config.workers > cores:
             print(f"warning: {config.workers} workers on {cores} cores share them: each runs slower",
@@ -87,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
             remove_if_empty(Path(config.run_dir))
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if note:
+        print(note, flush=True)
     return trainer.run()
 
 
