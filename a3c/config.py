@@ -224,6 +224,20 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     return overrides
 
 
+def read_settings_file(path: str | Path) -> dict:
+    """A YAML file's settings as given (checked later, with the rest)."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except (OSError, yaml.YAMLError) as error:
+        raise ConfigError(f"cannot read config {path}: {str(error).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config {path} must be a mapping of settings, got {type(raw).__name__}")
+    return raw
+
+
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None,
                 saved: dict[str, Any] | None = None) -> Config:
     """Read YAML (default: configs/riverraid.yaml), apply overrides, validate.
@@ -233,15 +247,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     them, so a run continues as it was trained unless told otherwise.
     """
     explicit = path is not None
-    path = Path(path) if explicit else DEFAULT_CONFIG
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
-    except (OSError, yaml.YAMLError) as error:
-        raise ConfigError(f"cannot read config {path}: {str(error).splitlines()[0]}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"config {path} must be a mapping of settings, got {type(raw).__name__}")
+    raw = read_settings_file(path if explicit else DEFAULT_CONFIG)
     if saved:
         raw = {**saved, **raw} if explicit else {**raw, **saved}
     raw.update(overrides or {})
@@ -259,12 +265,20 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
 # new start (the default "runs/<timestamp>" becomes the checkpoint's own folder, see resolve)
 NOT_RESUMED = ("run_dir", "resume", "workers", "backend", "ray_address")
 
+# what a run did before checkpoints recorded these settings, where today's default differs:
+# a resumed older run goes on doing it
+UNRECORDED_MEANT = {"frame": "original", "optimizer": "adam", "life_loss_ends_returns": False,
+                    "envs_per_worker": 1, "eval_policy": "greedy"}
 
-def resumed_settings(saved: dict) -> dict[str, Any]:
-    """The settings a resumed run continues with: those of a checkpoint's config, checked as
-    a new run's would be (a ConfigError for the first bad one), less NOT_RESUMED and the
-    keys this version does not know (settings since removed)."""
-    return check_saved_settings(saved, [key for key in saved if key in FIELD_TYPES and key not in NOT_RESUMED])
+
+def resumed_settings(saved: dict, replaced=()) -> dict[str, Any]:
+    """The settings a resumed run continues with: those of a checkpoint's config (with
+    UNRECORDED_MEANT for the ones it lacks), checked as a new run's would be (a ConfigError
+    for the first bad one), less NOT_RESUMED, the keys this version does not know (settings
+    since removed) and those in ``replaced`` (given anew: a bad recorded value can be mended)."""
+    saved = {**UNRECORDED_MEANT, **saved}
+    return check_saved_settings(saved, [key for key in saved
+                                        if key in FIELD_TYPES and key not in NOT_RESUMED and key not in replaced])
 
 
 def check_saved_settings(saved: dict, keys) -> dict[str, Any]:

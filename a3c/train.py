@@ -16,15 +16,18 @@ from a3c.checkpoint import CheckpointError, load_checkpoint
 from a3c.cli import ArgumentParser
 from a3c.config import (
     FIELD_TYPES,
-    NOT_RESUMED,
+    UNRECORDED_MEANT,
     Config,
     ConfigError,
     check_env_id,
     check_run_dir,
+    check_saved_settings,
     field_docs,
     load_config,
     parse_overrides,
+    read_settings_file,
     resumed_settings,
+    shown,
 )
 from a3c.footprint import check_memory
 from a3c.model import network_settings
@@ -40,7 +43,8 @@ def parse_args(argv: list[str] | None) -> tuple[Config, dict | None, str | None]
                                                  "gradients computed by hand.",
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=f"settings (key=value):\n{settings}")
-    parser.add_argument("--config", help="YAML settings file (default: configs/riverraid.yaml)")
+    parser.add_argument("--config", help="YAML settings file (default: configs/riverraid.yaml); with resume=, "
+                                         "the settings it names replace the checkpoint's")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="override any setting")
     args = parser.parse_args(argv)
     overrides = parse_overrides(args.overrides)
@@ -51,42 +55,51 @@ def parse_args(argv: list[str] | None) -> tuple[Config, dict | None, str | None]
             checkpoint = load_checkpoint(config.resume)
         except CheckpointError as error:
             raise ConfigError(f"resume: {error}") from None
-        # the run goes on with the settings it was trained with; a checkpoint older than the
-        # view or the optimizer setting had the first value of each: the original view, Adam
-        saved = checkpoint["config"]
+        # the run goes on with the settings it was trained with, but for those given anew
+        recorded = checkpoint["config"]
+        replaced = {*overrides, *(read_settings_file(args.config) if args.config else {})}
         try:
-            saved = resumed_settings({**saved, **frame_settings(saved), **network_settings(saved),
-                                      "optimizer": saved.get("optimizer", "adam")})
+            saved = resumed_settings(recorded, replaced)
+            trained = {**frame_settings(recorded), **network_settings(recorded),
+                       **check_saved_settings({**UNRECORDED_MEANT, **recorded}, ["optimizer"])}
         except ConfigError as error:
             raise ConfigError(f"resume: {config.resume} has a bad config: {error}") from None
         config = load_config(args.config, overrides, saved=saved)
-        # a view, network or optimizer asked for on this start must be the trained one, or
-        # the trained network (or the optimizer's statistics) is lost
-        for key in [*frame_settings(saved), *network_settings(saved), "optimizer"]:
-            if getattr(config, key) != saved[key]:
-                raise ConfigError(f"resume: {config.resume} was trained with {key}={saved[key]}, this run asks for "
-                                  f"{key}={getattr(config, key)} (give {key}={saved[key]} or leave {key} out)")
+        # another view, network or optimizer would lose the trained network (or the
+        # optimizer's statistics)
+        for key, value in trained.items():
+            if getattr(config, key) != value:
+                raise ConfigError(f"resume: {config.resume} was trained with {key}={value}, this run asks for "
+                                  f"{key}={getattr(config, key)} (give {key}={value})")
         if checkpoint["global_step"] >= config.total_steps:
             raise ConfigError(f"resume: {config.resume} is at step {checkpoint['global_step']:,} and total_steps is "
                               f"{config.total_steps:,}: give a larger total_steps to go on")
-        note = resume_note(config, checkpoint["global_step"], saved)
+        note = resume_note(config, checkpoint["global_step"], recorded)
     check_env_id(config.env_id)
     check_memory(config)
     check_run_dir(Path(config.run_dir))
     return config, checkpoint, note
 
 
-def resume_note(config: Config, step: int, saved: dict) -> str:
+def resume_note(config: Config, step: int, recorded: dict) -> str:
     """What a resumed run continues with: its checkpoint's settings, and those this start
     changed or that the checkpoint (older than them) did not record."""
-    def shown_value(value) -> str:
-        return str(value).lower() if isinstance(value, bool) else str(value)
+    def shown_value(value) -> str:  # as on the command line
+        if isinstance(value, bool) or value is None:
+            return "null" if value is None else str(value).lower()
+        return shown(value) if not isinstance(value, (int, float, str)) else shown(value).strip("'\"")
 
+    recorded = {**UNRECORDED_MEANT, **recorded}
+    changed, unrecorded = [], []
+    for key in FIELD_TYPES:
+        now = getattr(config, key)
+        if key in ("run_dir", "resume"):  # always this start's
+            continue
+        if key not in recorded:
+            unrecorded.append(f"{key}={shown_value(now)}")
+        elif recorded[key] != now:
+            changed.append(f"{key}={shown_value(now)} (was {shown_value(recorded[key])})")
     note = f"resuming {config.resume} at step {step:,} with the settings it was trained with"
-    changed = [f"{key}={shown_value(getattr(config, key))} (was {shown_value(value)})"
-               for key, value in saved.items() if getattr(config, key) != value]
-    unrecorded = [f"{key}={shown_value(getattr(config, key))}" for key in FIELD_TYPES
-                  if key not in saved and key not in NOT_RESUMED]
     if changed:
         note += f"; changed: {', '.join(changed)}"
     if unrecorded:

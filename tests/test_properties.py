@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 import a3c.trainer
 from a3c import train
 from a3c.checkpoint import CheckpointError, save_checkpoint
-from a3c.config import FIELD_TYPES, ConfigError
+from a3c.config import FIELD_TYPES, Config, ConfigError
 from a3c.model import ActorCritic
 from a3c.optim import SharedRMSprop
 from a3c.policy import load_agent
@@ -110,8 +110,7 @@ def real_checkpoint() -> dict:
     optimizer.step([torch.full_like(p, 1e-3) for p in model.parameters()])
     return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "global_step": 1234,
             "obs_norm": torch.tensor([[0.3, 0.2, 50.0], [0.31, 0.21, 60.0]], dtype=torch.float64),
-            "n_actions": 18, "config": {"env_id": "Riverraid-v0", "frame": "jet_centred", "frame_size": 42,
-                                        "conv_channels": 32, "hidden_size": 256, "optimizer": "rmsprop"}}
+            "n_actions": 18, "config": {**Config().to_dict(), "workers": 2}}  # every setting, as a run records them
 
 
 TENSORS = st.one_of(

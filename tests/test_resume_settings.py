@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+import a3c.trainer
+from a3c import train
 from a3c.checkpoint import save_checkpoint
 from a3c.config import Config, ConfigError, load_config
 from a3c.model import ActorCritic
@@ -18,8 +20,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # every setting of a run trained unlike the default file, as its checkpoint records them
 TRAINED = {**Config().to_dict(), "lr": 1e-3, "lr_anneal": True, "total_steps": 10_000_000, "seed": 3,
-           "entropy_coef": 0.005, "eval_interval": 0.0,
-           "workers": 7, "run_dir": "/elsewhere/old-run", "resume": "/elsewhere/older.pt"}
+           "entropy_coef": 0.005, "eval_interval": 0.0, "workers": 7, "backend": "ray", "ray_address": "auto",
+           "run_dir": "/elsewhere/old-run", "resume": "/elsewhere/older.pt"}
+# the settings that say where a run executes: this start's, named in the note when they differ
+WHERE = f"workers={os.cpu_count()} (was 7), backend=local (was ray), ray_address=null (was auto)"
 
 
 def checkpoint(tmp_path: Path, config: dict, step: int = 2_000_000) -> Path:
@@ -37,13 +41,14 @@ def test_a_resumed_run_keeps_every_learning_setting_it_was_trained_with(tmp_path
     config, _, note = parse_args([f"resume={path}"])
     assert (config.lr, config.lr_anneal, config.total_steps, config.seed) == (1e-3, True, 10_000_000, 3)
     assert (config.entropy_coef, config.eval_interval) == (0.005, 0.0)
-    assert note == f"resuming {path} at step 2,000,000 with the settings it was trained with"
+    assert note == f"resuming {path} at step 2,000,000 with the settings it was trained with; changed: {WHERE}"
 
 
 def test_where_it_runs_comes_from_the_new_start_not_the_checkpoint(tmp_path):
     path = checkpoint(tmp_path, TRAINED)
     config, _, _ = parse_args([f"resume={path}"])
     assert config.workers == os.cpu_count()  # the default file's "auto" on this machine, not 7
+    assert (config.backend, config.ray_address) == ("local", None)
     assert config.run_dir == str(path.parent.parent.resolve())  # the checkpoint's own folder
     assert config.resume == str(path)
 
@@ -52,7 +57,26 @@ def test_the_command_line_changes_settings_and_the_note_names_each_change(tmp_pa
     path = checkpoint(tmp_path, TRAINED)
     config, _, note = parse_args([f"resume={path}", "total_steps=20000000", "lr_anneal=false", "lr=1e-3"])
     assert (config.total_steps, config.lr_anneal, config.lr, config.seed) == (20_000_000, False, 1e-3, 3)
-    assert note.endswith("; changed: total_steps=20000000 (was 10000000), lr_anneal=false (was true)")
+    assert note.endswith(f"; changed: {WHERE[:WHERE.index(',')]}, total_steps=20000000 (was 10000000), "
+                         f"lr_anneal=false (was true), {WHERE[WHERE.index(',') + 2:]}")
+
+
+def test_the_note_is_printed_once_the_run_is_accepted(tmp_path, monkeypatch, capsys):
+    class Accepted:
+        def __init__(self, config, checkpoint):
+            pass
+
+        def run(self):
+            return 0
+
+    monkeypatch.setattr(a3c.trainer, "Trainer", Accepted)
+    path = checkpoint(tmp_path, TRAINED)
+    assert train.main([f"resume={path}", "seed=4"]) == 0
+    assert capsys.readouterr().out == (f"resuming {path} at step 2,000,000 with the settings it was trained with; "
+                                       f"changed: {WHERE[:WHERE.index(',')]}, seed=4 (was 3), "
+                                       f"{WHERE[WHERE.index(',') + 2:]}\n")
+    assert train.main([f"resume={path}", "frame=original"]) == 2  # refused: nothing announced
+    assert capsys.readouterr().out == ""
 
 
 def test_a_config_file_given_on_resume_changes_the_settings_it_names(tmp_path):
@@ -64,23 +88,38 @@ def test_a_config_file_given_on_resume_changes_the_settings_it_names(tmp_path):
     assert (config.total_steps, config.entropy_coef, config.lr, config.seed) == (30_000_000, 0.01, 1e-3, 3)
 
 
-def test_settings_a_checkpoint_did_not_record_are_as_configured_and_named(tmp_path):
-    older = {key: value for key, value in TRAINED.items() if key not in ("entropy_coef", "life_loss_ends_returns")}
+def test_a_setting_older_checkpoints_did_not_record_keeps_what_those_runs_did(tmp_path):
+    # life_loss_ends_returns came with False and became True; before envs_per_worker a worker
+    # played one game; before frame the view was the original one
+    older = {key: value for key, value in TRAINED.items()
+             if key not in ("life_loss_ends_returns", "envs_per_worker", "frame", "entropy_coef")}
     path = checkpoint(tmp_path, {**older, "a_setting_since_removed": 1})
     config, _, note = parse_args([f"resume={path}"])
-    assert (config.entropy_coef, config.life_loss_ends_returns) == (load_config().entropy_coef, True)
-    assert "not in the checkpoint, so as configured: " in note
-    assert "entropy_coef=0.01" in note and "life_loss_ends_returns=true" in note
+    assert (config.life_loss_ends_returns, config.envs_per_worker, config.frame) == (False, 1, "original")
+    # one whose default never changed is as configured, and named
+    assert config.entropy_coef == load_config().entropy_coef
+    assert note.endswith("; not in the checkpoint, so as configured: entropy_coef=0.01")
     assert "a_setting_since_removed" not in note
 
 
-def test_a_run_already_at_its_total_steps_is_refused_with_what_to_give(tmp_path):
-    path = checkpoint(tmp_path, TRAINED, step=10_000_160)
-    with pytest.raises(ConfigError, match=r"is at step 10,000,160 and total_steps is 10,000,000: give a larger "
+def test_a_run_at_its_total_steps_is_refused_with_what_to_give(tmp_path):
+    path = checkpoint(tmp_path, TRAINED, step=10_000_000)
+    with pytest.raises(ConfigError, match=r"is at step 10,000,000 and total_steps is 10,000,000: give a larger "
                                           r"total_steps to go on$"):
         parse_args([f"resume={path}"])
     config, _, _ = parse_args([f"resume={path}", "total_steps=12000000"])
     assert config.total_steps == 12_000_000
+
+
+def test_a_view_asked_for_by_a_config_file_must_be_the_trained_one(tmp_path):
+    path = checkpoint(tmp_path, TRAINED)
+    file = tmp_path / "other-view.yaml"
+    file.write_text("frame: river_and_gauge\n")
+    with pytest.raises(ConfigError, match=r"was trained with frame=jet_centred, this run asks for "
+                                          r"frame=river_and_gauge \(give frame=jet_centred\)$"):
+        parse_args(["--config", str(file), f"resume={path}"])
+    config, _, _ = parse_args(["--config", str(file), f"resume={path}", "frame=jet_centred"])
+    assert config.frame == "jet_centred"
 
 
 @pytest.mark.parametrize("bad,message", [
@@ -88,10 +127,13 @@ def test_a_run_already_at_its_total_steps_is_refused_with_what_to_give(tmp_path)
     ({"gamma": 2.0}, r"gamma must be in \[0, 1\], got 2.0"),
     ({"entropy_coef": [0.01]}, r"entropy_coef must be a number, got \[0.01\]"),
 ])
-def test_a_bad_recorded_setting_is_one_error_naming_the_checkpoint(tmp_path, bad, message):
+def test_a_bad_recorded_setting_is_one_error_naming_the_checkpoint_and_can_be_given_anew(tmp_path, bad, message):
     path = checkpoint(tmp_path, {**TRAINED, **bad})
     with pytest.raises(ConfigError, match=f"^resume: {path} has a bad config: {message}"):
         parse_args([f"resume={path}"])
+    (key, _), = bad.items()
+    config, _, note = parse_args([f"resume={path}", f"{key}={TRAINED[key]}"])
+    assert getattr(config, key) == TRAINED[key] and f"{key}={TRAINED[key]} (was " in note
 
 
 def test_saved_settings_replace_the_default_files_and_the_overrides_replace_them():
