@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from a3c.checkpoint import load_checkpoint, restore_model
-from a3c.config import check_env_id
+from a3c.config import UNRECORDED_MEANT, check_env_id
 from a3c.envs import ObsNormalizer, make_env
 from a3c.model import FRAME_SIZE, FRAME_STACK, ActorCritic, network_settings
 
@@ -68,7 +68,8 @@ def play_episode(env, model: ActorCritic, normalizer: ObsNormalizer, policy: str
 def frame_settings(config: dict) -> dict:
     """The view of the game a run's network sees (a checkpoint's config, as a dict; one
     older than a setting had its first value)."""
-    return {"frame": config.get("frame", "original"), "frame_size": int(config.get("frame_size", FRAME_SIZE)),
+    return {"frame": config.get("frame", UNRECORDED_MEANT["frame"]),
+            "frame_size": int(config.get("frame_size", FRAME_SIZE)),
             "frame_stack": int(config.get("frame_stack", FRAME_STACK))}
 
 
