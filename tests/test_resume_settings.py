@@ -1,7 +1,8 @@
 """A resumed run continues with the settings it was trained with; the command line (and a
-config file given with it) changes them, and the first line it prints names each change."""
+config file given with it) changes them, and a line it prints names each change."""
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -16,14 +17,14 @@ from a3c.model import ActorCritic
 from a3c.optim import SharedRMSprop
 from a3c.train import parse_args
 
-ROOT = Path(__file__).resolve().parent.parent
-
 # every setting of a run trained unlike the default file, as its checkpoint records them
 TRAINED = {**Config().to_dict(), "lr": 1e-3, "lr_anneal": True, "total_steps": 10_000_000, "seed": 3,
            "entropy_coef": 0.005, "eval_interval": 0.0, "workers": 7, "backend": "ray", "ray_address": "auto",
            "run_dir": "/elsewhere/old-run", "resume": "/elsewhere/older.pt"}
 # the settings that say where a run executes: this start's, named in the note when they differ
-WHERE = f"workers={os.cpu_count()} (was 7), backend=local (was ray), ray_address=null (was auto)"
+# (in the order of the settings: workers first, the backend's near the end)
+WORKERS = f"workers={os.cpu_count()} (was 7)"
+BACKEND = "backend=local (was ray), ray_address=null (was auto)"
 
 
 def checkpoint(tmp_path: Path, config: dict, step: int = 2_000_000) -> Path:
@@ -41,7 +42,7 @@ def test_a_resumed_run_keeps_every_learning_setting_it_was_trained_with(tmp_path
     config, _, note = parse_args([f"resume={path}"])
     assert (config.lr, config.lr_anneal, config.total_steps, config.seed) == (1e-3, True, 10_000_000, 3)
     assert (config.entropy_coef, config.eval_interval) == (0.005, 0.0)
-    assert note == f"resuming {path} at step 2,000,000 with the settings it was trained with; changed: {WHERE}"
+    assert note == f"resuming {path} at step 2,000,000 with the settings it was trained with; changed: {WORKERS}, {BACKEND}"
 
 
 def test_where_it_runs_comes_from_the_new_start_not_the_checkpoint(tmp_path):
@@ -57,8 +58,8 @@ def test_the_command_line_changes_settings_and_the_note_names_each_change(tmp_pa
     path = checkpoint(tmp_path, TRAINED)
     config, _, note = parse_args([f"resume={path}", "total_steps=20000000", "lr_anneal=false", "lr=1e-3"])
     assert (config.total_steps, config.lr_anneal, config.lr, config.seed) == (20_000_000, False, 1e-3, 3)
-    assert note.endswith(f"; changed: {WHERE[:WHERE.index(',')]}, total_steps=20000000 (was 10000000), "
-                         f"lr_anneal=false (was true), {WHERE[WHERE.index(',') + 2:]}")
+    assert note.endswith(f"; changed: {WORKERS}, total_steps=20000000 (was 10000000), lr_anneal=false (was true), "
+                         f"{BACKEND}")
 
 
 def test_the_note_is_printed_once_the_run_is_accepted(tmp_path, monkeypatch, capsys):
@@ -73,8 +74,7 @@ def test_the_note_is_printed_once_the_run_is_accepted(tmp_path, monkeypatch, cap
     path = checkpoint(tmp_path, TRAINED)
     assert train.main([f"resume={path}", "seed=4"]) == 0
     assert capsys.readouterr().out == (f"resuming {path} at step 2,000,000 with the settings it was trained with; "
-                                       f"changed: {WHERE[:WHERE.index(',')]}, seed=4 (was 3), "
-                                       f"{WHERE[WHERE.index(',') + 2:]}\n")
+                                       f"changed: {WORKERS}, seed=4 (was 3), {BACKEND}\n")
     assert train.main([f"resume={path}", "frame=original"]) == 2  # refused: nothing announced
     assert capsys.readouterr().out == ""
 
@@ -140,5 +140,5 @@ def test_saved_settings_replace_the_default_files_and_the_overrides_replace_them
     fixed = {"run_dir": "runs/x"}
     default = load_config(None, fixed)
     resumed = load_config(None, fixed, saved={"lr": 5e-4})
-    assert resumed.lr == 5e-4 and resumed == default.__class__(**{**default.to_dict(), "lr": 5e-4})
+    assert resumed == dataclasses.replace(default, lr=5e-4)  # only what was saved differs
     assert load_config(None, {**fixed, "lr": 1e-4}, saved={"lr": 5e-4}).lr == 1e-4

@@ -114,7 +114,7 @@ def test_resume_with_another_number_of_stacked_views_is_refused(tmp_path):
                            "config": {"env_id": "Riverraid-v0", "frame": "jet_centred", "frame_stack": 2}})
     result = train(f"resume={path}", f"run_dir={tmp_path / 'run'}", "frame_stack=1")
     assert result.returncode == 2 and result.stderr.count("\n") == 1
-    assert "was trained with frame_stack=2, this run asks for frame_stack=1 (give frame_stack=2" in result.stderr
+    assert "was trained with frame_stack=2, this run asks for frame_stack=1 (give frame_stack=2)" in result.stderr
 
 
 def test_resume_with_other_network_sizes_is_refused(tmp_path):
@@ -126,7 +126,7 @@ def test_resume_with_other_network_sizes_is_refused(tmp_path):
                                       "hidden_size": 16}})
     result = train(f"resume={path}", f"run_dir={tmp_path / 'run'}", "conv_channels=8", "hidden_size=256")
     assert result.returncode == 2
-    assert "was trained with hidden_size=16, this run asks for hidden_size=256 (give hidden_size=16" in result.stderr
+    assert "was trained with hidden_size=16, this run asks for hidden_size=256 (give hidden_size=16)" in result.stderr
     assert result.stderr.count("\n") == 1
 
 
@@ -171,5 +171,5 @@ def test_resume_with_another_optimizer_is_refused_with_the_setting_to_give(tmp_p
                            "config": {"env_id": "Riverraid-v0", "frame": "jet_centred", "optimizer": "adam"}})
     result = train(f"resume={path}", f"run_dir={tmp_path / 'run'}", "optimizer=rmsprop")
     assert result.returncode == 2 and result.stderr.count("\n") == 1
-    assert "was trained with optimizer=adam, this run asks for optimizer=rmsprop (give optimizer=adam" in result.stderr
+    assert "was trained with optimizer=adam, this run asks for optimizer=rmsprop (give optimizer=adam)" in result.stderr
     assert not (tmp_path / "run").exists()
