@@ -271,14 +271,19 @@ UNRECORDED_MEANT = {"frame": "original", "optimizer": "adam", "life_loss_ends_re
                     "envs_per_worker": 1, "eval_policy": "greedy"}
 
 
-def resumed_settings(saved: dict, replaced=()) -> dict[str, Any]:
-    """The settings a resumed run continues with: those of a checkpoint's config (with
-    UNRECORDED_MEANT for the ones it lacks), checked as a new run's would be (a ConfigError
-    for the first bad one), less NOT_RESUMED, the keys this version does not know (settings
-    since removed) and those in ``replaced`` (given anew: a bad recorded value can be mended)."""
-    saved = {**UNRECORDED_MEANT, **saved}
-    return check_saved_settings(saved, [key for key in saved
-                                        if key in FIELD_TYPES and key not in NOT_RESUMED and key not in replaced])
+def recorded_settings(saved: dict) -> dict:
+    """What a checkpoint's run was trained with: its config, UNRECORDED_MEANT for the
+    settings it lacks (as given: unchecked)."""
+    return {**UNRECORDED_MEANT, **saved}
+
+
+def resumed_settings(recorded: dict, replaced=()) -> dict[str, Any]:
+    """The settings a resumed run continues with: the ``recorded_settings`` of its
+    checkpoint, checked as a new run's would be (a ConfigError for the first bad one), less
+    NOT_RESUMED, the keys this version does not know (settings since removed) and those in
+    ``replaced`` (given anew: a bad recorded value can be mended)."""
+    return check_saved_settings(recorded, [key for key in recorded
+                                           if key in FIELD_TYPES and key not in NOT_RESUMED and key not in replaced])
 
 
 def check_saved_settings(saved: dict, keys) -> dict[str, Any]:

@@ -16,7 +16,6 @@ from a3c.checkpoint import CheckpointError, load_checkpoint
 from a3c.cli import ArgumentParser
 from a3c.config import (
     FIELD_TYPES,
-    UNRECORDED_MEANT,
     Config,
     ConfigError,
     check_env_id,
@@ -26,6 +25,7 @@ from a3c.config import (
     load_config,
     parse_overrides,
     read_settings_file,
+    recorded_settings,
     resumed_settings,
     shown,
 )
@@ -56,12 +56,12 @@ def parse_args(argv: list[str] | None) -> tuple[Config, dict | None, str | None]
         except CheckpointError as error:
             raise ConfigError(f"resume: {error}") from None
         # the run goes on with the settings it was trained with, but for those given anew
-        recorded = checkpoint["config"]
+        recorded = recorded_settings(checkpoint["config"])
         replaced = {*overrides, *(read_settings_file(args.config) if args.config else {})}
         try:
             saved = resumed_settings(recorded, replaced)
             trained = {**frame_settings(recorded), **network_settings(recorded),
-                       **check_saved_settings({**UNRECORDED_MEANT, **recorded}, ["optimizer"])}
+                       **check_saved_settings(recorded, ["optimizer"])}
         except ConfigError as error:
             raise ConfigError(f"resume: {config.resume} has a bad config: {error}") from None
         config = load_config(args.config, overrides, saved=saved)
@@ -82,14 +82,14 @@ def parse_args(argv: list[str] | None) -> tuple[Config, dict | None, str | None]
 
 
 def resume_note(config: Config, step: int, recorded: dict) -> str:
-    """What a resumed run continues with: its checkpoint's settings, and those this start
-    changed or that the checkpoint (older than them) did not record."""
+    """What a resumed run continues with: its checkpoint's settings (``recorded``, as
+    recorded_settings gives them), and those this start changed or that the checkpoint
+    (older than them) did not record."""
     def shown_value(value) -> str:  # as on the command line
         if isinstance(value, bool) or value is None:
             return "null" if value is None else str(value).lower()
         return shown(value) if not isinstance(value, (int, float, str)) else shown(value).strip("'\"")
 
-    recorded = {**UNRECORDED_MEANT, **recorded}
     changed, unrecorded = [], []
     for key in FIELD_TYPES:
         now = getattr(config, key)
