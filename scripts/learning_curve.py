@@ -11,24 +11,14 @@ agent step at each episode's end) from each run's TensorBoard event files.
 """
 from __future__ import annotations
 
-import argparse
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def episode_returns(run_dir: Path) -> list[tuple[int, float]]:
-    events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0})
-    events.Reload()
-    if "train/episode_return" not in events.Tags()["scalars"]:
-        return []
-    return sorted((e.step, e.value) for e in events.Scalars("train/episode_return"))
+from a3c.cli import ArgumentParser
+from scripts.run_logs import NotARun, episode_returns
 
 
 def steps_trained(run_dir: Path, returns: list[tuple[int, float]]) -> int:
@@ -61,13 +51,10 @@ def spread(scores: list[float]) -> tuple[float, float, float]:
 
 
 def report(run_dirs: list[Path], every: int, stream=sys.stdout) -> int:
-    """Print the table; a mark appears once every run has reached it."""
+    """Print the table; a mark appears once every run has reached it. Raises NotARun."""
     curves = []
     for run_dir in run_dirs:
         returns = episode_returns(run_dir)
-        if not returns:
-            print(f"no episodes logged in {run_dir}", file=sys.stderr)
-            return 1
         curves.append({step: mean for step, mean, _ in curve(returns, every, last=steps_trained(run_dir, returns))})
     marks = sorted(set.intersection(*(set(c) for c in curves)))
     for k, run_dir in enumerate(run_dirs):
@@ -84,7 +71,7 @@ def report(run_dirs: list[Path], every: int, stream=sys.stdout) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=2_000_000, help="agent steps to train each seed")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1], help="seeds to train, one run each")
     parser.add_argument("--every", type=int, default=500_000, help="report interval in agent steps")
@@ -94,8 +81,14 @@ def main() -> int:
     parser.add_argument("--config", help="YAML settings file passed to a3c.train (default: its default)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="passed to a3c.train")
     args = parser.parse_args()
+    if args.every <= 0:
+        parser.error(f"--every must be a positive number of agent steps, got {args.every}")
     if args.read:
-        return report(args.read, args.every)
+        try:
+            return report(args.read, args.every)
+        except NotARun as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
 
     base = args.run_dir or Path("runs") / time.strftime("curve-%Y%m%d-%H%M%S")
     run_dirs = []
@@ -112,7 +105,11 @@ def main() -> int:
             return code
         print(f"seed {seed}: {(time.monotonic() - start) / 60:.1f} min wall time", flush=True)
         run_dirs.append(run_dir)
-    return report(run_dirs, args.every)
+    try:
+        return report(run_dirs, args.every)
+    except NotARun as error:  # e.g. a budget too small for one whole episode
+        print(f"error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

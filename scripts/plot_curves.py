@@ -12,7 +12,6 @@ of other agents at equal agent steps (PEERS below, with their sources).
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -20,16 +19,9 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no display needed
 import matplotlib.pyplot as plt
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-
-def read_scalars(run_dir: Path, tag: str) -> tuple[list[int], list[float]]:
-    events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0})
-    events.Reload()
-    if tag not in events.Tags()["scalars"]:
-        return [], []
-    points = sorted((e.step, e.value) for e in events.Scalars(tag))
-    return [p[0] for p in points], [p[1] for p in points]
+from a3c.cli import ArgumentParser
+from scripts.run_logs import EPISODE_RETURN, NotARun, episode_returns, read_scalars
 
 
 def running_mean(values: list[float], window: int) -> list[float]:
@@ -53,14 +45,12 @@ RANDOM_SCORE = 1_339  # Mnih et al. 2015
 
 def group_curve(run_dirs: list[Path], window: int, points: int = 200):
     """(steps, mean, low, high) of the runs' running means on a common grid of steps, up
-    to the shortest run's last episode."""
+    to the shortest run's last episode. Raises NotARun: a band must not quietly leave out
+    a seed that logged nothing."""
     curves = []
     for run_dir in run_dirs:
-        steps, scores = read_scalars(run_dir, "train/episode_return")
-        if steps:
-            curves.append((steps, running_mean(scores, window)))
-    if not curves:
-        return None
+        steps, scores = zip(*episode_returns(run_dir))
+        curves.append((steps, running_mean(list(scores), window)))
     end = min(steps[-1] for steps, _ in curves)
     grid = [end * (k + 1) / points for k in range(points)]
     at_grid = []
@@ -80,11 +70,7 @@ def plot_groups(groups: list[list[str]], out: Path, window: int, peers: bool, ma
     figure, axes = plt.subplots(figsize=(13 if many else 9, 5), dpi=110)
     palette = plt.get_cmap("tab10" if len(groups) <= 10 else "tab20")  # a colour of its own for each group
     for index, (name, *runs) in enumerate(groups):
-        curve = group_curve([Path(run) for run in runs], window)
-        if curve is None:
-            print(f"no episode scores found in group {name}", file=sys.stderr)
-            return 1
-        grid, mean, low, high = curve
+        grid, mean, low, high = group_curve([Path(run) for run in runs], window)
         axes.plot(grid, mean, color=palette(index % palette.N), linewidth=2,
                   label=f"{name} ({len(runs)} run{'s' if len(runs) > 1 else ''})")
         if len(runs) > 1:
@@ -116,32 +102,36 @@ def finish(figure, axes, out: Path, legend: str = "upper left") -> None:
     print(f"wrote {out}")
 
 
+def points(logged: list[tuple[int, float]]) -> tuple[list[int], list[float]]:
+    """The steps and the values of logged (step, value) pairs, as matplotlib takes them."""
+    return [step for step, _ in logged], [value for _, value in logged]
+
+
 def plot(run_dirs: list[Path], out: Path, window: int, labels: list[str] | None = None) -> int:
     figure, axes = plt.subplots(figsize=(9, 5), dpi=110)
     plotted = 0
     labels = labels or [run_dir.name for run_dir in run_dirs]
     for index, (run_dir, name) in enumerate(zip(run_dirs, labels)):
         colour = f"C{index}"
-        steps, scores = read_scalars(run_dir, "train/episode_return")
+        steps, scores = points(read_scalars(run_dir, EPISODE_RETURN))
         if steps:
             axes.plot(steps, scores, ".", color=colour, alpha=0.15, markersize=3)
             axes.plot(steps, running_mean(scores, window), color=colour, linewidth=2,
                       label=f"{name}: training, mean of last {window} episodes")
             plotted += 1
-        eval_steps, eval_scores = read_scalars(run_dir, "eval/mean_return")
+        eval_steps, eval_scores = points(read_scalars(run_dir, "eval/mean_return"))
         if eval_steps:
             axes.plot(eval_steps, eval_scores, "o--", color=colour, markersize=4, linewidth=1,
                       label=f"{name}: evaluation")
             plotted += 1
     if not plotted:
-        print(f"no episode scores found in {', '.join(map(str, run_dirs))}", file=sys.stderr)
-        return 1
+        raise NotARun(f"no episode scores logged in {', '.join(map(str, run_dirs))} yet")
     finish(figure, axes, out)
     return 0
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="*", type=Path, help="run directories (each holds tensorboard/)")
     parser.add_argument("--group", nargs="+", action="append", metavar=("NAME", "RUN"),
                         help="a named group of runs (seeds) drawn as their mean with a band; repeatable")
@@ -154,12 +144,19 @@ def main() -> int:
     if args.group:
         if args.runs or any(len(group) < 2 for group in args.group):
             parser.error("--group takes a name and at least one run; do not mix groups with plain runs")
-        return plot_groups(args.group, args.out, args.window, args.peers, args.max_steps)
-    if not args.runs:
+    elif not args.runs:
         parser.error("give run directories or --group")
-    if args.labels and len(args.labels) != len(args.runs):
+    elif args.labels and len(args.labels) != len(args.runs):
         parser.error(f"--labels needs one name per run ({len(args.runs)}), got {len(args.labels)}")
-    return plot(args.runs, args.out, args.window, args.labels)
+    if args.window <= 0:
+        parser.error(f"--window must be a positive number of episodes, got {args.window}")
+    try:
+        if args.group:
+            return plot_groups(args.group, args.out, args.window, args.peers, args.max_steps)
+        return plot(args.runs, args.out, args.window, args.labels)
+    except NotARun as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -47,6 +47,44 @@ def test_learning_curve_reads_existing_runs_and_gives_each_marks_mean_and_spread
     assert float(rows[-1][1]) > 1.0  # a mean raw score
 
 
+def assert_one_error_line(result, *words: str) -> None:
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert all(word in lines[0] for word in words), lines[0]
+
+
+def test_report_scripts_name_a_folder_that_is_not_a_run_in_one_line(smoke_run, tmp_path):
+    typo = tmp_path / "runs" / "no-such-run"
+    parent = smoke_run.parent  # the folder above a run, as when seed-K is forgotten
+    for folder in (typo, parent):
+        assert_one_error_line(run_script("-m", "scripts.learning_curve", "--read", str(smoke_run), str(folder)),
+                              str(folder), "is not a run folder")
+        out = tmp_path / "curve.png"
+        assert_one_error_line(run_script("-m", "scripts.plot_curves", "--group", "seeds", str(smoke_run),
+                                         str(folder), "--out", str(out)), str(folder), "is not a run folder")
+        assert not out.exists()
+
+
+def test_report_scripts_refuse_a_run_that_has_logged_no_episode_yet(smoke_run, tmp_path):
+    fresh = tmp_path / "fresh"
+    (fresh / "tensorboard").mkdir(parents=True)  # what a run holds before its first episode ends
+    assert_one_error_line(run_script("-m", "scripts.learning_curve", "--read", str(fresh)),
+                          f"no episodes logged in {fresh} yet")
+    # in a group, a seed without episodes would silently narrow the band: refused too
+    assert_one_error_line(run_script("-m", "scripts.plot_curves", "--group", "seeds", str(smoke_run), str(fresh),
+                                     "--out", str(tmp_path / "curve.png")), f"no episodes logged in {fresh} yet")
+    assert_one_error_line(run_script("-m", "scripts.plot_curves", str(fresh), "--out", str(tmp_path / "one.png")),
+                          f"no episode scores logged in {fresh} yet")
+
+
+def test_report_scripts_refuse_intervals_that_are_not_positive(smoke_run, tmp_path):
+    assert_one_error_line(run_script("-m", "scripts.learning_curve", "--read", str(smoke_run), "--every", "0"),
+                          "--every must be a positive number of agent steps, got 0")
+    assert_one_error_line(run_script("-m", "scripts.plot_curves", str(smoke_run), "--window", "-5",
+                                     "--out", str(tmp_path / "x.png")),
+                          "--window must be a positive number of episodes, got -5")
+
+
 def test_learning_curve_trains_several_seeds_with_a_tiny_budget(tmp_path):
     # one game, 4000 steps: a few whole episodes per seed
     result = run_script("-m", "scripts.learning_curve", "--steps", "4000", "--every", "2000", "--seeds", "3", "4",
