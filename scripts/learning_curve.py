@@ -5,12 +5,15 @@ last 100 training episodes and their mean, standard deviation and minimum over s
     python -m scripts.learning_curve --steps 2000000 --seeds 1 2 3 --run-dir runs/NAME [--config FILE] [key=value ...]
     python -m scripts.learning_curve --read runs/NAME/seed-1 runs/NAME/seed-2 [--every 500000]
 
-Training runs the seeds one after another (each uses every worker), in RUN_DIR/seed-K.
+Training runs the seeds one after another (each uses every worker), in RUN_DIR/seed-K;
+``--jobs N`` trains N seeds at the same time (give ``workers=`` so that they share the
+cores as you mean them to), each seed's output in RUN_DIR/seed-K.log.
 The report reads ``train/episode_return`` (raw game score, logged against the global
 agent step at each episode's end) from each run's TensorBoard event files.
 """
 from __future__ import annotations
 
+import signal
 import statistics
 import subprocess
 import sys
@@ -70,6 +73,52 @@ def report(run_dirs: list[Path], every: int, stream=sys.stdout) -> int:
     return 0
 
 
+def train_seeds(commands: dict[int, list[str]], jobs: int, base: Path) -> int:
+    """Run each seed's training command, ``jobs`` at a time; 0 when every one succeeded,
+    else the first failure's exit code. A failure or a Ctrl-C starts no further seed but
+    lets those running finish or save their checkpoints (SIGINT reaches each trainer,
+    which stops cleanly): no seed's work is lost."""
+    pending, running, failure = list(commands), {}, 0
+
+    def start(seed: int) -> None:
+        print("$", " ".join(commands[seed][1:]), flush=True)
+        log = None
+        if jobs > 1:  # side by side: one file per seed, not interleaved lines on the screen
+            base.mkdir(parents=True, exist_ok=True)
+            log = open(base / f"seed-{seed}.log", "w")
+            print(f"seed {seed}: output in {log.name}", flush=True)
+        running[seed] = (subprocess.Popen(commands[seed], stdout=log, stderr=log), time.monotonic(), log)
+
+    try:
+        while pending or running:
+            while pending and len(running) < jobs:
+                start(pending.pop(0))
+            time.sleep(0.5)
+            for seed, (process, started, log) in list(running.items()):
+                if process.poll() is None:
+                    continue
+                del running[seed]
+                if log:
+                    log.close()
+                if process.returncode == 0:
+                    print(f"seed {seed}: {(time.monotonic() - started) / 60:.1f} min wall time", flush=True)
+                else:
+                    print(f"training seed {seed} exited with code {process.returncode}", file=sys.stderr, flush=True)
+                    failure = failure or process.returncode
+                    pending.clear()
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the checkpoints short
+        for process, _, _ in running.values():
+            process.send_signal(signal.SIGINT)  # also when only this process got the signal
+        for process, _, log in running.values():
+            process.wait()
+            if log:
+                log.close()
+        print("interrupted: the seeds running stopped and saved their checkpoints", file=sys.stderr)
+        return 130
+    return failure
+
+
 def main() -> int:
     parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=2_000_000, help="agent steps to train each seed")
@@ -78,6 +127,9 @@ def main() -> int:
     parser.add_argument("--read", type=Path, nargs="+", help="only report existing run directories")
     parser.add_argument("--run-dir", type=Path, help="where to train (default runs/curve-<time>); "
                                                       "each seed in RUN_DIR/seed-K")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="seeds trained at the same time, each with its own workers (default 1: one after "
+                             "another); with more, each seed's output goes to RUN_DIR/seed-K.log")
     parser.add_argument("--config", help="YAML settings file passed to a3c.train (default: its default)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="passed to a3c.train")
     args = parser.parse_args()
@@ -90,21 +142,17 @@ def main() -> int:
             print(f"error: {error}", file=sys.stderr)
             return 2
 
+    if args.jobs <= 0:
+        parser.error(f"--jobs must be a positive number of seeds, got {args.jobs}")
     base = args.run_dir or Path("runs") / time.strftime("curve-%Y%m%d-%H%M%S")
-    run_dirs = []
-    for seed in args.seeds:
-        run_dir = base / f"seed-{seed}"
-        config = ["--config", args.config] if args.config else []
-        command = [sys.executable, "-m", "a3c.train", *config, f"total_steps={args.steps}", f"run_dir={run_dir}",
-                   "log_interval=60", *args.overrides, f"seed={seed}"]
-        print("$", " ".join(command[1:]), flush=True)
-        start = time.monotonic()
-        code = subprocess.call(command)
-        if code != 0:
-            print(f"training seed {seed} exited with code {code}", file=sys.stderr)
-            return code
-        print(f"seed {seed}: {(time.monotonic() - start) / 60:.1f} min wall time", flush=True)
-        run_dirs.append(run_dir)
+    config = ["--config", args.config] if args.config else []
+    commands = {seed: [sys.executable, "-m", "a3c.train", *config, f"total_steps={args.steps}",
+                       f"run_dir={base / f'seed-{seed}'}", "log_interval=60", *args.overrides, f"seed={seed}"]
+                for seed in dict.fromkeys(args.seeds)}
+    code = train_seeds(commands, args.jobs, base)
+    if code != 0:
+        return code
+    run_dirs = [base / f"seed-{seed}" for seed in commands]
     try:
         return report(run_dirs, args.every)
     except NotARun as error:  # e.g. a budget too small for one whole episode

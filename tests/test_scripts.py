@@ -4,8 +4,10 @@ from __future__ import annotations
 import json
 import math
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from PIL import Image
@@ -85,17 +87,46 @@ def test_report_scripts_refuse_intervals_that_are_not_positive(smoke_run, tmp_pa
                           "--window must be a positive number of episodes, got -5")
 
 
-def test_learning_curve_trains_several_seeds_with_a_tiny_budget(tmp_path):
-    # one game, 4000 steps: a few whole episodes per seed
+def test_learning_curve_trains_several_seeds_side_by_side_with_a_tiny_budget(tmp_path):
+    # one game, 4000 steps: a few whole episodes per seed; two seeds at the same time
     result = run_script("-m", "scripts.learning_curve", "--steps", "4000", "--every", "2000", "--seeds", "3", "4",
-                        "--run-dir", str(tmp_path / "curve"), "--config", "configs/smoke.yaml",
+                        "--jobs", "2", "--run-dir", str(tmp_path / "curve"), "--config", "configs/smoke.yaml",
                         "workers=1", "eval_interval=0", timeout=400)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "seed=3" in result.stdout and "seed=4" in result.stdout
-    assert (tmp_path / "curve" / "seed-4" / "checkpoints" / "latest.pt").exists()
+    for seed in (3, 4):
+        assert (tmp_path / "curve" / f"seed-{seed}" / "checkpoints" / "latest.pt").exists()
+        assert "reached total_steps" in (tmp_path / "curve" / f"seed-{seed}.log").read_text()
     rows = table_rows(result.stdout)
     assert [row[0] for row in rows] == ["2,000", "4,000"]
     assert all(len(row) == 6 for row in table_rows(result.stdout))
+
+
+def test_learning_curve_starts_no_further_seed_after_one_fails(tmp_path):
+    result = run_script("-m", "scripts.learning_curve", "--steps", "4000", "--seeds", "1", "2",
+                        "--run-dir", str(tmp_path / "curve"), "--config", "configs/smoke.yaml", "lr=fast")
+    assert result.returncode == 2 and "training seed 1 exited with code 2" in result.stderr
+    assert "seed=2" not in result.stdout and not (tmp_path / "curve" / "seed-2").exists()
+
+
+def test_interrupting_learning_curve_stops_every_running_seed_with_its_checkpoint(tmp_path):
+    base = tmp_path / "curve"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "scripts.learning_curve", "--steps", "10000000", "--seeds", "1", "2", "3",
+         "--jobs", "2", "--run-dir", str(base), "--config", "configs/smoke.yaml", "workers=1", "eval_interval=0"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    logs = [base / "seed-1.log", base / "seed-2.log"]
+    deadline = time.monotonic() + 200
+    while not all(log.exists() and "step " in log.read_text() for log in logs):  # both training
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.5)
+    process.send_signal(signal.SIGINT)  # to the script alone, as `kill -INT` does
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130 and "Traceback" not in stderr, stderr
+    for seed in (1, 2):
+        assert "(SIGINT received)" in (base / f"seed-{seed}.log").read_text()
+        assert (base / f"seed-{seed}" / "checkpoints" / "latest.pt").exists()
+    assert "seed=3" not in stdout and not (base / "seed-3").exists()  # never started
 
 
 def test_benchmark_script_measures_every_kind_of_run(tmp_path):
