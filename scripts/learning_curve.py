@@ -149,7 +149,11 @@ def main() -> int:
     commands = {seed: [sys.executable, "-m", "a3c.train", *config, f"total_steps={args.steps}",
                        f"run_dir={base / f'seed-{seed}'}", "log_interval=60", *args.overrides, f"seed={seed}"]
                 for seed in dict.fromkeys(args.seeds)}
-    code = train_seeds(commands, args.jobs, base)
+    try:
+        code = train_seeds(commands, args.jobs, base)
+    except OSError as error:  # e.g. RUN_DIR not writable for the seeds' logs
+        print(f"error: cannot write {error.filename or base}: {error.strerror or error}", file=sys.stderr)
+        return 2
     if code != 0:
         return code
     run_dirs = [base / f"seed-{seed}" for seed in commands]

@@ -109,6 +109,14 @@ def test_learning_curve_starts_no_further_seed_after_one_fails(tmp_path):
     assert "seed=2" not in result.stdout and not (tmp_path / "curve" / "seed-2").exists()
 
 
+def test_learning_curve_names_a_run_dir_it_cannot_write_the_seeds_logs_in(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert_one_error_line(run_script("-m", "scripts.learning_curve", "--seeds", "1", "2", "--jobs", "2",
+                                     "--run-dir", str(blocker / "curve")),
+                          f"cannot write {blocker / 'curve'}: Not a directory")
+
+
 def test_interrupting_learning_curve_stops_every_running_seed_with_its_checkpoint(tmp_path):
     base = tmp_path / "curve"
     process = subprocess.Popen(
