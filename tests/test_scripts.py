@@ -247,10 +247,14 @@ def test_the_fuel_byte_lost_lives_reads_is_full_at_the_start_and_falls_as_the_je
 SCRIPTS = sorted(path.stem for path in (ROOT / "scripts").glob("*.py") if path.stem != "__init__")
 
 
+# modules of scripts/ that are not commands: the benchmark's autograd A3C, the report scripts' log reader
+LIBRARIES = {"autograd_a3c", "run_logs"}
+
+
 def test_every_script_runs_as_a_module_and_answers_help():
     assert "learning_curve" in SCRIPTS and "benchmark" in SCRIPTS
     for name in SCRIPTS:
-        if name == "autograd_a3c":  # a library of the benchmark, not a command
+        if name in LIBRARIES:
             continue
         result = run_script("-m", f"scripts.{name}", "--help")
         assert result.returncode == 0, f"{name}: {result.stderr[-500:]}"
