@@ -44,8 +44,11 @@ class Config:
     as a bar as long as the tank is full), 'river_and_gauge' (the same unshifted, rows 2..190 and
     columns 8..160 of ALE's luminance greyscale) or 'original' (the original design's crop
     of rows 34..194, mean of the colour channels; checkpoints that record no view had it)."""
-    frame_size: int = 42
-    """Side of the square input frame in pixels (the convolutions' cost grows with its square)."""
+    frame_size: int = 84
+    """Side of the square input frame in pixels (the convolutions' cost grows with its square):
+    84 since 2026-11-30, where the jet, the helicopters and the narrow channels are a few
+    pixels wider than at 42 (ahead from 2.5M agent steps, ~1,900 at 5M, for 1.8x the cost
+    per step: scripts/RESULTS.md); checkpoints that record no size had 42."""
     frame_stack: int = 1
     """The last K views, oldest first, as the network's K input channels (gymnasium's
     FrameStackObservation; a new game starts with K copies of its first view): motion is
@@ -267,7 +270,7 @@ NOT_RESUMED = ("run_dir", "resume", "workers", "backend", "ray_address")
 
 # what a run did before checkpoints recorded these settings, where today's default differs:
 # a resumed older run goes on doing it
-UNRECORDED_MEANT = {"frame": "original", "optimizer": "adam", "life_loss_ends_returns": False,
+UNRECORDED_MEANT = {"frame": "original", "frame_size": 42, "optimizer": "adam", "life_loss_ends_returns": False,
                     "envs_per_worker": 1, "eval_policy": "greedy"}
 
 

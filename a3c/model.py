@@ -2,8 +2,10 @@
 
 4 x (Conv2d 32@3x3, stride 2, padding 1 -> ELU) on (N, 1, 42, 42) frames -> 288
 features -> LSTMCell(288, 256) -> critic Linear(256, 1) and actor Linear(256, A): the
-default sizes; the frames stacked as input channels, the frame side, the convolutions'
-channels and the LSTM size are settings (``network_settings``).
+class's default sizes (the first design's, and what a checkpoint that records no size
+had); the frames stacked as input channels, the frame side, the convolutions' channels
+and the LSTM size are settings (``network_settings``). The default run
+(``a3c.config.Config``) sees 84x84 frames: 1,152 features into the LSTM.
 
 Acting: ``step(..., record=False)`` keeps nothing. Learning: the T steps of a
 rollout are run with ``record=True``; ``backward`` then takes d(loss)/d(logits,

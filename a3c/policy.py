@@ -14,7 +14,7 @@ import torch
 from a3c.checkpoint import load_checkpoint, restore_model
 from a3c.config import UNRECORDED_MEANT, check_env_id
 from a3c.envs import ObsNormalizer, make_env
-from a3c.model import FRAME_SIZE, FRAME_STACK, ActorCritic, network_settings
+from a3c.model import FRAME_STACK, ActorCritic, network_settings
 
 PRETRAINED = Path(__file__).resolve().parent / "pretrained" / "riverraid.pt"
 """The trained agent that ships with the package: ``--checkpoint pretrained``."""
@@ -69,7 +69,7 @@ def frame_settings(config: dict) -> dict:
     """The view of the game a run's network sees (a checkpoint's config, as a dict; one
     older than a setting had its first value)."""
     return {"frame": config.get("frame", UNRECORDED_MEANT["frame"]),
-            "frame_size": int(config.get("frame_size", FRAME_SIZE)),
+            "frame_size": int(config.get("frame_size", UNRECORDED_MEANT["frame_size"])),
             "frame_stack": int(config.get("frame_stack", FRAME_STACK))}
 
 

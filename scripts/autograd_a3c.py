@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from a3c.loss import discounted_targets
+from a3c.model import network_settings
 from a3c.optim import make_optimizer
 from a3c.worker import Worker
 from tests.autograd_reference import TorchActorCritic
@@ -24,12 +25,13 @@ class AutogradNetwork:
     rollout starts (truncated back-propagation through time, as in ours).
     """
 
-    def __init__(self, n_actions: int) -> None:
-        self.net = TorchActorCritic(n_actions)
+    def __init__(self, n_actions: int, **sizes) -> None:
+        self.net = TorchActorCritic(n_actions, **sizes)
         self.recorded: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def initial_state(self, batch: int):
-        return torch.zeros(batch, 256), torch.zeros(batch, 256)
+        hidden = self.net.lstm.hidden_size
+        return torch.zeros(batch, hidden), torch.zeros(batch, hidden)
 
     def step(self, frames, state, mask=None, *, record: bool = False):
         if record:
@@ -57,7 +59,7 @@ class AutogradNetwork:
 class AutogradWorker(Worker):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.model = AutogradNetwork(self.n_actions)
+        self.model = AutogradNetwork(self.n_actions, **network_settings(self.config))
 
     def gradients(self, bootstrap: torch.Tensor):
         config = self.config
@@ -76,8 +78,9 @@ class AutogradWorker(Worker):
         return grads, (policy_loss.item(), value_loss.item(), entropy.item())
 
 
-def shared_network(n_actions: int, optimizer: str, lr: float, slots: int):
-    """The global torch.nn network in shared memory and its shared optimizer."""
-    net = TorchActorCritic(n_actions).share_memory()
+def shared_network(n_actions: int, optimizer: str, lr: float, slots: int, **sizes):
+    """The global torch.nn network (``sizes``: a3c.model.network_settings) in shared memory
+    and its shared optimizer."""
+    net = TorchActorCritic(n_actions, **sizes).share_memory()
     params = [p.data for p in net.parameters()]  # the optimizer updates them in place
     return net, make_optimizer(optimizer, params, lr, slots=slots)

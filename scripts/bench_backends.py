@@ -47,7 +47,8 @@ def round_trip_breakdown(repeats: int = 50) -> None:
     import ray
     import torch
 
-    from a3c.model import ActorCritic
+    from a3c.config import load_config
+    from a3c.model import ActorCritic, network_settings
     from a3c.optim import make_optimizer
 
     @ray.remote(num_cpus=0)
@@ -58,7 +59,7 @@ def round_trip_breakdown(repeats: int = 50) -> None:
         def call(self, payload=None, reply: bool = False):
             return self.weights if reply else None
 
-    model = ActorCritic(18)
+    model = ActorCritic(18, **network_settings(load_config(None)))  # the default run's network
     size = sum(p.numel() for p in model.parameters())
     grads = np.ones(size, dtype=np.float32)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)

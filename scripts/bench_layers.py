@@ -1,8 +1,9 @@
 """Time one learning update of the A3C network: torch.nn + autograd vs our layers.
 
-One update = 20 forward steps on single 42x42 frames (LSTM state carried), then the
+One update = 20 forward steps on single frames (LSTM state carried), then the
 backward pass from random gradients on values and logits. Single-threaded; medians
 over many repetitions after a warm-up; A and B alternate so machine drift cancels.
+The network has the default run's sizes (a3c.config.Config: 84x84 frames).
 
     python -m scripts.bench_layers [--repeats 200] [--steps 20]
 """
@@ -16,7 +17,8 @@ import time
 import torch
 
 from a3c.memory import keep_freed_memory
-from a3c.model import ActorCritic
+from a3c.config import load_config
+from a3c.model import ActorCritic, network_settings
 from tests.autograd_reference import TorchActorCritic
 
 N_ACTIONS = 18
@@ -60,9 +62,11 @@ def main() -> None:
     keep_freed_memory()  # as the workers do; applies to both sides alike
     torch.manual_seed(0)
 
-    ours = ActorCritic(N_ACTIONS, seed=0)
-    reference = TorchActorCritic()
-    frames = [torch.rand(1, 1, 42, 42) for _ in range(args.steps)]
+    sizes = network_settings(load_config(None))
+    ours = ActorCritic(N_ACTIONS, **sizes, seed=0)
+    reference = TorchActorCritic(N_ACTIONS, **sizes)
+    side, channels = sizes["frame_size"], sizes["frame_stack"]
+    frames = [torch.rand(1, channels, side, side) for _ in range(args.steps)]
     grad_logits = torch.randn(args.steps, 1, N_ACTIONS)
     grad_values = torch.randn(args.steps, 1, 1)
 

@@ -31,7 +31,7 @@ import torch.multiprocessing as mp
 from a3c.config import load_config
 from a3c.envs import ObsNormalizer, make_vector_env
 from a3c.memory import keep_freed_memory
-from a3c.model import ActorCritic
+from a3c.model import ActorCritic, network_settings
 from a3c.optim import make_optimizer
 from a3c.backends.local import LocalLink
 from a3c.shared import PHASES, SharedState, time_split
@@ -43,7 +43,8 @@ def run_process(kind: str, rank: int, config, shared: SharedState, queue) -> Non
     torch.set_num_threads(1)
     keep_freed_memory()  # as a3c.backends.local.run_worker does, for every kind alike
     if kind == "env":
-        envs, normalizer = make_vector_env(config.env_id, config.envs_per_worker), ObsNormalizer()
+        envs = make_vector_env(config.env_id, config.envs_per_worker, config.frame, config.frame_size)
+        normalizer = ObsNormalizer()
         envs.reset(seed=[config.seed + rank * config.envs_per_worker + k for k in range(config.envs_per_worker)])
         envs.action_space.seed(config.seed + rank)
         while not shared.should_stop():  # also ends if the benchmark itself is killed
@@ -64,9 +65,10 @@ def measure(kind: str, envs_per_worker: int, args, ctx) -> dict:
                                 "total_steps": 10 ** 12, "eval_interval": 0})
     n_actions = int(make_vector_env(config.env_id, 1).single_action_space.n)
     if kind == "autograd":
-        model, optimizer = shared_network(n_actions, config.optimizer, config.lr, args.workers)
+        model, optimizer = shared_network(n_actions, config.optimizer, config.lr, args.workers,
+                                          **network_settings(config))
     else:
-        model = ActorCritic(n_actions, seed=config.seed).share_memory()
+        model = ActorCritic(n_actions, **network_settings(config), seed=config.seed).share_memory()
         optimizer = make_optimizer(config.optimizer, model.parameters(), config.lr, slots=args.workers)
     shared = SharedState(model, optimizer, torch.zeros(args.workers + 1, dtype=torch.int64).share_memory_(),
                          torch.zeros(args.workers, 3, dtype=torch.float64).share_memory_(), ctx.Event(),

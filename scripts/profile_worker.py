@@ -19,7 +19,7 @@ from torch.profiler import ProfilerActivity, profile
 from a3c.config import load_config
 from a3c.envs import ObsNormalizer, make_vector_env
 from a3c.memory import keep_freed_memory
-from a3c.model import ActorCritic
+from a3c.model import ActorCritic, network_settings
 from a3c.optim import make_optimizer
 from a3c.backends.local import LocalLink
 from a3c.shared import PHASES, SharedState, time_split
@@ -31,9 +31,9 @@ class Discard:
         pass
 
 
-def env_alone_ms(env_id: str, batch: int, steps: int) -> float:
-    """ms per agent step of the same games, random actions, nothing else running."""
-    envs, normalizer = make_vector_env(env_id, batch), ObsNormalizer()
+def env_alone_ms(config, batch: int, steps: int) -> float:
+    """ms per agent step of the same games and view, random actions, nothing else running."""
+    envs, normalizer = make_vector_env(config.env_id, batch, config.frame, config.frame_size), ObsNormalizer()
     envs.reset(seed=list(range(batch)))
     started = time.perf_counter()
     for _ in range(steps // batch):  # the input normalised too, as a worker's "env" phase does
@@ -55,7 +55,7 @@ def main() -> None:
     steps_per_update = config.num_steps * batch
 
     def worker_for(updates: int) -> tuple[Worker, SharedState]:
-        model = ActorCritic(18, seed=config.seed).share_memory()
+        model = ActorCritic(18, **network_settings(config), seed=config.seed).share_memory()
         shared = SharedState(model, make_optimizer(config.optimizer, model.parameters(), config.lr),
                              torch.zeros(2, dtype=torch.int64), torch.zeros(1, 3, dtype=torch.float64),
                              threading.Event(), SharedState.timing_table(1))
@@ -70,7 +70,7 @@ def main() -> None:
         worker.run()
         wall = time.perf_counter() - started
     split = time_split(shared.timings)
-    alone = env_alone_ms(config.env_id, batch, 2000)
+    alone = env_alone_ms(config, batch, 2000)
     print(f"# one worker, envs_per_worker={batch}, {args.updates} updates of {steps_per_update} steps "
           f"under the torch profiler (which slows torch ops down)")
     print(f"agent steps/s: {shared.global_step / wall:.0f}")

@@ -27,17 +27,24 @@ import torch
 
 from a3c.config import load_config
 from a3c.envs import make_vector_env
-from a3c.model import FRAME_SIZE, ActorCritic
+from a3c.model import ActorCritic, conv_sides, network_settings
 
-# m x k x n: two large shapes for the machine's peak, then the network's largest matmul,
-# the second convolution's weight gradient over a rollout of 20 steps x 8 games
-GEMM_SIZES = [(1024, 1024, 1024), (2048, 2048, 256), (288, 19360, 32)]
+# m x k x n: two large shapes for the machine's peak (the network's own matmuls: largest_conv_gemm)
+GEMM_SIZES = [(1024, 1024, 1024), (2048, 2048, 256)]
+
+
+def largest_conv_gemm(config) -> tuple[int, int, int]:
+    """The network's largest matmul: the second convolution's weight gradient over a
+    rollout of num_steps x envs_per_worker frames."""
+    side = conv_sides(config.frame_size)[1]
+    batch = config.num_steps * config.envs_per_worker
+    return (9 * config.conv_channels, side * side * batch, config.conv_channels)
 
 
 def network_flops(model: ActorCritic) -> dict[str, int]:
     """FLOPs (2 per multiply-add) of one agent step: forward, and its share of the backward."""
     forward = backward = 0
-    side = FRAME_SIZE
+    side = model.frame_size
     for k, conv in enumerate(model.convs):
         out_h, out_w = conv.output_size(side, side)
         kh, kw = conv.kernel_size
@@ -71,8 +78,8 @@ def matmul_gflops(sizes=GEMM_SIZES, seconds: float = 1.0) -> dict[tuple[int, int
     return rates
 
 
-def env_ms_per_step(env_id: str, batch: int, seconds: float) -> float:
-    envs = make_vector_env(env_id, batch)
+def env_ms_per_step(config, batch: int, seconds: float) -> float:
+    envs = make_vector_env(config.env_id, batch, config.frame, config.frame_size)
     envs.reset(seed=list(range(batch)))
     envs.action_space.seed(0)
     steps, started = 0, time.perf_counter()
@@ -112,15 +119,16 @@ def main() -> None:
         parser.error(f"--target must lie in (0, 1), got {args.target}")
     torch.set_num_threads(1)
 
-    flops = network_flops(ActorCritic(18))
+    config = load_config(None)  # the default run's network and view
+    flops = network_flops(ActorCritic(18, **network_settings(config)))
     total = flops["forward"] + flops["backward"]
-    rates = matmul_gflops(seconds=args.gemm_seconds)
+    rates = matmul_gflops([*GEMM_SIZES, largest_conv_gemm(config)], seconds=args.gemm_seconds)
     gflops = max(rates.values())
     least_ms = total / gflops / 1e6
     if args.benchmark is not None:
         env_ms, measured = from_benchmark(args.benchmark)
     else:
-        env_ms, measured = env_ms_per_step("Riverraid-v0", args.envs, args.env_seconds), {}
+        env_ms, measured = env_ms_per_step(config, args.envs, args.env_seconds), {}
     allowed_ms = env_ms * (1.0 / args.target - 1.0)  # network time per step that still meets the target
 
     print(f"# roofline: torch {torch.__version__}, 1 thread")

@@ -10,7 +10,7 @@ import torch.multiprocessing as mp
 from a3c.config import load_config
 from a3c.evaluator_process import run_evaluator
 from a3c.messages import Evaluated
-from a3c.model import ActorCritic
+from a3c.model import ActorCritic, network_settings
 from a3c.optim import optimizer_for
 from a3c.shared import SharedState
 
@@ -20,7 +20,7 @@ def test_it_plays_each_policy_of_both_and_runs_at_a_low_priority(tmp_path):
                                                 "eval_max_steps": 50, "eval_clip_every": 0, "workers": 1,
                                                 "eval_nice": 15})
     ctx = mp.get_context("spawn")
-    model = ActorCritic(18, seed=0)
+    model = ActorCritic(18, **network_settings(config), seed=0)
     shared = SharedState.create(model, optimizer_for(config, model.parameters(), 1), 1, ctx.Event())
     shared.obs_norm[0] = shared.obs_norm.new_tensor([0.4, 0.2, 100.0])  # a worker's normaliser state
     queue = ctx.Queue()

@@ -55,7 +55,7 @@ def test_the_estimate_of_a_worker_is_within_a_third_of_its_measured_memory(shape
 def test_the_default_run_fits_in_a_few_gib_and_grows_with_every_size():
     default = load_config(str(DEFAULT), {})
     assert 0.5 * (1 << 30) < estimate_bytes(default) < 4 * (1 << 30)
-    for key, value in [("workers", 4), ("envs_per_worker", 16), ("num_steps", 40), ("frame_size", 84),
+    for key, value in [("workers", 4), ("envs_per_worker", 16), ("num_steps", 40), ("frame_size", 120),
                        ("conv_channels", 64), ("hidden_size", 512)]:
         assert estimate_bytes(load_config(str(DEFAULT), {key: value})) > estimate_bytes(default), key
     assert estimate_bytes(load_config(str(DEFAULT), {"eval_interval": 0})) < estimate_bytes(default)

@@ -17,7 +17,7 @@ import a3c.trainer
 from a3c import train
 from a3c.checkpoint import CheckpointError, save_checkpoint
 from a3c.config import FIELD_TYPES, Config, ConfigError
-from a3c.model import ActorCritic
+from a3c.model import ActorCritic, network_settings
 from a3c.optim import SharedRMSprop
 from a3c.policy import load_agent
 from a3c.trainer import restore_training
@@ -105,7 +105,7 @@ def test_any_yaml_document_gives_a_run_or_one_error_line(document, monkeypatch, 
 # --- checkpoints ----------------------------------------------------------------------------
 
 def real_checkpoint() -> dict:
-    model = ActorCritic(18, seed=0)
+    model = ActorCritic(18, **network_settings(Config()), seed=0)
     optimizer = SharedRMSprop(model.parameters(), 7e-4)  # the default optimizer: resume takes it
     optimizer.step([torch.full_like(p, 1e-3) for p in model.parameters()])
     return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "global_step": 1234,
@@ -183,7 +183,8 @@ def test_any_mutation_of_a_checkpoint_is_refused_in_one_line_or_loads(payload, m
     # evaluate's path: a CheckpointError (or an unknown game) or a playable agent
     try:
         model, normalizer, _, _ = load_agent(path)
-        frames = torch.from_numpy(normalizer(torch.rand(1, 42, 42).numpy(), update=False)).float().unsqueeze(0)
+        side = model.frame_size  # the checkpoint's own, as the evaluator plays it
+        frames = torch.from_numpy(normalizer(torch.rand(1, side, side).numpy(), update=False)).float().unsqueeze(0)
         logits, _, _ = model.step(frames, model.initial_state(1))
         assert torch.isfinite(logits).all()
     except (CheckpointError, ConfigError) as error:

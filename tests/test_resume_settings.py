@@ -12,8 +12,8 @@ import torch
 import a3c.trainer
 from a3c import train
 from a3c.checkpoint import save_checkpoint
-from a3c.config import Config, ConfigError, load_config
-from a3c.model import ActorCritic
+from a3c.config import Config, ConfigError, load_config, recorded_settings
+from a3c.model import ActorCritic, network_settings
 from a3c.optim import SharedRMSprop
 from a3c.train import parse_args
 
@@ -28,7 +28,7 @@ BACKEND = "backend=local (was ray), ray_address=null (was auto)"
 
 
 def checkpoint(tmp_path: Path, config: dict, step: int = 2_000_000) -> Path:
-    model = ActorCritic(18, seed=0)
+    model = ActorCritic(18, **network_settings(recorded_settings(config)), seed=0)
     path = tmp_path / "run" / "checkpoints" / "latest.pt"
     path.parent.mkdir(parents=True)
     save_checkpoint(path, {"model": model.state_dict(), "optimizer": SharedRMSprop(model.parameters(), 7e-4).state_dict(),
@@ -90,12 +90,13 @@ def test_a_config_file_given_on_resume_changes_the_settings_it_names(tmp_path):
 
 def test_a_setting_older_checkpoints_did_not_record_keeps_what_those_runs_did(tmp_path):
     # life_loss_ends_returns came with False and became True; before envs_per_worker a worker
-    # played one game; before frame the view was the original one
+    # played one game; before frame the view was the original one, before frame_size 42x42
     older = {key: value for key, value in TRAINED.items()
-             if key not in ("life_loss_ends_returns", "envs_per_worker", "frame", "entropy_coef")}
+             if key not in ("life_loss_ends_returns", "envs_per_worker", "frame", "frame_size", "entropy_coef")}
     path = checkpoint(tmp_path, {**older, "a_setting_since_removed": 1})
     config, _, note = parse_args([f"resume={path}"])
     assert (config.life_loss_ends_returns, config.envs_per_worker, config.frame) == (False, 1, "original")
+    assert config.frame_size == 42 != Config().frame_size
     # one whose default never changed is as configured, and named
     assert config.entropy_coef == load_config().entropy_coef
     assert note.endswith("; not in the checkpoint, so as configured: entropy_coef=0.01")

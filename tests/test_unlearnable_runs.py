@@ -14,6 +14,7 @@ import torch
 from a3c.checkpoint import load_checkpoint, save_checkpoint
 from a3c.model import ActorCritic
 from a3c.optim import SharedAdam, SharedRMSprop
+from a3c.policy import frame_settings
 from a3c.train import parse_args
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -100,6 +101,9 @@ def test_a_checkpoint_from_before_the_view_was_recorded_resumes_with_the_origina
                            "config": {"env_id": "Riverraid-v0"}})
     config, _, note = parse_args([f"resume={path}", f"run_dir={tmp_path / 'resumed'}"])
     assert config.frame == "original" and "frame=" not in note  # as trained: neither changed nor unrecorded
+    assert config.frame_size == 42 and "frame_size=" not in note  # nor its size, 42 before it was recorded
+    # and the evaluator shows the network what it learned from
+    assert frame_settings(load_checkpoint(path)["config"]) == {"frame": "original", "frame_size": 42, "frame_stack": 1}
     result = train(f"resume={path}", f"run_dir={tmp_path / 'run'}", "frame=jet_centred")
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert "was trained with frame=original, this run asks for frame=jet_centred" in result.stderr

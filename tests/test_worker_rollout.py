@@ -37,7 +37,9 @@ EPISODES = [
 # per game: global steps at which it loses a life and plays on (mid-rollout, at a rollout's
 # first step, at a rollout's last step)
 LIFE_LOSSES = [{1, 5}, {6}, {4}]
-SETTINGS = dict(gamma=0.9, gae_lambda=0.95, entropy_coef=0.01, value_loss_coef=0.5)
+# frame_size: the scripted games' 42x42 frames, small enough for float64 (the network's
+# other sizes are tests/test_a3c_update.py's subject)
+SETTINGS = dict(gamma=0.9, gae_lambda=0.95, entropy_coef=0.01, value_loss_coef=0.5, frame_size=42)
 
 
 class ScriptedGame(gym.Env):
