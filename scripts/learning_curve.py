@@ -119,6 +119,16 @@ def train_seeds(commands: dict[int, list[str]], jobs: int, base: Path) -> int:
     return failure
 
 
+def report_or_error(run_dirs: list[Path], every: int) -> int:
+    """The table, or one error line and exit code 2 for a folder that is not a run or has
+    no episode yet (a typo, the parent of seed-K, a budget too small for a whole episode)."""
+    try:
+        return report(run_dirs, every)
+    except NotARun as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
 def main() -> int:
     parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=2_000_000, help="agent steps to train each seed")
@@ -136,11 +146,7 @@ def main() -> int:
     if args.every <= 0:
         parser.error(f"--every must be a positive number of agent steps, got {args.every}")
     if args.read:
-        try:
-            return report(args.read, args.every)
-        except NotARun as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
+        return report_or_error(args.read, args.every)
 
     if args.jobs <= 0:
         parser.error(f"--jobs must be a positive number of seeds, got {args.jobs}")
@@ -156,12 +162,7 @@ def main() -> int:
         return 2
     if code != 0:
         return code
-    run_dirs = [base / f"seed-{seed}" for seed in commands]
-    try:
-        return report(run_dirs, args.every)
-    except NotARun as error:  # e.g. a budget too small for one whole episode
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return report_or_error([base / f"seed-{seed}" for seed in commands], args.every)
 
 
 if __name__ == "__main__":

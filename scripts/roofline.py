@@ -112,18 +112,28 @@ def main() -> None:
     parser.add_argument("--env-seconds", type=float, default=5.0, help="game timing without --benchmark")
     parser.add_argument("--envs", type=int, default=8, help="games per process without --benchmark")
     parser.add_argument("--gemm-seconds", type=float, default=1.0, help="timing per matmul size")
+    parser.add_argument("--peak-gflops", type=float,
+                        help="a known single-thread float32 matmul peak instead of timing one (e.g. measured on an "
+                             "idle machine, or another machine's)")
     args = parser.parse_args()
     if args.benchmark is not None and not args.benchmark.is_file():
         parser.error(f"--benchmark: no such file {args.benchmark}")
     if not 0.0 < args.target < 1.0:
         parser.error(f"--target must lie in (0, 1), got {args.target}")
+    if args.peak_gflops is not None and not args.peak_gflops > 0.0:
+        parser.error(f"--peak-gflops must be positive, got {args.peak_gflops}")
     torch.set_num_threads(1)
 
     config = load_config(None)  # the default run's network and view
     flops = network_flops(ActorCritic(18, **network_settings(config)))
     total = flops["forward"] + flops["backward"]
-    rates = matmul_gflops([*GEMM_SIZES, largest_conv_gemm(config)], seconds=args.gemm_seconds)
-    gflops = max(rates.values())
+    if args.peak_gflops is None:
+        rates = matmul_gflops([*GEMM_SIZES, largest_conv_gemm(config)], seconds=args.gemm_seconds)
+        gflops = max(rates.values())
+        peak_line = ", ".join(f"{m}x{k}x{n} {rate:.1f}" for (m, k, n), rate in rates.items()) + f"; peak {gflops:.1f}"
+    else:
+        gflops = args.peak_gflops
+        peak_line = f"peak {gflops:.1f} (given, not timed)"
     least_ms = total / gflops / 1e6
     if args.benchmark is not None:
         env_ms, measured = from_benchmark(args.benchmark)
@@ -134,8 +144,7 @@ def main() -> None:
     print(f"# roofline: torch {torch.__version__}, 1 thread")
     print(f"network FLOPs per agent step: forward {flops['forward'] / 1e6:.2f} M, backward "
           f"{flops['backward'] / 1e6:.2f} M, total {total / 1e6:.2f} M (matmul and convolution arithmetic)")
-    print("float32 matmul, GFLOPS: " + ", ".join(f"{m}x{k}x{n} {rate:.1f}" for (m, k, n), rate in rates.items())
-          + f"; peak {gflops:.1f}")
+    print(f"float32 matmul, GFLOPS: {peak_line}")
     print(f"least network time per agent step: {least_ms:.3f} ms")
     print(f"env time per agent step on one core: {env_ms:.3f} ms")
     print(f"best possible ours/env: {env_ms / (env_ms + least_ms):.2f}")

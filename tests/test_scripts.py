@@ -169,6 +169,10 @@ def test_roofline_counts_the_networks_arithmetic_by_hand():
 
 
 def test_roofline_sets_the_bound_beside_a_benchmark_report(tmp_path):
+    from a3c.config import load_config
+    from a3c.model import ActorCritic, network_settings
+    from scripts.roofline import network_flops
+
     report = {"args": {"workers": 2}, "runs": {
         "env-B8": [{"steps_per_s": 2000.0, "split_ms": {"env": 160.0, "forward": 0.0, "backward": 0.0,
                                                        "optimizer": 0.0}}],
@@ -176,18 +180,31 @@ def test_roofline_sets_the_bound_beside_a_benchmark_report(tmp_path):
                                                         "optimizer": 3.2}}]}}
     path = tmp_path / "bench.json"
     path.write_text(json.dumps(report))
-    result = run_script("-m", "scripts.roofline", "--benchmark", str(path), "--gemm-seconds", "0.05")
+    # a given peak, not one timed here: the bound must not depend on how busy the machine is
+    result = run_script("-m", "scripts.roofline", "--benchmark", str(path), "--peak-gflops", "20")
     assert result.returncode == 0, result.stderr
     assert "env time per agent step on one core: 1.000 ms" in result.stdout  # 2 cores / 2000 steps/s
     # 160 agent steps per update: (80 + 48 + 3.2) ms / 160 = 0.82 ms
     assert "measured ours-B8: forward 0.500 + backward 0.300 + optimizer 0.020 = 0.820 ms" in result.stdout
+    flops = network_flops(ActorCritic(18, **network_settings(load_config(None))))
+    least_ms = (flops["forward"] + flops["backward"]) / 20e9 * 1e3
+    assert f"least network time per agent step: {least_ms:.3f} ms" in result.stdout
+    assert f"best possible ours/env: {1.0 / (1.0 + least_ms):.2f}" in result.stdout
+
+
+def test_roofline_times_the_matmul_peak_when_none_is_given():
+    result = run_script("-m", "scripts.roofline", "--env-seconds", "0.2", "--gemm-seconds", "0.02")
+    assert result.returncode == 0, result.stderr
+    peak = float(result.stdout.split("; peak ")[1].split()[0])
     best = float(result.stdout.split("best possible ours/env: ")[1].split()[0])
-    assert 0.5 < best < 1.0
+    assert peak > 0.0 and 0.0 < best < 1.0
 
 
 def test_roofline_refuses_a_target_outside_zero_one(tmp_path):
     result = run_script("-m", "scripts.roofline", "--target", "1.5", "--gemm-seconds", "0.05")
     assert result.returncode == 2 and "--target must lie in (0, 1)" in result.stderr
+    result = run_script("-m", "scripts.roofline", "--peak-gflops", "0")
+    assert result.returncode == 2 and "--peak-gflops must be positive" in result.stderr
 
 
 def test_readme_figures_help_and_missing_checkpoint(tmp_path):
