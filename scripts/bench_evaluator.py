@@ -9,14 +9,14 @@ and the median ratio on/off. Run it on an otherwise idle machine.
 """
 from __future__ import annotations
 
-import argparse
 import statistics
 
+from a3c.cli import ArgumentParser
 from scripts.bench_backends import run_training
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog=f"python -m {__spec__.name}", description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=150_000, help="agent steps per run")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--eval-interval", type=float, default=60.0, help="seconds between evaluations when on")

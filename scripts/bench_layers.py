@@ -9,13 +9,13 @@ The network has the default run's sizes (a3c.config.Config: 84x84 frames).
 """
 from __future__ import annotations
 
-import argparse
 import platform
 import statistics
 import time
 
 import torch
 
+from a3c.cli import ArgumentParser
 from a3c.memory import keep_freed_memory
 from a3c.config import load_config
 from a3c.model import ActorCritic, network_settings
@@ -53,7 +53,7 @@ def time_ours(model, frames, grad_logits, grad_values):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog=f"python -m {__spec__.name}", description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--steps", type=int, default=20)

@@ -16,7 +16,6 @@ per update (env, forward, backward, optimizer; ms, averaged over workers).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import queue as queue_errors
@@ -28,6 +27,7 @@ from pathlib import Path
 import torch
 import torch.multiprocessing as mp
 
+from a3c.cli import ArgumentParser
 from a3c.config import load_config
 from a3c.envs import ObsNormalizer, make_vector_env
 from a3c.memory import keep_freed_memory
@@ -118,7 +118,7 @@ def measure(kind: str, envs_per_worker: int, args, ctx) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog=f"python -m {__spec__.name}", description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=20.0, help="seconds counted per measurement")
     parser.add_argument("--warmup", type=float, default=5.0,
                         help="seconds between every process's first steps and the start of counting")

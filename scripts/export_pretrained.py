@@ -10,16 +10,16 @@ pretrained`` then plays it.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 from a3c.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from a3c.cli import ArgumentParser
 from a3c.policy import PRETRAINED
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog=f"python -m {__spec__.name}", description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True, type=Path, help="the trained run's checkpoint")
     parser.add_argument("--source", required=True, help="the run and command that produced it")
     parser.add_argument("--out", type=Path, default=PRETRAINED)

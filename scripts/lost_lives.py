@@ -17,7 +17,6 @@ before the counter drops), so a life that ran dry (fuel 0) is told apart from a 
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from collections import Counter, deque
 from pathlib import Path
@@ -27,6 +26,7 @@ import torch
 from PIL import Image
 
 from a3c.checkpoint import CheckpointError
+from a3c.cli import ArgumentParser
 from a3c.config import ConfigError
 from a3c.envs import FUEL_RAM, make_env
 from a3c.policy import frame_settings, load_agent, select_action
@@ -74,7 +74,7 @@ def lost_lives(checkpoint: str, episodes: int, before: list[int], seed: int):
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog=f"python -m {__spec__.name}", description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", default="pretrained", help="a checkpoint, or 'pretrained'")
     parser.add_argument("--episodes", type=int, default=2)
     parser.add_argument("--before", default="90,75,60,45",

@@ -8,7 +8,6 @@ worker than alone (the network and the emulator evict each other from the CPU ca
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import threading
 import time
@@ -16,6 +15,7 @@ import time
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from a3c.cli import ArgumentParser
 from a3c.config import load_config
 from a3c.envs import ObsNormalizer, make_vector_env
 from a3c.memory import keep_freed_memory
@@ -43,7 +43,7 @@ def env_alone_ms(config, batch: int, steps: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog=f"python -m {__spec__.name}", description=__doc__.splitlines()[0])
     parser.add_argument("--envs-per-worker", type=int, default=8)
     parser.add_argument("--updates", type=int, default=30, help="updates profiled (after 5 warm-up ones)")
     parser.add_argument("--top", type=int, default=15, help="operators listed")

@@ -10,7 +10,6 @@ probabilities). Needs the Debian package ``chromium``. Bad input: one line on st
 """
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import socket
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import imageio_ffmpeg
 from PIL import Image
+from a3c.cli import ArgumentParser
 
 TAGS = "train/(episode_return|episode_length|steps_per_second)"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -118,7 +118,7 @@ def agent_view(checkpoint: Path, out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m scripts.readme_figures",
+    parser = ArgumentParser(prog="python -m scripts.readme_figures",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--run-dir", type=Path, required=True,
                         help="a run folder with a tensorboard/ subfolder")

@@ -17,7 +17,6 @@ timed here for ``--env-seconds``.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from a3c.cli import ArgumentParser
 from a3c.config import load_config
 from a3c.envs import make_vector_env
 from a3c.model import ActorCritic, conv_sides, network_settings
@@ -106,7 +106,7 @@ def from_benchmark(path: Path) -> tuple[float, dict[str, dict[str, float]]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog=f"python -m {__spec__.name}", description=__doc__.splitlines()[0])
     parser.add_argument("--benchmark", type=Path, help="a scripts/benchmark.py --json report")
     parser.add_argument("--target", type=float, default=0.7, help="an ours/env ratio to test against the bound")
     parser.add_argument("--env-seconds", type=float, default=5.0, help="game timing without --benchmark")

@@ -268,7 +268,7 @@ SCRIPTS = sorted(path.stem for path in (ROOT / "scripts").glob("*.py") if path.s
 LIBRARIES = {"autograd_a3c", "run_logs"}
 
 
-def test_every_script_runs_as_a_module_and_answers_help():
+def test_every_script_runs_as_a_module_answers_help_and_refuses_a_typo_in_one_line():
     assert "learning_curve" in SCRIPTS and "benchmark" in SCRIPTS
     for name in SCRIPTS:
         if name in LIBRARIES:
@@ -276,6 +276,11 @@ def test_every_script_runs_as_a_module_and_answers_help():
         result = run_script("-m", f"scripts.{name}", "--help")
         assert result.returncode == 0, f"{name}: {result.stderr[-500:]}"
         assert "usage:" in result.stdout, name
+        result = run_script("-m", f"scripts.{name}", "--no-such-option")
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1, f"{name}: {result.stderr[-500:]}"
+        # the option, or first a required argument it lacks; and how to ask for help
+        assert lines[0].startswith("error:") and f"(see python -m scripts.{name} --help)" in lines[0], lines[0]
 
 
 def test_no_script_edits_sys_path():
