@@ -3,7 +3,7 @@
 Counts the floating-point operations of one agent step of the network (the forward
 while acting, then the step's share of the rollout's backward: weight gradients, and
 input gradients except into the frames), measures this machine's fastest single-thread
-float32 matmul, and prints the least network time per agent step that the arithmetic
+float32 matmul (or takes it from ``--peak-gflops``), and prints the least network time per agent step that the arithmetic
 allows. Elementwise work (activations, the optimizer) is not counted, so the true
 bound is tighter still.
 
@@ -13,7 +13,7 @@ ceiling. With ``--benchmark`` (a JSON written by ``scripts/benchmark.py --json``
 time and the trainer's measured split come from that run; otherwise the games are
 timed here for ``--env-seconds``.
 
-    python -m scripts.roofline [--benchmark bench.json] [--target 0.7]
+    python -m scripts.roofline [--benchmark bench.json] [--target 0.7] [--peak-gflops G]
 """
 from __future__ import annotations
 
