@@ -99,6 +99,10 @@ def test_export_pretrained_keeps_what_playing_needs(smoke_run, tmp_path):
     assert exported["optimizer"] == {} and exported["source"] == "runs/smoke: a test"
     assert all(torch.equal(exported["model"][k], original["model"][k]) for k in original["model"])
     assert torch.equal(exported["obs_norm"], original["obs_norm"])
+    assert original["config"]["run_dir"] == str(smoke_run)  # a folder of the machine that trained it ...
+    assert exported["config"]["run_dir"] is None and exported["config"]["resume"] is None  # ... not shipped
+    assert {k: v for k, v in exported["config"].items() if k not in ("run_dir", "resume")} == \
+        {k: v for k, v in original["config"].items() if k not in ("run_dir", "resume")}
     assert evaluate(out, episodes=1, max_steps=20, stream=io.StringIO())["episodes"][0]["length"] == 20
 
 
