@@ -5,8 +5,8 @@
 
 Keeps what playing needs (the weights, the workers' input normalisation, the settings
 without the training machine's folders, the step count) and drops the optimizer's
-state, so the file stays a few MB; ``source`` records which run and command produced it. ``python -m a3c.evaluate --checkpoint
-pretrained`` then plays it.
+state, so the file stays a few MB; ``source`` records which run and command produced
+it. ``python -m a3c.evaluate --checkpoint pretrained`` then plays it.
 """
 from __future__ import annotations
 
