@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
 from a3c.cli import ArgumentParser
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,7 +93,7 @@ def round_trip_breakdown(repeats: int = 50) -> None:
 
 
 def main() -> None:
-    parser = ArgumentParser(prog=f"python -m {__spec__.name}", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m scripts.bench_backends", description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=30000, help="agent steps per run")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--overhead-only", action="store_true", help="only the round-trip breakdown")

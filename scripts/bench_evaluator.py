@@ -16,7 +16,7 @@ from scripts.bench_backends import run_training
 
 
 def main() -> None:
-    parser = ArgumentParser(prog=f"python -m {__spec__.name}", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m scripts.bench_evaluator", description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=150_000, help="agent steps per run")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--eval-interval", type=float, default=60.0, help="seconds between evaluations when on")

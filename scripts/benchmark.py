@@ -118,7 +118,7 @@ def measure(kind: str, envs_per_worker: int, args, ctx) -> dict:
 
 
 def main() -> None:
-    parser = ArgumentParser(prog=f"python -m {__spec__.name}", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m scripts.benchmark", description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=20.0, help="seconds counted per measurement")
     parser.add_argument("--warmup", type=float, default=5.0,
                         help="seconds between every process's first steps and the start of counting")

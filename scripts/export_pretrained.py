@@ -19,7 +19,7 @@ from a3c.policy import PRETRAINED
 
 
 def main() -> int:
-    parser = ArgumentParser(prog=f"python -m {__spec__.name}", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m scripts.export_pretrained", description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True, type=Path, help="the trained run's checkpoint")
     parser.add_argument("--source", required=True, help="the run and command that produced it")
     parser.add_argument("--out", type=Path, default=PRETRAINED)

@@ -130,7 +130,7 @@ def report_or_error(run_dirs: list[Path], every: int) -> int:
 
 
 def main() -> int:
-    parser = ArgumentParser(prog=f"python -m {__spec__.name}", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m scripts.learning_curve", description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=2_000_000, help="agent steps to train each seed")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1], help="seeds to train, one run each")
     parser.add_argument("--every", type=int, default=500_000, help="report interval in agent steps")

@@ -74,7 +74,7 @@ def lost_lives(checkpoint: str, episodes: int, before: list[int], seed: int):
 
 
 def main() -> int:
-    parser = ArgumentParser(prog=f"python -m {__spec__.name}", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m scripts.lost_lives", description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", default="pretrained", help="a checkpoint, or 'pretrained'")
     parser.add_argument("--episodes", type=int, default=2)
     parser.add_argument("--before", default="90,75,60,45",

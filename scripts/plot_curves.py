@@ -131,7 +131,7 @@ def plot(run_dirs: list[Path], out: Path, window: int, labels: list[str] | None 
 
 
 def main() -> int:
-    parser = ArgumentParser(prog=f"python -m {__spec__.name}", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m scripts.plot_curves", description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="*", type=Path, help="run directories (each holds tensorboard/)")
     parser.add_argument("--group", nargs="+", action="append", metavar=("NAME", "RUN"),
                         help="a named group of runs (seeds) drawn as their mean with a band; repeatable")

@@ -43,7 +43,7 @@ def env_alone_ms(config, batch: int, steps: int) -> float:
 
 
 def main() -> None:
-    parser = ArgumentParser(prog=f"python -m {__spec__.name}", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m scripts.profile_worker", description=__doc__.splitlines()[0])
     parser.add_argument("--envs-per-worker", type=int, default=8)
     parser.add_argument("--updates", type=int, default=30, help="updates profiled (after 5 warm-up ones)")
     parser.add_argument("--top", type=int, default=15, help="operators listed")

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import imageio_ffmpeg
 from PIL import Image
+
 from a3c.cli import ArgumentParser
 
 TAGS = "train/(episode_return|episode_length|steps_per_second)"
@@ -119,7 +120,7 @@ def agent_view(checkpoint: Path, out: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m scripts.readme_figures",
-                                     description=__doc__.split("\n\n")[0])
+                            description=__doc__.split("\n\n")[0])
     parser.add_argument("--run-dir", type=Path, required=True,
                         help="a run folder with a tensorboard/ subfolder")
     parser.add_argument("--checkpoint", type=Path, required=True, help="a checkpoint (latest.pt or best.pt)")

@@ -3,9 +3,9 @@
 Counts the floating-point operations of one agent step of the network (the forward
 while acting, then the step's share of the rollout's backward: weight gradients, and
 input gradients except into the frames), measures this machine's fastest single-thread
-float32 matmul (or takes it from ``--peak-gflops``), and prints the least network time per agent step that the arithmetic
-allows. Elementwise work (activations, the optimizer) is not counted, so the true
-bound is tighter still.
+float32 matmul (or takes it from ``--peak-gflops``), and prints the least network time
+per agent step that the arithmetic allows. Elementwise work (activations, the
+optimizer) is not counted, so the true bound is tighter still.
 
 With one worker per core, a core spends the game's time plus the network's time per
 agent step, so no trainer can beat env / (env + least network time) of the env-only
@@ -18,6 +18,7 @@ timed here for ``--env-seconds``.
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import time
 from pathlib import Path
@@ -106,7 +107,7 @@ def from_benchmark(path: Path) -> tuple[float, dict[str, dict[str, float]]]:
 
 
 def main() -> None:
-    parser = ArgumentParser(prog=f"python -m {__spec__.name}", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m scripts.roofline", description=__doc__.splitlines()[0])
     parser.add_argument("--benchmark", type=Path, help="a scripts/benchmark.py --json report")
     parser.add_argument("--target", type=float, default=0.7, help="an ours/env ratio to test against the bound")
     parser.add_argument("--env-seconds", type=float, default=5.0, help="game timing without --benchmark")
@@ -120,8 +121,8 @@ def main() -> None:
         parser.error(f"--benchmark: no such file {args.benchmark}")
     if not 0.0 < args.target < 1.0:
         parser.error(f"--target must lie in (0, 1), got {args.target}")
-    if args.peak_gflops is not None and not args.peak_gflops > 0.0:
-        parser.error(f"--peak-gflops must be positive, got {args.peak_gflops}")
+    if args.peak_gflops is not None and not 0.0 < args.peak_gflops < math.inf:
+        parser.error(f"--peak-gflops must be a positive number, got {args.peak_gflops}")
     torch.set_num_threads(1)
 
     config = load_config(None)  # the default run's network and view

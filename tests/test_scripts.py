@@ -187,7 +187,8 @@ def test_roofline_sets_the_bound_beside_a_benchmark_report(tmp_path):
     # 160 agent steps per update: (80 + 48 + 3.2) ms / 160 = 0.82 ms
     assert "measured ours-B8: forward 0.500 + backward 0.300 + optimizer 0.020 = 0.820 ms" in result.stdout
     flops = network_flops(ActorCritic(18, **network_settings(load_config(None))))
-    least_ms = (flops["forward"] + flops["backward"]) / 20e9 * 1e3
+    least_ms = (flops["forward"] + flops["backward"]) / 20.0 / 1e6  # FLOPs / GFLOPS / 1e6: ms
+    assert "float32 matmul, GFLOPS: peak 20.0 (given, not timed)" in result.stdout
     assert f"least network time per agent step: {least_ms:.3f} ms" in result.stdout
     assert f"best possible ours/env: {1.0 / (1.0 + least_ms):.2f}" in result.stdout
 
@@ -203,8 +204,9 @@ def test_roofline_times_the_matmul_peak_when_none_is_given():
 def test_roofline_refuses_a_target_outside_zero_one(tmp_path):
     result = run_script("-m", "scripts.roofline", "--target", "1.5", "--gemm-seconds", "0.05")
     assert result.returncode == 2 and "--target must lie in (0, 1)" in result.stderr
-    result = run_script("-m", "scripts.roofline", "--peak-gflops", "0")
-    assert result.returncode == 2 and "--peak-gflops must be positive" in result.stderr
+    for peak in ("0", "-5", "inf", "nan"):
+        result = run_script("-m", "scripts.roofline", "--peak-gflops", peak)
+        assert result.returncode == 2 and "--peak-gflops must be a positive number" in result.stderr, peak
 
 
 def test_readme_figures_help_and_missing_checkpoint(tmp_path):
