@@ -79,6 +79,9 @@ def train_seeds(commands: dict[int, list[str]], jobs: int, base: Path) -> int:
     lets those running finish or save their checkpoints (SIGINT reaches each trainer,
     which stops cleanly): no seed's work is lost."""
     pending, running, failure = list(commands), {}, 0
+    # Python keeps SIGINT ignored when it starts ignored (a background job of a shell
+    # script, nohup ... &): `kill -INT` must still stop the seeds, as it stops a3c.train
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def start(seed: int) -> None:
         print("$", " ".join(commands[seed][1:]), flush=True)

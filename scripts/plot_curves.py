@@ -38,6 +38,7 @@ PEERS = {
                                        "the project's design brief"),
     "DQN (Dopamine, sticky actions)": ([(1_000_000, 2_400), (2_000_000, 3_100), (5_000_000, 5_400)],
                                        "Dopamine's published baselines"),
+    "Quantile (Dopamine, sticky actions)": ([(2_000_000, 5_400)], "Dopamine's published baselines"),
     "PPO (CleanRL, v5)": ([(10_000_000, 8_275)], "CleanRL's PPO benchmark"),
 }
 RANDOM_SCORE = 1_339  # Mnih et al. 2015
