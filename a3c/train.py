@@ -97,7 +97,9 @@ def resume_note(config: Config, step: int, recorded: dict) -> str:
             continue
         if key not in recorded:
             unrecorded.append(f"{key}={shown_value(now)}")
-        elif recorded[key] != now:
+        # the settings a resume does not take (workers, backend) are not checked on load, and
+        # a tensor there (a crafted file) compares elementwise: it differs from any setting
+        elif isinstance(recorded[key], torch.Tensor) or recorded[key] != now:
             changed.append(f"{key}={shown_value(now)} (was {shown_value(recorded[key])})")
     note = f"resuming {config.resume} at step {step:,} with the settings it was trained with"
     if changed:

@@ -143,3 +143,11 @@ def test_saved_settings_replace_the_default_files_and_the_overrides_replace_them
     resumed = load_config(None, fixed, saved={"lr": 5e-4})
     assert resumed == dataclasses.replace(default, lr=5e-4)  # only what was saved differs
     assert load_config(None, {**fixed, "lr": 1e-4}, saved={"lr": 5e-4}).lr == 1e-4
+
+
+def test_a_tensor_recorded_for_a_setting_a_resume_does_not_take_is_shown_not_compared(tmp_path):
+    """workers is not resumed, so not checked on load; a tensor there (a crafted file) once
+    made the note's comparison raise (found by test_properties)."""
+    path = checkpoint(tmp_path, {**TRAINED, "workers": torch.zeros(2, 3, dtype=torch.bool)})
+    config, _, note = parse_args([f"resume={path}", "workers=2"])
+    assert config.workers == 2 and "workers=2 (was tensor(" in note
