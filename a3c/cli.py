@@ -11,5 +11,6 @@ class ArgumentParser(argparse.ArgumentParser):
     block followed by the message."""
 
     def error(self, message: str):
-        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
+        one_line = message.replace("\r", "\\r").replace("\n", "\\n")  # an argument may hold a line break
+        print(f"error: {one_line} (see {self.prog} --help)", file=sys.stderr)
         sys.exit(2)

@@ -123,7 +123,7 @@ def test_interrupting_learning_curve_stops_every_running_seed_with_its_checkpoin
         [sys.executable, "-m", "scripts.learning_curve", "--steps", "10000000", "--seeds", "1", "2", "3",
          "--jobs", "2", "--run-dir", str(base), "--config", "configs/smoke.yaml", "workers=1", "eval_interval=0"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        # started as a background job of a shell script is: with SIGINT ignored, which Python keeps
+        # as a shell script's background job starts it: SIGINT ignored, which Python would keep
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     logs = [base / "seed-1.log", base / "seed-2.log"]
     deadline = time.monotonic() + 200
