@@ -96,6 +96,11 @@ class Config:
     """'rmsprop' (shared statistics, eps 0.1, as in the A3C paper) or 'adam'. RMSProp at
     7e-4 since 2026-11-30: ahead of Adam at 3e-4 at every mark from 1M to 2M steps on three
     seeds (scripts/RESULTS.md)."""
+    optimizer_eps: float | None = None
+    """The optimizer's epsilon, added to the root of its squared-gradient average; empty =
+    the optimizer's own (RMSProp 0.1, the A3C paper's for its summed loss; Adam 1e-8). With
+    0.1 the LSTM's weights, whose root averages run at ~0.002-0.04, take a smaller share of
+    RMSProp's step than the other layers."""
     lr_anneal: bool = False
     """Anneal the learning rate linearly to zero over total_steps."""
     seed: int = 1
@@ -322,6 +327,8 @@ def validate(config: Config) -> None:
     # the LSTM's float32 bias holds it; beyond +-100 the forget gate is shut or open in float32 anyway
     if not -100.0 <= config.forget_bias <= 100.0:
         raise ConfigError(f"forget_bias must be in [-100, 100], got {config.forget_bias}")
+    if config.optimizer_eps is not None and config.optimizer_eps <= 0:
+        raise ConfigError(f"optimizer_eps must be positive, got {config.optimizer_eps}")
     if not 0.0 < config.clip_range < 1.0:
         raise ConfigError(f"clip_range must be in (0, 1), got {config.clip_range}")
     for key in ["eval_episodes", "eval_max_steps", "envs_per_worker", "conv_channels", "hidden_size", "epochs",

@@ -143,17 +143,20 @@ class SharedRMSprop(SharedOptimizer):
 
 
 def make_optimizer(kind: str, params, lr: float, slots: int = 1, total_steps: int | None = None,
-                   anneal: bool = False) -> SharedOptimizer:
+                   anneal: bool = False, eps: float | None = None) -> SharedOptimizer:
+    """``eps`` None keeps the optimizer's own (RMSProp 0.1 as in the A3C paper, Adam 1e-8)."""
+    own_eps = {} if eps is None else {"eps": eps}
     if kind == "adam":
-        return SharedAdam(params, lr, slots=slots, total_steps=total_steps, anneal=anneal)
+        return SharedAdam(params, lr, slots=slots, total_steps=total_steps, anneal=anneal, **own_eps)
     if kind == "rmsprop":
-        return SharedRMSprop(params, lr, slots=slots, total_steps=total_steps, anneal=anneal)
+        return SharedRMSprop(params, lr, slots=slots, total_steps=total_steps, anneal=anneal, **own_eps)
     raise ValueError(f"unknown optimizer {kind!r}")
 
 
 def optimizer_for(config, params, slots: int) -> SharedOptimizer:
     """The shared optimizer a run's settings ask for, with its learning-rate schedule."""
-    return make_optimizer(config.optimizer, params, config.lr, slots, config.total_steps, config.lr_anneal)
+    return make_optimizer(config.optimizer, params, config.lr, slots, config.total_steps, config.lr_anneal,
+                          config.optimizer_eps)
 
 
 def annealed_lr(base_lr: float, step: int, total_steps: int, anneal: bool) -> float:

@@ -72,6 +72,9 @@ def test_every_field_has_a_docstring_shown_by_help():
     ({"clip_range": 1.0}, r"clip_range must be in \(0, 1\), got 1.0"),
     ({"forget_bias": 3.402823466385289e+38}, r"forget_bias must be in \[-100, 100\], got 3.4028"),  # beyond float32
     ({"forget_bias": -101}, r"forget_bias must be in \[-100, 100\], got -101"),
+    ({"optimizer_eps": 0}, "optimizer_eps must be positive, got 0.0"),
+    ({"optimizer_eps": -1e-5}, "optimizer_eps must be positive, got -1e-05"),
+    ({"optimizer_eps": float("inf")}, "optimizer_eps must be a finite number"),
 ])
 def test_bad_settings_raise_config_error(overrides, message):
     with pytest.raises(ConfigError, match=message):

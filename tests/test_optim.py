@@ -7,7 +7,8 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from a3c.optim import SharedAdam, SharedRMSprop, annealed_lr, clip_grad_norm
+from a3c.config import load_config
+from a3c.optim import SharedAdam, SharedRMSprop, annealed_lr, clip_grad_norm, optimizer_for
 
 
 def gradient_sequence(shapes, count=25, seed=0):
@@ -34,6 +35,27 @@ def test_matches_torch_optim_on_the_same_gradients(ours_cls, torch_cls, kwargs):
     for mine, theirs in zip(ours_params, ref_params):
         torch.testing.assert_close(mine, theirs.detach(), rtol=1e-12, atol=1e-12)
     assert ours.update_count == 25
+
+
+@pytest.mark.parametrize("optimizer,own_eps", [("rmsprop", 0.1), ("adam", 1e-8)])
+def test_optimizer_eps_replaces_the_optimizers_own_epsilon_and_empty_keeps_it(optimizer, own_eps):
+    params = [torch.zeros(3)]
+    assert optimizer_for(load_config(None, {"optimizer": optimizer}), params, 1).eps == own_eps
+    chosen = optimizer_for(load_config(None, {"optimizer": optimizer, "optimizer_eps": 1e-3}), params, 1)
+    assert chosen.eps == 1e-3
+
+
+def test_a_smaller_rmsprop_epsilon_takes_a_larger_step_for_small_gradients():
+    """RMSProp's step is lr g / (sqrt(v) + eps): for a gradient far below eps the step
+    shrinks with g (the A3C paper's 0.1); with eps far below it the step is about lr / sqrt(1 - alpha)."""
+    steps = {}
+    for eps in (0.1, 1e-5):
+        param = torch.zeros(1, dtype=torch.float64)
+        SharedRMSprop([param], lr=1.0, eps=eps).step([torch.full((1,), 1e-3, dtype=torch.float64)])
+        steps[eps] = -param.item()
+    assert steps[0.1] == pytest.approx(1e-3 / (0.1 * 1e-3 + 0.1))
+    assert steps[1e-5] == pytest.approx(1e-3 / (0.1 * 1e-3 + 1e-5))
+    assert steps[1e-5] > 9 * steps[0.1]
 
 
 def test_the_step_uses_the_schedules_rate_at_the_global_step():
