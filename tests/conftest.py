@@ -7,6 +7,17 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# property tests: a few dozen examples per test in every run of the suite; ten times as
+# many with `pytest tests/test_properties.py --hypothesis-profile=thorough` (each test
+# scales its count from the profile's). Both CI failures of 2026-11-30 were rare examples.
+settings.register_profile("ci", max_examples=60, deadline=None)
+settings.register_profile("thorough", max_examples=600, deadline=None)
+
+
+def pytest_configure(config):
+    settings.load_profile(config.getoption("hypothesis_profile", None) or "ci")
 
 ROOT = Path(__file__).resolve().parent.parent
 
