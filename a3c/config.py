@@ -100,7 +100,8 @@ class Config:
     """The optimizer's epsilon, added to the root of its squared-gradient average; empty =
     the optimizer's own (RMSProp 0.1, the A3C paper's for its summed loss; Adam 1e-8). With
     0.1 the LSTM's weights, whose root averages run at ~0.002-0.04, take a smaller share of
-    RMSProp's step than the other layers."""
+    RMSProp's step than the other layers; 0.01 and 0.001 were behind at 1-2M steps on two seeds
+    each (scripts/RESULTS.md)."""
     lr_anneal: bool = False
     """Anneal the learning rate linearly to zero over total_steps."""
     seed: int = 1
