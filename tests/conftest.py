@@ -1,5 +1,5 @@
 """Shared fixtures: one real smoke training run (2 workers + evaluator) for the tests
-that need a trained run's files."""
+that need a trained run's files; the hypothesis profiles of the property tests."""
 from __future__ import annotations
 
 import subprocess

@@ -76,7 +76,7 @@ def as_yaml_scalar(value) -> str:
     return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
 
 
-# the example count comes from the loaded profile (tests/conftest.py: 60, or 1000 when thorough)
+# the example count comes from the loaded profile (tests/conftest.py: 60, or 600 when thorough)
 FAST = settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
