@@ -37,6 +37,9 @@ from a3c.worker import Worker
 
 INSTALL_HINT = 'backend=ray needs Ray: pip install -e ".[ray]"'
 CALL_TIMEOUT = 60.0  # seconds the driver waits for the parameter server before calling it lost
+# seconds a worker actor has to start (import torch, build its games): over 60 on two cores
+# busy with other training runs; a worker that gets no CPU at all still fails, later
+START_TIMEOUT = 180.0
 WEIGHTS_REFRESH = 5.0  # seconds between refreshes of the driver's copy of the weights (evaluator)
 
 
@@ -218,7 +221,7 @@ class RayBackend(Backend):
     def start_worker(self, rank: int, restart: int = 0) -> None:
         actor = self.worker_class.remote(rank, self.config, self.server, restart)
         try:
-            pid = self.ray.get(actor.get_pid.remote(), timeout=CALL_TIMEOUT)
+            pid = self.ray.get(actor.get_pid.remote(), timeout=START_TIMEOUT)
         except Exception as error:  # noqa: BLE001 - no CPU free, a failing node, a crash in __init__
             self.ray.kill(actor, no_restart=True)
             raise BackendError(f"worker {rank} could not start on Ray ({type(error).__name__})") from None
