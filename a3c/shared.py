@@ -7,6 +7,7 @@ that the evaluator reads it the same way.
 from __future__ import annotations
 
 import multiprocessing
+import time
 from dataclasses import dataclass
 
 import torch
@@ -27,6 +28,35 @@ def time_split(timings: torch.Tensor) -> dict[str, float]:
     return {phase: 1e3 * float(totals[k]) / updates for k, phase in enumerate(PHASES)}
 
 
+class StopFlag:
+    """The run's stop signal, shared with spawned children: ``set``, ``is_set`` and
+    ``wait`` like ``multiprocessing.Event``, but one byte of shared memory and no lock.
+    An Event guards its flag with a lock; a process killed (SIGKILL) while holding it,
+    even inside ``is_set()``, leaves that lock taken forever, and the main process then
+    hangs at ``set()`` when the run ends, before its final checkpoint."""
+
+    POLL_SECONDS = 0.02  # how soon ``wait`` sees the flag set by another process
+
+    def __init__(self):
+        self.flag = torch.zeros(1, dtype=torch.uint8).share_memory_()
+
+    def set(self) -> None:
+        self.flag[0] = 1
+
+    def is_set(self) -> bool:
+        return bool(self.flag[0])
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """True once set; False after ``timeout`` seconds (None: as long as it takes)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.is_set():
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            time.sleep(self.POLL_SECONDS if left is None else min(self.POLL_SECONDS, left))
+        return True
+
+
 def network_snapshot(model: ActorCritic, optimizer: SharedOptimizer, global_step: int,
                      obs_norm: torch.Tensor) -> dict:
     """Copies of what a checkpoint keeps of the global network, taken while workers update it."""
@@ -42,17 +72,18 @@ class SharedState:
     optimizer: SharedOptimizer
     steps: torch.Tensor  # (workers + 1,) int64: agent steps per worker slot, then the steps before a resume
     obs_norm: torch.Tensor  # (workers, 3) float64: each worker's normaliser state [mean, std, count]
-    stop: object  # multiprocessing.Event
+    stop: StopFlag
     timings: torch.Tensor  # (workers, len(PHASES) + 1) float64: seconds per phase, then updates
 
     @classmethod
-    def create(cls, model: ActorCritic, optimizer: SharedOptimizer, workers: int, stop,
+    def create(cls, model: ActorCritic, optimizer: SharedOptimizer, workers: int, stop: StopFlag | None = None,
                start_step: int = 0) -> "SharedState":
-        """Fresh counters in shared memory; ``model`` and ``optimizer`` are moved there too."""
+        """Fresh counters in shared memory, and a fresh StopFlag unless ``stop`` is given;
+        ``model`` and ``optimizer`` are moved there too."""
         steps = torch.zeros(workers + 1, dtype=torch.int64)
         steps[-1] = start_step
         return cls(model.share_memory(), optimizer, steps.share_memory_(),
-                   torch.zeros(workers, 3, dtype=torch.float64).share_memory_(), stop,
+                   torch.zeros(workers, 3, dtype=torch.float64).share_memory_(), stop if stop is not None else StopFlag(),
                    cls.timing_table(workers))
 
     @staticmethod

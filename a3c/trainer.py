@@ -56,7 +56,7 @@ class Trainer:
         model, optimizer = restore_training(config, checkpoint, self.n_actions)
         self.ctx = mp.get_context("spawn")  # fresh interpreters: no forked OpenMP or emulator state
         start_step = int(checkpoint["global_step"]) if checkpoint is not None else 0
-        self.shared = SharedState.create(model, optimizer, config.workers, self.ctx.Event(), start_step)
+        self.shared = SharedState.create(model, optimizer, config.workers, start_step=start_step)
         if checkpoint is not None:
             saved_norm = checkpoint["obs_norm"]
             for rank in range(config.workers):  # more workers than before: reuse rows cyclically

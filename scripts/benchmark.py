@@ -34,7 +34,7 @@ from a3c.memory import keep_freed_memory
 from a3c.model import ActorCritic, network_settings
 from a3c.optim import make_optimizer
 from a3c.backends.local import LocalLink
-from a3c.shared import PHASES, SharedState, time_split
+from a3c.shared import PHASES, SharedState, StopFlag, time_split
 from a3c.worker import Worker
 from scripts.autograd_a3c import AutogradWorker, shared_network
 
@@ -71,7 +71,7 @@ def measure(kind: str, envs_per_worker: int, args, ctx) -> dict:
         model = ActorCritic(n_actions, **network_settings(config), seed=config.seed).share_memory()
         optimizer = make_optimizer(config.optimizer, model.parameters(), config.lr, slots=args.workers)
     shared = SharedState(model, optimizer, torch.zeros(args.workers + 1, dtype=torch.int64).share_memory_(),
-                         torch.zeros(args.workers, 3, dtype=torch.float64).share_memory_(), ctx.Event(),
+                         torch.zeros(args.workers, 3, dtype=torch.float64).share_memory_(), StopFlag(),
                          SharedState.timing_table(args.workers))
     queue = ctx.Queue()
     draining = threading.Event()
