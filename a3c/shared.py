@@ -76,14 +76,13 @@ class SharedState:
     timings: torch.Tensor  # (workers, len(PHASES) + 1) float64: seconds per phase, then updates
 
     @classmethod
-    def create(cls, model: ActorCritic, optimizer: SharedOptimizer, workers: int, stop: StopFlag | None = None,
+    def create(cls, model: ActorCritic, optimizer: SharedOptimizer, workers: int,
                start_step: int = 0) -> "SharedState":
-        """Fresh counters in shared memory, and a fresh StopFlag unless ``stop`` is given;
-        ``model`` and ``optimizer`` are moved there too."""
+        """Fresh counters and stop flag in shared memory; ``model`` and ``optimizer`` are moved there too."""
         steps = torch.zeros(workers + 1, dtype=torch.int64)
         steps[-1] = start_step
         return cls(model.share_memory(), optimizer, steps.share_memory_(),
-                   torch.zeros(workers, 3, dtype=torch.float64).share_memory_(), stop if stop is not None else StopFlag(),
+                   torch.zeros(workers, 3, dtype=torch.float64).share_memory_(), StopFlag(),
                    cls.timing_table(workers))
 
     @staticmethod
