@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import os
+import queue as queue_errors
 import signal
 import threading
-import queue as queue_errors
 import time
 
 import torch.multiprocessing as mp
@@ -60,8 +60,9 @@ def _poll_the_stop_flag(stop, looping) -> None:  # a child that reads the flag w
 
 
 def test_a_child_killed_while_reading_the_stop_flag_cannot_block_the_run_from_stopping():
-    """A multiprocessing.Event guards its flag with a lock: a worker SIGKILLed inside
-    is_set() kept it, and the main process hung at stop.set() before its final checkpoint."""
+    """A multiprocessing.Event guards its flag with a lock: a child SIGKILLed while holding
+    it (a worker or the evaluator of a CI run) kept it, and the main process hung at
+    stop.set() before its final checkpoint."""
     ctx = mp.get_context("spawn")
     stop = StopFlag()
     for _ in range(3):
