@@ -7,7 +7,6 @@ total_steps, on Ctrl-C or on SIGTERM with a final checkpoint.
 """
 from __future__ import annotations
 
-import queue as queue_errors
 import signal
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from a3c.checkpoint import CheckpointError, load_checkpoint, restore_model, save
 from a3c.config import Config, ConfigError
 from a3c.envs import make_env
 from a3c.evaluator_process import run_evaluator
+from a3c.mailbox import Mailbox
 from a3c.messages import EpisodeEnded, EvalClip, Evaluated, Failed, Notice, UpdateDone
 from a3c.metrics import RunMetrics
 from a3c.model import ActorCritic, network_settings
@@ -61,8 +61,8 @@ class Trainer:
             saved_norm = checkpoint["obs_norm"]
             for rank in range(config.workers):  # more workers than before: reuse rows cyclically
                 self.shared.obs_norm[rank] = saved_norm[rank % saved_norm.shape[0]]
-        self.queue = self.ctx.Queue()
-        self.backend = make_backend(config, self.shared, self.queue, self.ctx, self.n_actions)
+        self.mailbox = Mailbox(self.ctx)
+        self.backend = make_backend(config, self.shared, self.mailbox, self.ctx, self.n_actions)
         self.evaluator: mp.Process | None = None
         self.restarts = self.evaluator_restarts = 0
         self.stop_reason: str | None = None
@@ -88,7 +88,8 @@ class Trainer:
             except CheckpointError:
                 best_score = None
         self.evaluator = self.ctx.Process(target=run_evaluator, name="a3c-evaluator", daemon=True,
-                                          args=(self.config, self.shared, self.queue, self.n_actions, best_score))
+                                          args=(self.config, self.shared, self.mailbox.queue_for("evaluator"),
+                                                self.n_actions, best_score))
         self.evaluator.start()
 
     def evaluator_policy(self) -> str:
@@ -167,19 +168,11 @@ class Trainer:
 
     # --- messages --------------------------------------------------------------------------
     def drain(self, timeout: float) -> None:
-        """Handle the backend's messages, then wait up to ``timeout`` s for the queue's."""
+        """Handle the backend's messages, then wait up to ``timeout`` s for the processes'."""
         for message in self.backend.poll():
             self.handle(message)
-        try:
-            message = self.queue.get(timeout=timeout) if timeout > 0 else self.queue.get_nowait()
-        except queue_errors.Empty:
-            return
-        while True:
+        for message in self.mailbox.collect(timeout):
             self.handle(message)
-            try:
-                message = self.queue.get_nowait()
-            except queue_errors.Empty:
-                return
 
     def handle(self, message) -> None:
         metrics = self.metrics

@@ -4,6 +4,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 
 from a3c.config import Config
+from a3c.mailbox import Mailbox
 from a3c.messages import Message
 from a3c.shared import SharedState
 
@@ -16,11 +17,12 @@ class Backend(ABC):
     """Runs a run's workers against the global network.
 
     ``shared`` is the global network as this machine's processes (the evaluator) read it;
-    ``queue`` carries messages of this machine's processes to the training loop.
+    ``mailbox`` (a3c.mailbox) gives each of this machine's processes a queue to the
+    training loop.
     """
 
-    def __init__(self, config: Config, shared: SharedState, queue, ctx, n_actions: int) -> None:
-        self.config, self.shared, self.queue, self.ctx, self.n_actions = config, shared, queue, ctx, n_actions
+    def __init__(self, config: Config, shared: SharedState, mailbox: Mailbox, ctx, n_actions: int) -> None:
+        self.config, self.shared, self.mailbox, self.ctx, self.n_actions = config, shared, mailbox, ctx, n_actions
         self.failure: str | None = None  # set when the backend cannot go on; the loop then stops
 
     @abstractmethod
@@ -39,7 +41,7 @@ class Backend(ABC):
 
     @abstractmethod
     def poll(self) -> list[Message]:
-        """Messages the backend gathered itself (beyond ``queue``); refreshes ``shared``."""
+        """Messages the backend gathered itself (beyond ``mailbox``); refreshes ``shared``."""
 
     @abstractmethod
     def checkpoint_state(self) -> dict | None:

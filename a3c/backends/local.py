@@ -2,7 +2,7 @@
 
 Each worker is a spawned process with one torch thread; it reads and updates the
 shared parameters and optimizer statistics in place, without locks, as in the A3C
-paper, and sends its messages on a multiprocessing queue.
+paper, and sends its messages on a multiprocessing queue of its own (a3c.mailbox).
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import torch
 
 from a3c.backends.base import Backend
 from a3c.config import Config
+from a3c.mailbox import Mailbox
 from a3c.memory import keep_freed_memory
 from a3c.messages import Failed
 from a3c.model import ActorCritic
@@ -68,12 +69,13 @@ def run_worker(rank: int, config: Config, shared: SharedState, queue, restart: i
 
 
 class LocalBackend(Backend):
-    def __init__(self, config: Config, shared: SharedState, queue, ctx, n_actions: int) -> None:
-        super().__init__(config, shared, queue, ctx, n_actions)
+    def __init__(self, config: Config, shared: SharedState, mailbox: Mailbox, ctx, n_actions: int) -> None:
+        super().__init__(config, shared, mailbox, ctx, n_actions)
         self.procs = {}
 
     def start_worker(self, rank: int, restart: int = 0) -> None:
-        proc = self.ctx.Process(target=run_worker, args=(rank, self.config, self.shared, self.queue, restart),
+        queue = self.mailbox.queue_for(f"worker {rank}")
+        proc = self.ctx.Process(target=run_worker, args=(rank, self.config, self.shared, queue, restart),
                                 name=f"a3c-worker-{rank}", daemon=True)
         proc.start()
         self.procs[rank] = proc
@@ -91,7 +93,7 @@ class LocalBackend(Backend):
         return ended
 
     def poll(self) -> list:
-        return []  # the workers write to the loop's queue directly
+        return []  # the workers write to their queues in the loop's mailbox
 
     def checkpoint_state(self) -> dict:
         shared = self.shared

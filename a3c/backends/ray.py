@@ -27,6 +27,7 @@ import torch
 
 from a3c.backends.base import Backend, BackendError
 from a3c.config import Config, ConfigError
+from a3c.mailbox import Mailbox
 from a3c.memory import keep_freed_memory
 from a3c.messages import Failed, Notice
 from a3c.model import ActorCritic, network_settings
@@ -183,8 +184,8 @@ class RayWorker:
 
 
 class RayBackend(Backend):
-    def __init__(self, config: Config, shared: SharedState, queue, ctx, n_actions: int) -> None:
-        super().__init__(config, shared, queue, ctx, n_actions)
+    def __init__(self, config: Config, shared: SharedState, mailbox: Mailbox, ctx, n_actions: int) -> None:
+        super().__init__(config, shared, mailbox, ctx, n_actions)
         ray = self.ray = import_ray()
         try:
             local = {"num_cpus": config.workers} if config.ray_address is None else {}  # one CPU per worker
