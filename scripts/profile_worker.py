@@ -4,7 +4,7 @@ Prints the time split per update (env, forward, backward, optimizer), the torch
 operators that take the most time, and how much slower the same games step inside the
 worker than alone (the network and the emulator evict each other from the CPU caches).
 
-    python -m scripts.profile_worker [--envs-per-worker 8] [--updates 30] [--top 15]
+    python -m scripts.profile_worker [--envs-per-worker 4] [--updates 30] [--top 15]
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from a3c.cli import ArgumentParser
-from a3c.config import load_config
+from a3c.config import Config, load_config
 from a3c.envs import ObsNormalizer, make_vector_env
 from a3c.memory import keep_freed_memory
 from a3c.model import ActorCritic, network_settings
@@ -44,7 +44,8 @@ def env_alone_ms(config, batch: int, steps: int) -> float:
 
 def main() -> None:
     parser = ArgumentParser(prog="python -m scripts.profile_worker", description=__doc__.splitlines()[0])
-    parser.add_argument("--envs-per-worker", type=int, default=8)
+    parser.add_argument("--envs-per-worker", type=int, default=Config.envs_per_worker,
+                        help="games per worker (default: the default config's)")
     parser.add_argument("--updates", type=int, default=30, help="updates profiled (after 5 warm-up ones)")
     parser.add_argument("--top", type=int, default=15, help="operators listed")
     args = parser.parse_args()
