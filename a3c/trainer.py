@@ -70,9 +70,9 @@ class Trainer:
         self.skipped_in_a_row: dict[int, int] = {}  # per worker: another worker's good update proves nothing
 
     # --- processes ---------------------------------------------------------------------
-    def start_worker(self, rank: int, restart: int = 0) -> None:
+    def start_workers(self, ranks, restart: int = 0) -> None:
         try:
-            self.backend.start_worker(rank, restart)
+            self.backend.start_workers(ranks, restart)
         except BackendError as error:
             self.metrics.event(f"{error}; stopping")
             self.request_stop("a worker could not start", exit_code=1)
@@ -115,7 +115,7 @@ class Trainer:
             self.metrics.event(f"worker {rank} died ({cause}); restarting it "
                                f"({self.restarts}/{self.config.max_restarts})")
             self.metrics.writer.add_scalar("train/worker_restarts", self.restarts, self.shared.global_step)
-            self.start_worker(rank, restart=self.restarts)
+            self.start_workers([rank], restart=self.restarts)
 
     def check_evaluator(self) -> None:
         """Restart a dead evaluator (up to max_restarts); its failures never stop training."""
@@ -210,8 +210,7 @@ class Trainer:
         started = time.monotonic()
         closing = None
         try:
-            for rank in range(config.workers):
-                self.start_worker(rank)
+            self.start_workers(range(config.workers))
             if config.eval_interval > 0:
                 self.start_evaluator()
             self.metrics.event("processes: " + ", ".join(

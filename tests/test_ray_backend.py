@@ -198,3 +198,41 @@ def test_a_worker_actor_that_raises_reports_its_traceback_and_is_restarted(tmp_p
     assert failed, text
     assert f"worker {failed.group(1)} died (exit code 1); restarting it (1/10)" in text, text
     assert load_checkpoint(run_dir / "checkpoints" / "latest.pt")["global_step"] >= 3000
+
+
+def test_worker_actors_that_cannot_start_stop_the_run_with_exit_1_and_no_actor_left(tmp_path):
+    # every Ray worker actor hangs in its constructor, as one that never gets a CPU on a busy
+    # cluster never starts; the driver waits START_TIMEOUT for it, cut here to 20 s (time
+    # enough for the actor to reach its constructor on a loaded machine)
+    pid_file = tmp_path / "hung.pid"
+    (tmp_path / "patch").mkdir()
+    (tmp_path / "patch" / "sitecustomize.py").write_text(
+        "import os, sys\n"
+        "if sys.argv and sys.argv[0].endswith('default_worker.py'):  # Ray's worker processes\n"
+        "    import time, a3c.backends.ray\n"
+        "    def hang(self, *args, **kwargs):\n"
+        f"        open({str(pid_file)!r}, 'a').write(f'{{os.getpid()}}\\n')\n"
+        "        time.sleep(3600)\n"
+        "    a3c.backends.ray.RayWorker.__init__ = hang\n"
+        "elif sys.argv[:1] == ['-m'] and any(arg.startswith('run_dir=') for arg in sys.argv):  # the driver\n"
+        "    import a3c.backends.ray\n"
+        "    a3c.backends.ray.START_TIMEOUT = 20.0\n")
+    run_dir = tmp_path / "ray"
+    log = tmp_path / "ray.log"
+    with open(log, "w") as handle:
+        proc = subprocess.Popen([sys.executable, "-m", "a3c.train", *RAY, "total_steps=3000", f"run_dir={run_dir}"],
+                                cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT,
+                                env={**ENV, "PYTHONPATH": os.pathsep.join([str(tmp_path / "patch"), str(ROOT)])})
+    try:
+        code = proc.wait(timeout=180)
+    finally:
+        proc.kill()
+    text = log.read_text()
+    assert code == 1, text
+    # both started side by side and waited for together: one timeout, one line
+    assert "workers 0, 1 could not start on Ray (GetTimeoutError); stopping" in text, text
+    assert "(a worker could not start)" in text and "Traceback" not in text, text
+    assert load_checkpoint(run_dir / "checkpoints" / "latest.pt")["global_step"] == 0
+    hung = [int(line) for line in pid_file.read_text().split()]
+    assert hung  # the premise: a worker actor's constructor did run and hang
+    wait_for(lambda: not any(alive(pid) for pid in hung), 30, "the hung worker actor to be killed")

@@ -30,6 +30,12 @@ class Backend(ABC):
         """Start worker ``rank`` (``restart`` counts the restarts so far; it changes the
         games' seeds). Raises BackendError when it cannot start."""
 
+    def start_workers(self, ranks, restart: int = 0) -> None:
+        """Start several workers (a run's first); a backend whose starts are slow starts them
+        side by side. Raises BackendError when any cannot start."""
+        for rank in ranks:
+            self.start_worker(rank, restart)
+
     @abstractmethod
     def running_workers(self) -> int:
         """How many workers are running or not yet reported ended."""

@@ -220,13 +220,27 @@ class RayBackend(Backend):
             return None
 
     def start_worker(self, rank: int, restart: int = 0) -> None:
-        actor = self.worker_class.remote(rank, self.config, self.server, restart)
-        try:
-            pid = self.ray.get(actor.get_pid.remote(), timeout=START_TIMEOUT)
-        except Exception as error:  # noqa: BLE001 - no CPU free, a failing node, a crash in __init__
-            self.ray.kill(actor, no_restart=True)
-            raise BackendError(f"worker {rank} could not start on Ray ({type(error).__name__})") from None
-        self.actors[rank] = (actor, actor.run.remote(), pid)
+        self.start_workers([rank], restart)
+
+    def start_workers(self, ranks, restart: int = 0) -> None:
+        # all at once: an actor takes seconds to start (a process, torch, its games), so one
+        # after another a cluster's 30 workers would take minutes
+        actors = {rank: self.worker_class.remote(rank, self.config, self.server, restart) for rank in ranks}
+        pids = {rank: actor.get_pid.remote() for rank, actor in actors.items()}
+        deadline = time.monotonic() + START_TIMEOUT
+        failed = []
+        for rank, actor in actors.items():
+            try:
+                pid = self.ray.get(pids[rank], timeout=max(0.0, deadline - time.monotonic()))
+            except Exception as error:  # noqa: BLE001 - no CPU free, a failing node, a crash in __init__
+                self.ray.kill(actor, no_restart=True)
+                failed.append((rank, type(error).__name__))
+                continue
+            self.actors[rank] = (actor, actor.run.remote(), pid)
+        if failed:
+            names = ", ".join(str(rank) for rank, _ in failed)
+            causes = ", ".join(sorted({cause for _, cause in failed}))
+            raise BackendError(f"worker{'s' if len(failed) > 1 else ''} {names} could not start on Ray ({causes})")
 
     def running_workers(self) -> int:
         return len(self.actors)
