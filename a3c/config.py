@@ -128,8 +128,9 @@ class Config:
     """'local': worker processes on this machine, sharing memory; 'ray': a parameter
     server and worker actors on a Ray cluster (pip install -e ".[ray]")."""
     ray_address: str | None = None
-    """backend=ray: 'auto' or HOST:PORT of a running cluster; empty = start Ray here with
-    one CPU per worker."""
+    """backend=ray: 'auto' or HOST:PORT of a running cluster; empty = start a Ray of the
+    run's own here with one CPU per worker (even where `ray start` or RAY_ADDRESS names
+    another: 'auto' joins that one)."""
     eval_interval: float = 60.0
     """Seconds between evaluations of the shared network during training; 0 = no evaluator."""
     eval_policy: str = "sample"

@@ -115,6 +115,24 @@ def test_ctrl_c_on_a_ray_run_stops_the_actors_writes_the_final_checkpoint_and_ex
     wait_for(lambda: not any(alive(pid) for pid in actors), 30, "the worker actors and the server to exit")
 
 
+def test_without_ray_address_a_run_starts_its_own_ray_even_where_ray_address_names_another(tmp_path):
+    # RAY_ADDRESS (or the last `ray start` here) would make ray.init() join that cluster, and
+    # fail: it takes no CPU count for a cluster it joins. Here it names nothing at all.
+    run_dir = tmp_path / "ray"
+    log = tmp_path / "ray.log"
+    with open(log, "w") as handle:
+        proc = subprocess.Popen([sys.executable, "-m", "a3c.train", *RAY, "total_steps=400", f"run_dir={run_dir}"],
+                                cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT,
+                                env={**ENV, "RAY_ADDRESS": "127.0.0.1:9"})
+    try:
+        code = proc.wait(timeout=300)
+    finally:
+        proc.kill()
+    text = log.read_text()
+    assert code == 0 and "error:" not in text, text
+    assert load_checkpoint(run_dir / "checkpoints" / "latest.pt")["global_step"] >= 400
+
+
 @pytest.fixture
 def two_node_cluster(monkeypatch):
     """A Ray cluster on this machine: a head node (2 CPUs) and a worker node (2 CPUs), each

@@ -188,8 +188,10 @@ class RayBackend(Backend):
         super().__init__(config, shared, mailbox, ctx, n_actions)
         ray = self.ray = import_ray()
         try:
-            local = {"num_cpus": config.workers} if config.ray_address is None else {}  # one CPU per worker
-            ray.init(address=config.ray_address, include_dashboard=False, log_to_driver=False, **local)
+            # no address: a Ray of our own, one CPU per worker ("local": not the cluster that
+            # RAY_ADDRESS or the last `ray start` on this machine names, as None would join)
+            local = {"num_cpus": config.workers} if config.ray_address is None else {}
+            ray.init(address=config.ray_address or "local", include_dashboard=False, log_to_driver=False, **local)
         except Exception as error:  # noqa: BLE001 - Ray raises several kinds here
             raise ConfigError(f"cannot start or reach Ray at {config.ray_address or 'a new local instance'}: "
                               f"{str(error).splitlines()[0]}") from None
