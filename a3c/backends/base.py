@@ -26,15 +26,10 @@ class Backend(ABC):
         self.failure: str | None = None  # set when the backend cannot go on; the loop then stops
 
     @abstractmethod
-    def start_worker(self, rank: int, restart: int = 0) -> None:
-        """Start worker ``rank`` (``restart`` counts the restarts so far; it changes the
-        games' seeds). Raises BackendError when it cannot start."""
-
     def start_workers(self, ranks, restart: int = 0) -> None:
-        """Start several workers (a run's first); a backend whose starts are slow starts them
-        side by side. Raises BackendError when any cannot start."""
-        for rank in ranks:
-            self.start_worker(rank, restart)
+        """Start the workers of these ranks (a run's first, or one that died; ``restart``
+        counts the restarts so far: it changes the games' seeds). Raises BackendError when
+        any cannot start."""
 
     @abstractmethod
     def running_workers(self) -> int:

@@ -73,12 +73,13 @@ class LocalBackend(Backend):
         super().__init__(config, shared, mailbox, ctx, n_actions)
         self.procs = {}
 
-    def start_worker(self, rank: int, restart: int = 0) -> None:
-        queue = self.mailbox.queue_for(f"worker {rank}")
-        proc = self.ctx.Process(target=run_worker, args=(rank, self.config, self.shared, queue, restart),
-                                name=f"a3c-worker-{rank}", daemon=True)
-        proc.start()
-        self.procs[rank] = proc
+    def start_workers(self, ranks, restart: int = 0) -> None:
+        for rank in ranks:
+            queue = self.mailbox.queue_for(f"worker {rank}")
+            proc = self.ctx.Process(target=run_worker, args=(rank, self.config, self.shared, queue, restart),
+                                    name=f"a3c-worker-{rank}", daemon=True)
+            proc.start()
+            self.procs[rank] = proc
 
     def running_workers(self) -> int:
         return len(self.procs)

@@ -221,12 +221,9 @@ class RayBackend(Backend):
                                        f"checkpoint is kept as it was"))
             return None
 
-    def start_worker(self, rank: int, restart: int = 0) -> None:
-        self.start_workers([rank], restart)
-
     def start_workers(self, ranks, restart: int = 0) -> None:
-        # all at once: an actor takes seconds to start (a process, torch, its games), so one
-        # after another a cluster's 30 workers would take minutes
+        # all at once: an actor takes ~2 s to start (a process, torch, its games), so one
+        # after another a cluster's 30 workers would take a minute
         actors = {rank: self.worker_class.remote(rank, self.config, self.server, restart) for rank in ranks}
         pids = {rank: actor.get_pid.remote() for rank, actor in actors.items()}
         deadline = time.monotonic() + START_TIMEOUT
