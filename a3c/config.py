@@ -37,8 +37,8 @@ class Config:
     envs_per_worker: int = 4
     """Games each worker plays at once (B): the network runs on B frames per step and an
     update covers num_steps x B agent steps. 4 since 2026-12-01: twice the updates of 8 for
-    the same experience, ahead at 2M and 3M for ~1.1-1.2x the time per step
-    (scripts/RESULTS.md); checkpoints that record no value had 1."""
+    the same experience, ahead at 2M and 3M and level at 5M, for ~1.1-1.2x the time per
+    step (scripts/RESULTS.md); checkpoints that record no value had 1."""
     frame: str = "jet_centred"
     """The network's view of the screen: 'jet_centred' (the whole river and the fuel gauge,
     the river shifted sideways to put the jet in the middle column: the default since
