@@ -24,12 +24,18 @@ RAY = ["--config", "configs/smoke.yaml", "backend=ray", "eval_interval=0"]
 ENV = dict(os.environ, RAY_AUTH_MODE="disabled", PYTHONWARNINGS="ignore")
 
 
-def start(run_dir: Path, *args: str) -> tuple[subprocess.Popen, Path]:
+def start(run_dir: Path, *args: str, env: dict | None = None) -> tuple[subprocess.Popen, Path]:
+    """``python -m a3c.train ARGS run_dir=RUN_DIR``, its output in RUN_DIR.log; ``env`` adds variables."""
     log = run_dir.parent / f"{run_dir.name}.log"
     with open(log, "w") as handle:
         proc = subprocess.Popen([sys.executable, "-m", "a3c.train", *args, f"run_dir={run_dir}"], cwd=ROOT,
-                                stdout=handle, stderr=subprocess.STDOUT, env=ENV)
+                                stdout=handle, stderr=subprocess.STDOUT, env={**ENV, **(env or {})})
     return proc, log
+
+
+def sitecustomize_from(folder: Path) -> dict:
+    """The environment that makes every Python process of a run import FOLDER/sitecustomize.py."""
+    return {"PYTHONPATH": os.pathsep.join([str(folder), str(ROOT)])}
 
 
 def server_pid(log: Path) -> int | None:
@@ -119,11 +125,7 @@ def test_without_ray_address_a_run_starts_its_own_ray_even_where_ray_address_nam
     # RAY_ADDRESS (or the last `ray start` here) would make ray.init() join that cluster, and
     # fail: it takes no CPU count for a cluster it joins. Here it names nothing at all.
     run_dir = tmp_path / "ray"
-    log = tmp_path / "ray.log"
-    with open(log, "w") as handle:
-        proc = subprocess.Popen([sys.executable, "-m", "a3c.train", *RAY, "total_steps=400", f"run_dir={run_dir}"],
-                                cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT,
-                                env={**ENV, "RAY_ADDRESS": "127.0.0.1:9"})
+    proc, log = start(run_dir, *RAY, "total_steps=400", env={"RAY_ADDRESS": "127.0.0.1:9"})
     try:
         code = proc.wait(timeout=300)
     finally:
@@ -200,11 +202,7 @@ def test_a_worker_actor_that_raises_reports_its_traceback_and_is_restarted(tmp_p
         "        raise RuntimeError('injected fault')\n"
         "    a3c.worker.Worker.learn = learn\n")
     run_dir = tmp_path / "ray"
-    log = tmp_path / "ray.log"
-    with open(log, "w") as handle:
-        proc = subprocess.Popen([sys.executable, "-m", "a3c.train", *RAY, "total_steps=3000", f"run_dir={run_dir}"],
-                                cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT,
-                                env={**ENV, "PYTHONPATH": os.pathsep.join([str(tmp_path / "patch"), str(ROOT)])})
+    proc, log = start(run_dir, *RAY, "total_steps=3000", env=sitecustomize_from(tmp_path / "patch"))
     try:
         assert proc.wait(timeout=400) == 0, log.read_text()
     finally:
@@ -236,11 +234,7 @@ def test_worker_actors_that_cannot_start_stop_the_run_with_exit_1_and_no_actor_l
         "    import a3c.backends.ray\n"
         "    a3c.backends.ray.START_TIMEOUT = 20.0\n")
     run_dir = tmp_path / "ray"
-    log = tmp_path / "ray.log"
-    with open(log, "w") as handle:
-        proc = subprocess.Popen([sys.executable, "-m", "a3c.train", *RAY, "total_steps=3000", f"run_dir={run_dir}"],
-                                cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT,
-                                env={**ENV, "PYTHONPATH": os.pathsep.join([str(tmp_path / "patch"), str(ROOT)])})
+    proc, log = start(run_dir, *RAY, "total_steps=3000", env=sitecustomize_from(tmp_path / "patch"))
     try:
         code = proc.wait(timeout=180)
     finally:
