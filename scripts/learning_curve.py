@@ -9,7 +9,8 @@ Training runs the seeds one after another (each uses every worker), in RUN_DIR/s
 ``--jobs N`` trains N seeds at the same time (give ``workers=`` so that they share the
 cores as you mean them to), each seed's output in RUN_DIR/seed-K.log.
 The report reads ``train/episode_return`` (raw game score, logged against the global
-agent step at each episode's end) from each run's TensorBoard event files.
+agent step at each episode's end) from each run's TensorBoard event files, or from a
+kept run's episodes.csv (``scripts.keep_runs``).
 """
 from __future__ import annotations
 
@@ -21,17 +22,7 @@ import time
 from pathlib import Path
 
 from a3c.cli import ArgumentParser
-from scripts.run_logs import NotARun, episode_returns
-
-
-def steps_trained(run_dir: Path, returns: list[tuple[int, float]]) -> int:
-    """Agent steps the run reached: its latest checkpoint's count, else its last episode's end."""
-    from a3c.checkpoint import CheckpointError, load_checkpoint
-
-    try:
-        return int(load_checkpoint(run_dir / "checkpoints" / "latest.pt")["global_step"])
-    except CheckpointError:
-        return returns[-1][0] if returns else 0
+from scripts.run_logs import NotARun, episode_returns, steps_trained
 
 
 def curve(returns: list[tuple[int, float]], every: int, window: int = 100,

@@ -133,7 +133,7 @@ def plot(run_dirs: list[Path], out: Path, window: int, labels: list[str] | None 
 
 def main() -> int:
     parser = ArgumentParser(prog="python -m scripts.plot_curves", description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="*", type=Path, help="run directories (each holds tensorboard/)")
+    parser.add_argument("runs", nargs="*", type=Path, help="run folders, or runs kept by scripts.keep_runs")
     parser.add_argument("--group", nargs="+", action="append", metavar=("NAME", "RUN"),
                         help="a named group of runs (seeds) drawn as their mean with a band; repeatable")
     parser.add_argument("--peers", action="store_true", help="add other agents' published figures")

@@ -1,25 +1,43 @@
-"""Read what a training run logged: the scalars in RUN/tensorboard, as the report scripts
-(learning_curve, plot_curves) need them, with a run folder that is not one named in a
-clear error instead of TensorBoard's traceback."""
+"""Read what a training run logged, as the report scripts (learning_curve, plot_curves)
+need it, with a folder that is not a run named in a clear error instead of a traceback.
+
+Two kinds of folder are runs: a run folder as ``a3c.train`` writes it (its scalars in
+``tensorboard/``, its agent steps in ``checkpoints/latest.pt``), and a kept run
+(``scripts.keep_runs``): the run's ``episodes.csv`` and ``config.yaml`` and a
+``steps_trained`` file, small enough for the repository once the run folder is gone.
+"""
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 EPISODE_RETURN = "train/episode_return"  # raw game score, logged at each episode's end against the global step
+EPISODES_CSV = "episodes.csv"  # the same episodes, a row each: step, worker, env, return, length (a3c.metrics)
+STEPS_TRAINED = "steps_trained"  # a kept run's agent steps, read from its checkpoint when it was kept
+CSV_COLUMNS = {EPISODE_RETURN: "return", "train/episode_length": "length"}  # what a kept run can still tell
 
 
 class NotARun(Exception):
     """A folder given as a run holds no training logs to report."""
 
 
+def is_kept_run(run_dir: Path) -> bool:
+    return not (run_dir / "tensorboard").is_dir() and (run_dir / EPISODES_CSV).is_file()
+
+
 def read_scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
     """(step, value) of every point logged under ``tag``, in step order; [] when the run
-    never logged that tag (e.g. no evaluation). Raises NotARun for a folder that is not a
-    run (no ``tensorboard/`` inside: a typo, or the parent of the seed folders)."""
+    never logged that tag (e.g. no evaluation, or any tag but the episodes' in a kept run).
+    Raises NotARun for a folder that is not a run (a typo, or the parent of the seed folders)."""
+    if is_kept_run(run_dir):
+        if tag not in CSV_COLUMNS:
+            return []
+        with open(run_dir / EPISODES_CSV, newline="") as file:
+            return sorted((int(row["step"]), float(row[CSV_COLUMNS[tag]])) for row in csv.DictReader(file))
     if not (run_dir / "tensorboard").is_dir():
-        raise NotARun(f"{run_dir} is not a run folder (it has no tensorboard/ inside)")
+        raise NotARun(f"{run_dir} is not a run folder (it has neither tensorboard/ nor {EPISODES_CSV} inside)")
     events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0})
     events.Reload()
     if tag not in events.Tags()["scalars"]:
@@ -34,3 +52,17 @@ def episode_returns(run_dir: Path) -> list[tuple[int, float]]:
     if not returns:
         raise NotARun(f"no episodes logged in {run_dir} yet")
     return returns
+
+
+def steps_trained(run_dir: Path, returns: list[tuple[int, float]]) -> int:
+    """Agent steps the run reached: its latest checkpoint's count (a kept run: the count
+    kept with it), else its last episode's end."""
+    from a3c.checkpoint import CheckpointError, load_checkpoint
+
+    kept = run_dir / STEPS_TRAINED
+    if kept.is_file():
+        return int(kept.read_text())
+    try:
+        return int(load_checkpoint(run_dir / "checkpoints" / "latest.pt")["global_step"])
+    except CheckpointError:
+        return returns[-1][0] if returns else 0

@@ -79,6 +79,37 @@ def test_report_scripts_refuse_a_run_that_has_logged_no_episode_yet(smoke_run, t
                           f"no episode scores logged in {fresh} yet")
 
 
+def test_a_kept_run_reports_and_plots_as_its_run_folder_does(smoke_run, tmp_path):
+    from a3c.checkpoint import load_checkpoint
+    from scripts.run_logs import episode_returns
+
+    result = run_script("-m", "scripts.keep_runs", str(smoke_run), "--to", str(tmp_path / "kept"))
+    assert result.returncode == 0, result.stderr
+    kept = tmp_path / "kept" / smoke_run.name
+    assert sorted(path.name for path in kept.iterdir()) == ["config.yaml", "episodes.csv", "steps_trained"]
+    checkpoint = load_checkpoint(smoke_run / "checkpoints" / "latest.pt")
+    assert int((kept / "steps_trained").read_text()) == checkpoint["global_step"]
+    assert episode_returns(kept) == episode_returns(smoke_run)  # the CSV holds what TensorBoard holds
+    tables = [run_script("-m", "scripts.learning_curve", "--read", str(run), "--every", "1000")
+              for run in (smoke_run, kept)]
+    assert all(table.returncode == 0 for table in tables), tables[1].stderr
+    assert table_rows(tables[0].stdout) and table_rows(tables[0].stdout) == table_rows(tables[1].stdout)
+    for args in (["--group", "kept and not", str(kept), str(smoke_run)], [str(kept)]):
+        out = tmp_path / "kept.png"
+        result = run_script("-m", "scripts.plot_curves", *args, "--out", str(out))
+        assert result.returncode == 0, result.stderr
+        assert Image.open(out).format == "PNG"
+        out.unlink()
+
+
+def test_keep_runs_refuses_a_folder_that_is_not_a_run_and_keeps_none_of_the_others(smoke_run, tmp_path):
+    kept = tmp_path / "kept"
+    parent = smoke_run.parent  # the folder above a run
+    assert_one_error_line(run_script("-m", "scripts.keep_runs", str(smoke_run), str(parent), "--to", str(kept)),
+                          str(parent), "is not a run folder")
+    assert not kept.exists()
+
+
 def test_report_scripts_refuse_intervals_that_are_not_positive(smoke_run, tmp_path):
     assert_one_error_line(run_script("-m", "scripts.learning_curve", "--read", str(smoke_run), "--every", "0"),
                           "--every must be a positive number of agent steps, got 0")

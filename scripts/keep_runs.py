@@ -1,0 +1,71 @@
+"""Keep finished runs' learning records in the repository, for reports after the runs are gone.
+
+    python -m scripts.keep_runs runs/NAME/seed-1 runs/NAME/seed-2 --to scripts/runs/NAME
+
+Each run's ``episodes.csv`` (a row per training episode: ~50 KB per 2M agent steps) and
+``config.yaml`` go to TO/<the run folder's name>/, with a ``steps_trained`` file holding
+the agent steps of its latest checkpoint; its checkpoints and event files (megabytes)
+stay behind. ``learning_curve --read`` and ``plot_curves`` take a kept run wherever they
+take a run folder, so a later ablation is compared with the curves it is measured
+against, not only with the marks copied into scripts/RESULTS.md. Keeping a run again
+(after it trained further) replaces what was kept of it.
+"""
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+from a3c.cli import ArgumentParser
+from scripts.run_logs import EPISODES_CSV, STEPS_TRAINED, NotARun, episode_returns, is_kept_run, steps_trained
+
+KEPT_FILES = (EPISODES_CSV, "config.yaml")
+
+
+def check(run_dir: Path) -> list[tuple[int, float]]:
+    """The run's episodes; raises NotARun for a folder that cannot be kept."""
+    if is_kept_run(run_dir):
+        raise NotARun(f"{run_dir} is a kept run already")
+    missing = [name for name in KEPT_FILES if not (run_dir / name).is_file()]
+    if missing:
+        raise NotARun(f"{run_dir} is not a run folder of a3c.train (it has no {' or '.join(missing)})")
+    return episode_returns(run_dir)
+
+
+def keep(run_dir: Path, to: Path) -> Path:
+    """Copy what ``run_dir`` needs to be reported into ``to/<its name>``; raises NotARun."""
+    steps = steps_trained(run_dir, check(run_dir))
+    kept = to / run_dir.name
+    kept.mkdir(parents=True, exist_ok=True)
+    for name in KEPT_FILES:
+        shutil.copyfile(run_dir / name, kept / name)
+    (kept / STEPS_TRAINED).write_text(f"{steps}\n")
+    return kept
+
+
+def main() -> int:
+    parser = ArgumentParser(prog="python -m scripts.keep_runs", description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="run folders (as a3c.train writes them)")
+    parser.add_argument("--to", type=Path, required=True, help="folder to keep them in, each under its own name")
+    args = parser.parse_args()
+    names = [run.resolve().name for run in args.runs]
+    clashes = sorted({name for name in names if names.count(name) > 1})
+    if clashes:
+        parser.error(f"runs would be kept under the same name ({', '.join(clashes)}): keep them with separate --to")
+    try:
+        for run in args.runs:  # every run checked before any is copied: no half-kept set
+            check(run)
+        for run in args.runs:
+            kept = keep(run, args.to)
+            print(f"kept {run} in {kept} ({(kept / STEPS_TRAINED).read_text().strip()} agent steps)")
+    except NotARun as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"error: cannot write {error.filename or args.to}: {error.strerror or error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
