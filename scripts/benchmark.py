@@ -5,14 +5,15 @@ all of them step and then ``--warmup`` seconds more, then counts the agent steps
 make in ``--duration`` seconds:
   env       P processes stepping the same vectorised, preprocessed games with random
             actions (``--env-batch`` games each): the most any trainer could reach;
-  ours-B    a3c.worker.Worker, our hand-differentiated trainer, with envs_per_worker=B;
+  ours-B    a3c.worker.Worker, our hand-differentiated trainer, with envs_per_worker=B
+            (ours-B-T with num_steps=T, when ``--num-steps`` gives more than one T);
   autograd  scripts/autograd_a3c.AutogradWorker: the same rollout code, network, loss
             and shared optimizer, differentiated by torch autograd (B = 1).
 Rounds alternate env / ours-B... / autograd so that machine drift hits all alike; the
 ratios are computed per round and their median printed, with each run's time split
 per update (env, forward, backward, optimizer; ms, averaged over workers).
 
-    python -m scripts.benchmark [--duration 20] [--rounds 2] [--workers 2] [--envs-per-worker 1 4]
+    python -m scripts.benchmark [--duration 20] [--rounds 2] [--workers 2] [--envs-per-worker 1 4] [--num-steps 10 20]
 """
 from __future__ import annotations
 
@@ -59,10 +60,12 @@ def run_process(kind: str, rank: int, config, shared: SharedState, queue) -> Non
     worker_class(rank, config, LocalLink(shared, queue, rank)).run()
 
 
-def measure(kind: str, envs_per_worker: int, args, ctx) -> dict:
-    """Start the processes, wait out the warm-up, count steps for args.duration seconds."""
+def measure(kind: str, envs_per_worker: int, num_steps: int | None, args, ctx) -> dict:
+    """Start the processes, wait out the warm-up, count steps for args.duration seconds
+    (``num_steps`` None: the default config's rollout length)."""
+    rollout = {} if num_steps is None else {"num_steps": num_steps}
     config = load_config(None, {"workers": args.workers, "envs_per_worker": envs_per_worker,
-                                "total_steps": 10 ** 12, "eval_interval": 0})
+                                "total_steps": 10 ** 12, "eval_interval": 0, **rollout})
     n_actions = int(make_vector_env(config.env_id, 1).single_action_space.n)
     if kind == "autograd":
         model, optimizer = shared_network(n_actions, config.optimizer, config.lr, args.workers,
@@ -126,21 +129,25 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--envs-per-worker", type=int, nargs="+", default=[1, 4], metavar="B",
                         help="envs_per_worker values of our trainer to measure")
+    parser.add_argument("--num-steps", type=int, nargs="+", metavar="T",
+                        help="num_steps values of our trainer to measure (default: the config's)")
     parser.add_argument("--env-batch", type=int, default=None,
                         help="games per process in the env-only run (default: the largest B)")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
     env_batch = args.env_batch or max(args.envs_per_worker)
     ctx = mp.get_context("spawn")
-    runs = [("env", env_batch)] + [("ours", b) for b in args.envs_per_worker] + [("autograd", 1)]
+    lengths = args.num_steps or [None]
+    ours = [(f"ours-B{b}" + (f"-T{t}" if len(lengths) > 1 else ""), "ours", b, t)
+            for b in args.envs_per_worker for t in lengths]
+    runs = [(f"env-B{env_batch}", "env", env_batch, None), *ours, ("autograd-B1", "autograd", 1, None)]
     results: dict[str, list[dict]] = {}
     print(f"# benchmark: {args.workers} workers, {args.duration:g} s per run after {args.warmup:g} s "
           f"warm-up, {args.rounds} rounds; torch {torch.__version__}, python {platform.python_version()}, "
           f"{platform.machine()}", flush=True)
     for round_index in range(args.rounds):
-        for kind, batch in runs:
-            name = f"{kind}-B{batch}"
-            result = measure(kind, batch, args, ctx)
+        for name, kind, batch, num_steps in runs:
+            result = measure(kind, batch, num_steps, args, ctx)
             results.setdefault(name, []).append(result)
             split = "  ".join(f"{phase} {result['split_ms'][phase]:6.1f}" for phase in PHASES)
             print(f"round {round_index + 1}  {name:<12} {result['steps_per_s']:7.0f} steps/s   "
@@ -154,12 +161,16 @@ def main() -> None:
     for name in results:
         print(f"{name:<12} {statistics.median(r['steps_per_s'] for r in results[name]):7.0f} steps/s")
     ratios = {}
-    for batch in args.envs_per_worker:
-        name = f"ours-B{batch}"
+    for name, *_ in ours:
         ratios[f"{name}/autograd"] = statistics.median(rate(name, k) / rate(autograd_name, k) for k in range(args.rounds))
         ratios[f"{name}/env"] = statistics.median(rate(name, k) / rate(env_name, k) for k in range(args.rounds))
+    for batch in args.envs_per_worker:  # each rollout length against the first one given
+        first = f"ours-B{batch}-T{lengths[0]}"
+        for length in lengths[1:]:
+            name = f"ours-B{batch}-T{length}"
+            ratios[f"{name}/{first}"] = statistics.median(rate(name, k) / rate(first, k) for k in range(args.rounds))
     for key, value in ratios.items():
-        print(f"{key:<22} {value:.2f}")
+        print(f"{key:<26} {value:.2f}")
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "runs": results, "ratios": ratios}, indent=1))
 

@@ -174,18 +174,21 @@ def test_benchmark_script_measures_every_kind_of_run(tmp_path):
     """A smoke test of scripts/benchmark.py with a tiny duration: not a timing assertion."""
     out = tmp_path / "bench.json"
     result = run_script("-m", "scripts.benchmark", "--duration", "1", "--warmup", "0.5", "--rounds", "1",
-                        "--workers", "1", "--envs-per-worker", "2", "--json", str(out))
+                        "--workers", "1", "--envs-per-worker", "2", "--num-steps", "5", "10", "--json", str(out))
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(out.read_text())
-    assert set(report["runs"]) == {"env-B2", "ours-B2", "autograd-B1"}
+    assert set(report["runs"]) == {"env-B2", "ours-B2-T5", "ours-B2-T10", "autograd-B1"}
     for name, (run,) in report["runs"].items():
         assert run["steps_per_s"] > 0, name
         assert set(run["split_ms"]) == {"env", "forward", "backward", "optimizer"}
         assert run["split_ms"]["env"] > 0, name
-    for name in ("ours-B2", "autograd-B1"):  # the trainers spent time in every phase
+    for name in ("ours-B2-T5", "ours-B2-T10", "autograd-B1"):  # the trainers spent time in every phase
         assert min(report["runs"][name][0]["split_ms"].values()) > 0, name
-    assert set(report["ratios"]) == {"ours-B2/autograd", "ours-B2/env"}
-    assert "ours-B2/autograd" in result.stdout and "steps/s" in result.stdout
+    # an update of 10 steps plays twice the games' steps of an update of 5
+    assert report["runs"]["ours-B2-T10"][0]["split_ms"]["env"] > report["runs"]["ours-B2-T5"][0]["split_ms"]["env"]
+    assert set(report["ratios"]) == {"ours-B2-T5/autograd", "ours-B2-T5/env", "ours-B2-T10/autograd",
+                                     "ours-B2-T10/env", "ours-B2-T10/ours-B2-T5"}
+    assert "ours-B2-T10/ours-B2-T5" in result.stdout and "steps/s" in result.stdout
 
 
 def test_roofline_counts_the_networks_arithmetic_by_hand():
