@@ -32,10 +32,9 @@ def check(run_dir: Path) -> list[tuple[int, float]]:
     return episode_returns(run_dir)
 
 
-def keep(run_dir: Path, to: Path) -> Path:
-    """Copy what ``run_dir`` needs to be reported into ``to/<its name>``; raises NotARun."""
-    steps = steps_trained(run_dir, check(run_dir))
-    kept = to / run_dir.name
+def keep(run_dir: Path, to: Path, steps: int) -> Path:
+    """Copy what a checked run needs to be reported into ``to/<its name>``."""
+    kept = to / run_dir.resolve().name
     kept.mkdir(parents=True, exist_ok=True)
     for name in KEPT_FILES:
         shutil.copyfile(run_dir / name, kept / name)
@@ -53,11 +52,10 @@ def main() -> int:
     if clashes:
         parser.error(f"runs would be kept under the same name ({', '.join(clashes)}): keep them with separate --to")
     try:
-        for run in args.runs:  # every run checked before any is copied: no half-kept set
-            check(run)
-        for run in args.runs:
-            kept = keep(run, args.to)
-            print(f"kept {run} in {kept} ({(kept / STEPS_TRAINED).read_text().strip()} agent steps)")
+        # every run checked before any is copied: no half-kept set
+        steps = {run: steps_trained(run, check(run)) for run in args.runs}
+        for run, count in steps.items():
+            print(f"kept {run} in {keep(run, args.to, count)} ({count} agent steps)")
     except NotARun as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
