@@ -90,16 +90,15 @@ def test_a_kept_run_reports_and_plots_as_its_run_folder_does(smoke_run, tmp_path
     checkpoint = load_checkpoint(smoke_run / "checkpoints" / "latest.pt")
     assert int((kept / "steps_trained").read_text()) == checkpoint["global_step"]
     assert episode_returns(kept) == episode_returns(smoke_run)  # the CSV holds what TensorBoard holds
-    tables = [run_script("-m", "scripts.learning_curve", "--read", str(run), "--every", "1000")
-              for run in (smoke_run, kept)]
-    assert all(table.returncode == 0 for table in tables), tables[1].stderr
-    assert table_rows(tables[0].stdout) and table_rows(tables[0].stdout) == table_rows(tables[1].stdout)
-    for args in (["--group", "kept and not", str(kept), str(smoke_run)], [str(kept)]):
-        out = tmp_path / "kept.png"
-        result = run_script("-m", "scripts.plot_curves", *args, "--out", str(out))
-        assert result.returncode == 0, result.stderr
-        assert Image.open(out).format == "PNG"
-        out.unlink()
+    table = run_script("-m", "scripts.learning_curve", "--read", str(smoke_run), str(kept), "--every", "1000")
+    assert table.returncode == 0, table.stderr
+    rows = table_rows(table.stdout)
+    assert rows and all(run == kept_run and std == "0" for _, run, kept_run, _, std, _ in rows)
+    out = tmp_path / "kept.png"
+    result = run_script("-m", "scripts.plot_curves", "--group", "kept and not", str(kept), str(smoke_run),
+                        "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert Image.open(out).format == "PNG"
 
 
 def test_keep_runs_refuses_a_folder_that_is_not_a_run_and_keeps_none_of_the_others(smoke_run, tmp_path):
