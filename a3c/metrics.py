@@ -8,10 +8,12 @@ import time
 from collections import deque
 from pathlib import Path
 
-from torch.utils.tensorboard import SummaryWriter
 
 
+EPISODES_CSV = "episodes.csv"  # in the run folder: a row per training episode, EPISODE_COLUMNS
 EPISODE_COLUMNS = ("step", "worker", "env", "return", "length")
+EPISODE_RETURN_TAG = "train/episode_return"  # raw game score, at each episode's end against the global step
+EPISODE_LENGTH_TAG = "train/episode_length"
 
 
 class RunMetrics:
@@ -23,6 +25,8 @@ class RunMetrics:
 
     def __init__(self, log_dir, total_steps: int, start_step: int, log_interval: float, stream=None,
                  episodes_csv: Path | None = None) -> None:
+        from torch.utils.tensorboard import SummaryWriter  # here, so the report scripts read the names above without torch
+
         self.writer = SummaryWriter(str(log_dir))
         self._episodes_file = None
         if episodes_csv is not None:  # appended to on resume, so one run keeps one table
@@ -57,8 +61,8 @@ class RunMetrics:
         if self._episodes_file is not None:
             self._episodes_csv.writerow((step, worker, env, raw_return, length))
         self.recent_returns.append(raw_return)
-        self.writer.add_scalar("train/episode_return", raw_return, step)
-        self.writer.add_scalar("train/episode_length", length, step)
+        self.writer.add_scalar(EPISODE_RETURN_TAG, raw_return, step)
+        self.writer.add_scalar(EPISODE_LENGTH_TAG, length, step)
 
     def update(self, step, policy, value, entropy, grad_norm, lr, skipped) -> None:
         self._lr = lr

@@ -22,7 +22,7 @@ from a3c.envs import make_env
 from a3c.evaluator_process import run_evaluator
 from a3c.mailbox import Mailbox
 from a3c.messages import EpisodeEnded, EvalClip, Evaluated, Failed, Notice, UpdateDone
-from a3c.metrics import RunMetrics
+from a3c.metrics import EPISODES_CSV, RunMetrics
 from a3c.model import ActorCritic, network_settings
 from a3c.optim import optimizer_for
 from a3c.processes import exit_cause, stop_processes
@@ -202,7 +202,7 @@ class Trainer:
         config = self.config
         (self.run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
         self.metrics = RunMetrics(self.run_dir / "tensorboard", config.total_steps, self.shared.global_step,
-                                  config.log_interval, episodes_csv=self.run_dir / "episodes.csv")
+                                  config.log_interval, episodes_csv=self.run_dir / EPISODES_CSV)
         self.metrics.log_config(config.to_dict())
         self.metrics.event(f"training {config.env_id} with {config.workers} workers x {config.envs_per_worker} "
                            f"envs -> {self.run_dir}")

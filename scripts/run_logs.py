@@ -13,10 +13,10 @@ from pathlib import Path
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-EPISODE_RETURN = "train/episode_return"  # raw game score, logged at each episode's end against the global step
-EPISODES_CSV = "episodes.csv"  # the same episodes, a row each: step, worker, env, return, length (a3c.metrics)
+from a3c.metrics import EPISODE_LENGTH_TAG, EPISODE_RETURN_TAG as EPISODE_RETURN, EPISODES_CSV
+
 STEPS_TRAINED = "steps_trained"  # a kept run's agent steps, read from its checkpoint when it was kept
-CSV_COLUMNS = {EPISODE_RETURN: "return", "train/episode_length": "length"}  # what a kept run can still tell
+CSV_COLUMNS = {EPISODE_RETURN: "return", EPISODE_LENGTH_TAG: "length"}  # what a kept run can still tell
 
 
 class NotARun(Exception):
