@@ -21,7 +21,8 @@ matplotlib.use("Agg")  # files only, no display needed
 import matplotlib.pyplot as plt
 
 from a3c.cli import ArgumentParser
-from scripts.run_logs import EPISODE_RETURN, NotARun, episode_returns, read_scalars
+from a3c.metrics import EPISODE_RETURN_TAG
+from scripts.run_logs import NotARun, episode_returns, read_scalars
 
 
 def running_mean(values: list[float], window: int) -> list[float]:
@@ -114,7 +115,7 @@ def plot(run_dirs: list[Path], out: Path, window: int, labels: list[str] | None 
     labels = labels or [run_dir.name for run_dir in run_dirs]
     for index, (run_dir, name) in enumerate(zip(run_dirs, labels)):
         colour = f"C{index}"
-        steps, scores = points(read_scalars(run_dir, EPISODE_RETURN))
+        steps, scores = points(read_scalars(run_dir, EPISODE_RETURN_TAG))
         if steps:
             axes.plot(steps, scores, ".", color=colour, alpha=0.15, markersize=3)
             axes.plot(steps, running_mean(scores, window), color=colour, linewidth=2,

@@ -13,10 +13,10 @@ from pathlib import Path
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from a3c.metrics import EPISODE_LENGTH_TAG, EPISODE_RETURN_TAG as EPISODE_RETURN, EPISODES_CSV
+from a3c.metrics import EPISODE_LENGTH_TAG, EPISODE_RETURN_TAG, EPISODES_CSV
 
 STEPS_TRAINED = "steps_trained"  # a kept run's agent steps, read from its checkpoint when it was kept
-CSV_COLUMNS = {EPISODE_RETURN: "return", EPISODE_LENGTH_TAG: "length"}  # what a kept run can still tell
+CSV_COLUMNS = {EPISODE_RETURN_TAG: "return", EPISODE_LENGTH_TAG: "length"}  # what a kept run can still tell
 
 
 class NotARun(Exception):
@@ -48,7 +48,7 @@ def read_scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
 def episode_returns(run_dir: Path) -> list[tuple[int, float]]:
     """(global step at the episode's end, raw score) of every training episode; raises
     NotARun when there are none yet, since no score can be reported."""
-    returns = read_scalars(run_dir, EPISODE_RETURN)
+    returns = read_scalars(run_dir, EPISODE_RETURN_TAG)
     if not returns:
         raise NotARun(f"no episodes logged in {run_dir} yet")
     return returns
