@@ -9,7 +9,6 @@ from collections import deque
 from pathlib import Path
 
 
-
 EPISODES_CSV = "episodes.csv"  # in the run folder: a row per training episode, EPISODE_COLUMNS
 EPISODE_COLUMNS = ("step", "worker", "env", "return", "length")
 EPISODE_RETURN_TAG = "train/episode_return"  # raw game score, at each episode's end against the global step
