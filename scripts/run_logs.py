@@ -4,7 +4,12 @@ need it, with a folder that is not a run named in a clear error instead of a tra
 Two kinds of folder are runs: a run folder as ``a3c.train`` writes it (its scalars in
 ``tensorboard/``, its agent steps in ``checkpoints/latest.pt``), and a kept run
 (``scripts.keep_runs``): the run's ``episodes.csv`` and ``config.yaml`` and a
-``steps_trained`` file, small enough for the repository once the run folder is gone.
+``steps_trained`` file, small enough for the repository once the run folder is gone, with
+``checkpoints/latest.pt`` too when it is kept to be resumed elsewhere.
+
+The episodes' scores and lengths come from ``episodes.csv`` wherever a folder has one: it
+is the whole run's table (appended to on every resume), while ``tensorboard/`` of a run
+restored from a kept copy holds only the events logged since.
 """
 from __future__ import annotations
 
@@ -31,11 +36,14 @@ def read_scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
     """(step, value) of every point logged under ``tag``, in step order; [] when the run
     never logged that tag (e.g. no evaluation, or any tag but the episodes' in a kept run).
     Raises NotARun for a folder that is not a run (a typo, or the parent of the seed folders)."""
-    if is_kept_run(run_dir):
-        if tag not in CSV_COLUMNS:
-            return []
+    if tag in CSV_COLUMNS and (run_dir / EPISODES_CSV).is_file():
         with open(run_dir / EPISODES_CSV, newline="") as file:
-            return sorted((int(row["step"]), float(row[CSV_COLUMNS[tag]])) for row in csv.DictReader(file))
+            lines = file.readlines()
+        if lines and not lines[-1].endswith("\n"):  # a running run's last row, flushed in part
+            lines.pop()
+        return sorted((int(row["step"]), float(row[CSV_COLUMNS[tag]])) for row in csv.DictReader(lines))
+    if is_kept_run(run_dir):
+        return []
     if not (run_dir / "tensorboard").is_dir():
         raise NotARun(f"{run_dir} is not a run folder (it has neither tensorboard/ nor {EPISODES_CSV} inside)")
     events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0})
@@ -55,14 +63,19 @@ def episode_returns(run_dir: Path) -> list[tuple[int, float]]:
 
 
 def steps_trained(run_dir: Path, returns: list[tuple[int, float]]) -> int:
-    """Agent steps the run reached: its latest checkpoint's count (a kept run: the count
-    kept with it), else its last episode's end."""
-    from a3c.checkpoint import CheckpointError, load_checkpoint
+    """Agent steps the run reached: its latest checkpoint's count, else the count kept
+    with it (a kept run without its checkpoint), else its last episode's end. The
+    checkpoint comes first: a run restored from a kept copy and trained on has a stale
+    ``steps_trained`` beside a newer checkpoint."""
+    checkpoint = run_dir / "checkpoints" / "latest.pt"
+    if checkpoint.is_file():  # torch is imported only for a folder with a checkpoint
+        from a3c.checkpoint import CheckpointError, load_checkpoint
 
+        try:
+            return int(load_checkpoint(checkpoint)["global_step"])
+        except CheckpointError:
+            pass
     kept = run_dir / STEPS_TRAINED
     if kept.is_file():
         return int(kept.read_text())
-    try:
-        return int(load_checkpoint(run_dir / "checkpoints" / "latest.pt")["global_step"])
-    except CheckpointError:
-        return returns[-1][0] if returns else 0
+    return returns[-1][0] if returns else 0

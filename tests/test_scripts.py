@@ -79,6 +79,14 @@ def test_report_scripts_refuse_a_run_that_has_logged_no_episode_yet(smoke_run, t
                           f"no episode scores logged in {fresh} yet")
 
 
+def tensorboard_returns(run_dir: Path) -> list[tuple[int, float]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0})
+    events.Reload()
+    return sorted((event.step, event.value) for event in events.Scalars("train/episode_return"))
+
+
 def test_a_kept_run_reports_and_plots_as_its_run_folder_does(smoke_run, tmp_path):
     from a3c.checkpoint import load_checkpoint
     from scripts.run_logs import episode_returns
@@ -89,7 +97,7 @@ def test_a_kept_run_reports_and_plots_as_its_run_folder_does(smoke_run, tmp_path
     assert sorted(path.name for path in kept.iterdir()) == ["config.yaml", "episodes.csv", "steps_trained"]
     checkpoint = load_checkpoint(smoke_run / "checkpoints" / "latest.pt")
     assert int((kept / "steps_trained").read_text()) == checkpoint["global_step"]
-    assert episode_returns(kept) == episode_returns(smoke_run)  # the CSV holds what TensorBoard holds
+    assert episode_returns(kept) == tensorboard_returns(smoke_run)  # the CSV holds what TensorBoard holds
     table = run_script("-m", "scripts.learning_curve", "--read", str(smoke_run), str(kept), "--every", "1000")
     assert table.returncode == 0, table.stderr
     rows = table_rows(table.stdout)
@@ -99,6 +107,69 @@ def test_a_kept_run_reports_and_plots_as_its_run_folder_does(smoke_run, tmp_path
                         "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert Image.open(out).format == "PNG"
+
+
+def test_a_run_kept_with_its_checkpoint_resumes_on_another_machine_and_reports_as_one_run(smoke_run, tmp_path):
+    import shutil
+
+    from a3c.checkpoint import load_checkpoint
+    from scripts.run_logs import episode_returns, steps_trained
+
+    kept_to = tmp_path / "kept"
+    result = run_script("-m", "scripts.keep_runs", str(smoke_run), "--to", str(kept_to), "--checkpoint")
+    assert result.returncode == 0, result.stderr
+    kept = kept_to / smoke_run.name
+    latest = Path("checkpoints") / "latest.pt"
+    assert (kept / latest).read_bytes() == (smoke_run / latest).read_bytes()
+    before = episode_returns(smoke_run)
+    kept_steps = load_checkpoint(kept / latest)["global_step"]
+    assert int((kept / "steps_trained").read_text()) == kept_steps
+
+    # the next machine: the kept folder copied to its runs/, and resumed there
+    moved = tmp_path / "next-machine" / "runs" / smoke_run.name
+    shutil.copytree(kept, moved)
+    resumed = subprocess.run([sys.executable, "-m", "a3c.train", f"resume={moved / latest}",
+                              f"total_steps={kept_steps + 1500}", "workers=1", "eval_interval=0"],
+                             cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    after = episode_returns(moved)
+    assert after[:len(before)] == before and len(after) > len(before)  # one table: the run's start, then more
+    assert after[-1][0] > kept_steps
+    # its steps come from the new checkpoint, not from the stale steps_trained copied along
+    assert steps_trained(moved, after) == load_checkpoint(moved / latest)["global_step"] >= kept_steps + 1500
+    # reported beside the run before it moved: the same marks up to the move
+    table = run_script("-m", "scripts.learning_curve", "--read", str(smoke_run), str(moved), "--every", "1000")
+    assert table.returncode == 0, table.stderr
+    rows = table_rows(table.stdout)
+    assert rows and all(run == moved_run and std == "0" for _, run, moved_run, _, std, _ in rows)
+
+    # kept again once finished, without --checkpoint: the stale kept checkpoint goes
+    result = run_script("-m", "scripts.keep_runs", str(moved), "--to", str(kept_to))
+    assert result.returncode == 0, result.stderr
+    assert not (kept / latest).exists()
+    assert int((kept / "steps_trained").read_text()) == steps_trained(moved, after)
+    assert episode_returns(kept) == after
+
+
+def test_keep_runs_with_checkpoint_refuses_a_run_without_one_and_keeps_nothing(smoke_run, tmp_path):
+    import shutil
+
+    bare = tmp_path / "bare"
+    shutil.copytree(smoke_run, bare, ignore=shutil.ignore_patterns("checkpoints"))
+    kept = tmp_path / "kept"
+    assert_one_error_line(run_script("-m", "scripts.keep_runs", str(smoke_run), str(bare), "--to", str(kept),
+                                     "--checkpoint"), str(bare), "has no checkpoints/latest.pt to keep")
+    assert not kept.exists()
+
+
+def test_a_running_runs_half_flushed_last_episode_row_is_not_read(tmp_path):
+    from scripts.run_logs import episode_returns
+
+    run = tmp_path / "running"
+    run.mkdir()
+    (run / "episodes.csv").write_text("step,worker,env,return,length\r\n"
+                                      "1200,0,0,1530.0,600\r\n2400,1,0,2110.0,640\r\n3100,0,1,18")
+    assert episode_returns(run) == [(1200, 1530.0), (2400, 2110.0)]
 
 
 def test_keep_runs_refuses_a_folder_that_is_not_a_run_and_keeps_none_of_the_others(smoke_run, tmp_path):
