@@ -1,4 +1,4 @@
-"""Keep finished runs' learning records in the repository, for reports after the runs are gone.
+"""Keep runs' learning records in the repository, for reports after the runs are gone.
 
     python -m scripts.keep_runs runs/NAME/seed-1 runs/NAME/seed-2 --to scripts/runs/NAME
     python -m scripts.keep_runs runs/NAME/seed-1 --to scripts/runs/NAME --checkpoint
@@ -25,10 +25,9 @@ import sys
 from pathlib import Path
 
 from a3c.cli import ArgumentParser
-from scripts.run_logs import EPISODES_CSV, STEPS_TRAINED, NotARun, episode_returns, is_kept_run, steps_trained
+from scripts.run_logs import CHECKPOINT, EPISODES_CSV, STEPS_TRAINED, NotARun, episode_returns, is_kept_run, steps_trained
 
 KEPT_FILES = (EPISODES_CSV, "config.yaml")
-CHECKPOINT = Path("checkpoints") / "latest.pt"  # the one a run resumes from
 
 
 def check(run_dir: Path) -> list[tuple[int, float]]:

@@ -20,6 +20,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from a3c.metrics import EPISODE_LENGTH_TAG, EPISODE_RETURN_TAG, EPISODES_CSV
 
+CHECKPOINT = Path("checkpoints") / "latest.pt"  # the one a run resumes from and counts its steps by
 STEPS_TRAINED = "steps_trained"  # a kept run's agent steps, read from its checkpoint when it was kept
 CSV_COLUMNS = {EPISODE_RETURN_TAG: "return", EPISODE_LENGTH_TAG: "length"}  # what a kept run can still tell
 
@@ -67,7 +68,7 @@ def steps_trained(run_dir: Path, returns: list[tuple[int, float]]) -> int:
     with it (a kept run without its checkpoint), else its last episode's end. The
     checkpoint comes first: a run restored from a kept copy and trained on has a stale
     ``steps_trained`` beside a newer checkpoint."""
-    checkpoint = run_dir / "checkpoints" / "latest.pt"
+    checkpoint = run_dir / CHECKPOINT
     if checkpoint.is_file():  # torch is imported only for a folder with a checkpoint
         from a3c.checkpoint import CheckpointError, load_checkpoint
 
