@@ -1,9 +1,13 @@
 """Shared fixtures: one real smoke training run (2 workers + evaluator) for the tests
-that need a trained run's files; the hypothesis profiles of the property tests."""
+that need a trained run's files; `python -m` run inside the test process for commands
+that only read, write files or refuse their input; the hypothesis profiles of the
+property tests."""
 from __future__ import annotations
 
+import runpy
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -32,3 +36,36 @@ def smoke_run(tmp_path_factory) -> Path:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return run_dir
+
+
+@pytest.fixture
+def run_module(capsys, monkeypatch):
+    """``run_module("scripts.NAME", *args)``: ``python -m scripts.NAME ARGS`` run inside the
+    test's process as runpy runs it (``__main__``, the repository as working directory),
+    returned as a CompletedProcess (exit code, stdout, stderr).
+
+    A subprocess costs 2-4 s on 2 cores, nearly all of it importing torch again; dozens of
+    help, refusal and report calls made that a minute of the suite. Only for commands that
+    start no processes and change no process-wide setting (threads, signal handlers):
+    trainings, benchmarks and timings keep their own interpreter. An uncaught exception
+    fails the test, as a traceback would."""
+    monkeypatch.chdir(ROOT)
+
+    def run(module: str, *args) -> subprocess.CompletedProcess:
+        argv = [module, *map(str, args)]
+        monkeypatch.setattr(sys, "argv", list(argv))
+        capsys.readouterr()  # what the test printed before is not the command's
+        code = 0
+        try:
+            with warnings.catch_warnings():
+                # the test module imported the script already: runpy runs a fresh copy, as intended
+                warnings.filterwarnings("ignore", message=".*found in sys.modules", category=RuntimeWarning)
+                runpy.run_module(module, run_name="__main__", alter_sys=True)
+        except SystemExit as exit:
+            code = exit.code
+        out, err = capsys.readouterr()
+        if isinstance(code, str):  # sys.exit("message"): Python prints it and exits 1
+            err, code = err + code + "\n", 1
+        return subprocess.CompletedProcess(argv, 0 if code is None else code, out, err)
+
+    return run

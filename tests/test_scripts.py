@@ -19,17 +19,17 @@ def run_script(*args, timeout: float = 120):
     return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
-def test_plot_curves_writes_a_png(smoke_run, tmp_path):
+def test_plot_curves_writes_a_png(smoke_run, tmp_path, run_module):
     out = tmp_path / "curve.png"
-    result = run_script("-m", "scripts.plot_curves", str(smoke_run), "--out", str(out), "--window", "10",
+    result = run_module("scripts.plot_curves", str(smoke_run), "--out", str(out), "--window", "10",
                         "--labels", "smoke")
     assert result.returncode == 0, result.stderr
     image = Image.open(out)
     assert image.format == "PNG" and image.size[0] > 500
 
 
-def test_plot_curves_wants_one_label_per_run(smoke_run, tmp_path):
-    result = run_script("-m", "scripts.plot_curves", str(smoke_run), str(smoke_run), "--labels", "only-one",
+def test_plot_curves_wants_one_label_per_run(smoke_run, tmp_path, run_module):
+    result = run_module("scripts.plot_curves", str(smoke_run), str(smoke_run), "--labels", "only-one",
                         "--out", str(tmp_path / "x.png"))
     assert result.returncode == 2 and "--labels needs one name per run (2), got 1" in result.stderr
 
@@ -38,8 +38,8 @@ def table_rows(stdout: str) -> list[list[str]]:
     return [line.split() for line in stdout.splitlines() if line.strip()[:1].isdigit()]
 
 
-def test_learning_curve_reads_existing_runs_and_gives_each_marks_mean_and_spread(smoke_run):
-    result = run_script("-m", "scripts.learning_curve", "--read", str(smoke_run), str(smoke_run),
+def test_learning_curve_reads_existing_runs_and_gives_each_marks_mean_and_spread(smoke_run, run_module):
+    result = run_module("scripts.learning_curve", "--read", str(smoke_run), str(smoke_run),
                         "--every", "1000")
     assert result.returncode == 0, result.stderr
     rows = table_rows(result.stdout)
@@ -55,27 +55,27 @@ def assert_one_error_line(result, *words: str) -> None:
     assert all(word in lines[0] for word in words), lines[0]
 
 
-def test_report_scripts_name_a_folder_that_is_not_a_run_in_one_line(smoke_run, tmp_path):
+def test_report_scripts_name_a_folder_that_is_not_a_run_in_one_line(smoke_run, tmp_path, run_module):
     typo = tmp_path / "runs" / "no-such-run"
     parent = smoke_run.parent  # the folder above a run, as when seed-K is forgotten
     for folder in (typo, parent):
-        assert_one_error_line(run_script("-m", "scripts.learning_curve", "--read", str(smoke_run), str(folder)),
+        assert_one_error_line(run_module("scripts.learning_curve", "--read", str(smoke_run), str(folder)),
                               str(folder), "is not a run folder")
         out = tmp_path / "curve.png"
-        assert_one_error_line(run_script("-m", "scripts.plot_curves", "--group", "seeds", str(smoke_run),
+        assert_one_error_line(run_module("scripts.plot_curves", "--group", "seeds", str(smoke_run),
                                          str(folder), "--out", str(out)), str(folder), "is not a run folder")
         assert not out.exists()
 
 
-def test_report_scripts_refuse_a_run_that_has_logged_no_episode_yet(smoke_run, tmp_path):
+def test_report_scripts_refuse_a_run_that_has_logged_no_episode_yet(smoke_run, tmp_path, run_module):
     fresh = tmp_path / "fresh"
     (fresh / "tensorboard").mkdir(parents=True)  # what a run holds before its first episode ends
-    assert_one_error_line(run_script("-m", "scripts.learning_curve", "--read", str(fresh)),
+    assert_one_error_line(run_module("scripts.learning_curve", "--read", str(fresh)),
                           f"no episodes logged in {fresh} yet")
     # in a group, a seed without episodes would silently narrow the band: refused too
-    assert_one_error_line(run_script("-m", "scripts.plot_curves", "--group", "seeds", str(smoke_run), str(fresh),
+    assert_one_error_line(run_module("scripts.plot_curves", "--group", "seeds", str(smoke_run), str(fresh),
                                      "--out", str(tmp_path / "curve.png")), f"no episodes logged in {fresh} yet")
-    assert_one_error_line(run_script("-m", "scripts.plot_curves", str(fresh), "--out", str(tmp_path / "one.png")),
+    assert_one_error_line(run_module("scripts.plot_curves", str(fresh), "--out", str(tmp_path / "one.png")),
                           f"no episode scores logged in {fresh} yet")
 
 
@@ -87,36 +87,37 @@ def tensorboard_returns(run_dir: Path) -> list[tuple[int, float]]:
     return sorted((event.step, event.value) for event in events.Scalars("train/episode_return"))
 
 
-def test_a_kept_run_reports_and_plots_as_its_run_folder_does(smoke_run, tmp_path):
+def test_a_kept_run_reports_and_plots_as_its_run_folder_does(smoke_run, tmp_path, run_module):
     from a3c.checkpoint import load_checkpoint
     from scripts.run_logs import episode_returns
 
-    result = run_script("-m", "scripts.keep_runs", str(smoke_run), "--to", str(tmp_path / "kept"))
+    result = run_module("scripts.keep_runs", str(smoke_run), "--to", str(tmp_path / "kept"))
     assert result.returncode == 0, result.stderr
     kept = tmp_path / "kept" / smoke_run.name
     assert sorted(path.name for path in kept.iterdir()) == ["config.yaml", "episodes.csv", "steps_trained"]
     checkpoint = load_checkpoint(smoke_run / "checkpoints" / "latest.pt")
     assert int((kept / "steps_trained").read_text()) == checkpoint["global_step"]
     assert episode_returns(kept) == tensorboard_returns(smoke_run)  # the CSV holds what TensorBoard holds
-    table = run_script("-m", "scripts.learning_curve", "--read", str(smoke_run), str(kept), "--every", "1000")
+    table = run_module("scripts.learning_curve", "--read", str(smoke_run), str(kept), "--every", "1000")
     assert table.returncode == 0, table.stderr
     rows = table_rows(table.stdout)
     assert rows and all(run == kept_run and std == "0" for _, run, kept_run, _, std, _ in rows)
     out = tmp_path / "kept.png"
-    result = run_script("-m", "scripts.plot_curves", "--group", "kept and not", str(kept), str(smoke_run),
+    result = run_module("scripts.plot_curves", "--group", "kept and not", str(kept), str(smoke_run),
                         "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert Image.open(out).format == "PNG"
 
 
-def test_a_run_kept_with_its_checkpoint_resumes_on_another_machine_and_reports_as_one_run(smoke_run, tmp_path):
+def test_a_run_kept_with_its_checkpoint_resumes_on_another_machine_and_reports_as_one_run(smoke_run, tmp_path,
+                                                                                          run_module):
     import shutil
 
     from a3c.checkpoint import load_checkpoint
     from scripts.run_logs import episode_returns, steps_trained
 
     kept_to = tmp_path / "kept"
-    result = run_script("-m", "scripts.keep_runs", str(smoke_run), "--to", str(kept_to), "--checkpoint")
+    result = run_module("scripts.keep_runs", str(smoke_run), "--to", str(kept_to), "--checkpoint")
     assert result.returncode == 0, result.stderr
     kept = kept_to / smoke_run.name
     latest = Path("checkpoints") / "latest.pt"
@@ -138,26 +139,26 @@ def test_a_run_kept_with_its_checkpoint_resumes_on_another_machine_and_reports_a
     # its steps come from the new checkpoint, not from the stale steps_trained copied along
     assert steps_trained(moved, after) == load_checkpoint(moved / latest)["global_step"] >= kept_steps + 1500
     # reported beside the run before it moved: the same marks up to the move
-    table = run_script("-m", "scripts.learning_curve", "--read", str(smoke_run), str(moved), "--every", "1000")
+    table = run_module("scripts.learning_curve", "--read", str(smoke_run), str(moved), "--every", "1000")
     assert table.returncode == 0, table.stderr
     rows = table_rows(table.stdout)
     assert rows and all(run == moved_run and std == "0" for _, run, moved_run, _, std, _ in rows)
 
     # kept again once finished, without --checkpoint: the stale kept checkpoint goes
-    result = run_script("-m", "scripts.keep_runs", str(moved), "--to", str(kept_to))
+    result = run_module("scripts.keep_runs", str(moved), "--to", str(kept_to))
     assert result.returncode == 0, result.stderr
     assert not (kept / latest).exists()
     assert int((kept / "steps_trained").read_text()) == steps_trained(moved, after)
     assert episode_returns(kept) == after
 
 
-def test_keep_runs_with_checkpoint_refuses_a_run_without_one_and_keeps_nothing(smoke_run, tmp_path):
+def test_keep_runs_with_checkpoint_refuses_a_run_without_one_and_keeps_nothing(smoke_run, tmp_path, run_module):
     import shutil
 
     bare = tmp_path / "bare"
     shutil.copytree(smoke_run, bare, ignore=shutil.ignore_patterns("checkpoints"))
     kept = tmp_path / "kept"
-    assert_one_error_line(run_script("-m", "scripts.keep_runs", str(smoke_run), str(bare), "--to", str(kept),
+    assert_one_error_line(run_module("scripts.keep_runs", str(smoke_run), str(bare), "--to", str(kept),
                                      "--checkpoint"), str(bare), "has no checkpoints/latest.pt to keep")
     assert not kept.exists()
 
@@ -172,18 +173,18 @@ def test_a_running_runs_half_flushed_last_episode_row_is_not_read(tmp_path):
     assert episode_returns(run) == [(1200, 1530.0), (2400, 2110.0)]
 
 
-def test_keep_runs_refuses_a_folder_that_is_not_a_run_and_keeps_none_of_the_others(smoke_run, tmp_path):
+def test_keep_runs_refuses_a_folder_that_is_not_a_run_and_keeps_none_of_the_others(smoke_run, tmp_path, run_module):
     kept = tmp_path / "kept"
     parent = smoke_run.parent  # the folder above a run
-    assert_one_error_line(run_script("-m", "scripts.keep_runs", str(smoke_run), str(parent), "--to", str(kept)),
+    assert_one_error_line(run_module("scripts.keep_runs", str(smoke_run), str(parent), "--to", str(kept)),
                           str(parent), "is not a run folder")
     assert not kept.exists()
 
 
-def test_report_scripts_refuse_intervals_that_are_not_positive(smoke_run, tmp_path):
-    assert_one_error_line(run_script("-m", "scripts.learning_curve", "--read", str(smoke_run), "--every", "0"),
+def test_report_scripts_refuse_intervals_that_are_not_positive(smoke_run, tmp_path, run_module):
+    assert_one_error_line(run_module("scripts.learning_curve", "--read", str(smoke_run), "--every", "0"),
                           "--every must be a positive number of agent steps, got 0")
-    assert_one_error_line(run_script("-m", "scripts.plot_curves", str(smoke_run), "--window", "-5",
+    assert_one_error_line(run_module("scripts.plot_curves", str(smoke_run), "--window", "-5",
                                      "--out", str(tmp_path / "x.png")),
                           "--window must be a positive number of episodes, got -5")
 
@@ -222,7 +223,8 @@ def test_interrupting_learning_curve_stops_every_running_seed_with_its_checkpoin
     base = tmp_path / "curve"
     process = subprocess.Popen(
         [sys.executable, "-m", "scripts.learning_curve", "--steps", "10000000", "--seeds", "1", "2", "3",
-         "--jobs", "2", "--run-dir", str(base), "--config", "configs/smoke.yaml", "workers=1", "eval_interval=0"],
+         "--jobs", "2", "--run-dir", str(base), "--config", "configs/smoke.yaml", "workers=1", "eval_interval=0",
+         "log_interval=1"],  # the script asks its trainers for a line a minute: the test waits for the first
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         # as a shell script's background job starts it: SIGINT ignored, which Python would keep
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
@@ -307,26 +309,26 @@ def test_roofline_times_the_matmul_peak_when_none_is_given():
     assert peak > 0.0 and 0.0 < best < 1.0
 
 
-def test_roofline_refuses_a_target_outside_zero_one(tmp_path):
-    result = run_script("-m", "scripts.roofline", "--target", "1.5", "--gemm-seconds", "0.05")
+def test_roofline_refuses_a_target_outside_zero_one(tmp_path, run_module):
+    result = run_module("scripts.roofline", "--target", "1.5", "--gemm-seconds", "0.05")
     assert result.returncode == 2 and "--target must lie in (0, 1)" in result.stderr
     for peak in ("0", "-5", "inf", "nan"):
-        result = run_script("-m", "scripts.roofline", "--peak-gflops", peak)
+        result = run_module("scripts.roofline", "--peak-gflops", peak)
         assert result.returncode == 2 and "--peak-gflops must be a positive number" in result.stderr, peak
 
 
-def test_readme_figures_help_and_missing_checkpoint(tmp_path):
+def test_readme_figures_help_and_missing_checkpoint(tmp_path, run_module):
     """A smoke test of scripts/readme_figures.py: no browser or evaluation is started."""
-    assert run_script("-m", "scripts.readme_figures", "--help").returncode == 0
+    assert run_module("scripts.readme_figures", "--help").returncode == 0
     (tmp_path / "tensorboard").mkdir()
-    result = run_script("-m", "scripts.readme_figures", "--run-dir", str(tmp_path),
+    result = run_module("scripts.readme_figures", "--run-dir", str(tmp_path),
                         "--checkpoint", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "figures"))
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and "missing.pt" in lines[0], result.stderr
 
 
-def test_lost_lives_shows_the_screens_before_each_lost_life(tmp_path):
+def test_lost_lives_shows_the_screens_before_each_lost_life(tmp_path, run_module):
     out = tmp_path / "lives.png"
     result = run_script("-m", "scripts.lost_lives", "--episodes", "1", "--before", "3,1", "--out", str(out))
     assert result.returncode == 0, result.stderr[-2000:]
@@ -347,7 +349,7 @@ def test_lost_lives_shows_the_screens_before_each_lost_life(tmp_path):
     assert 0 < entropy <= math.log(18) + 1e-6
     image = Image.open(out)
     assert image.size == (2 * 160, 4 * 210)  # a row per lost life, a screen per --before
-    bad = run_script("-m", "scripts.lost_lives", "--before", "x")
+    bad = run_module("scripts.lost_lives", "--before", "x")
     assert bad.returncode == 2 and bad.stderr.startswith("error:") and bad.stderr.count("\n") == 1
 
 
@@ -376,15 +378,15 @@ SCRIPTS = sorted(path.stem for path in (ROOT / "scripts").glob("*.py") if path.s
 LIBRARIES = {"autograd_a3c", "run_logs"}
 
 
-def test_every_script_runs_as_a_module_answers_help_and_refuses_a_typo_in_one_line():
+def test_every_script_runs_as_a_module_answers_help_and_refuses_a_typo_in_one_line(run_module):
     assert "learning_curve" in SCRIPTS and "benchmark" in SCRIPTS
     for name in SCRIPTS:
         if name in LIBRARIES:
             continue
-        result = run_script("-m", f"scripts.{name}", "--help")
+        result = run_module(f"scripts.{name}", "--help")
         assert result.returncode == 0, f"{name}: {result.stderr[-500:]}"
         assert "usage:" in result.stdout, name
-        result = run_script("-m", f"scripts.{name}", "--no-such-option")
+        result = run_module(f"scripts.{name}", "--no-such-option")
         lines = result.stderr.strip().splitlines()
         assert result.returncode == 2 and len(lines) == 1, f"{name}: {result.stderr[-500:]}"
         # the option, or first a required argument it lacks; and how to ask for help
@@ -407,13 +409,13 @@ def test_every_module_the_readme_runs_answers_help():
         assert result.returncode == 0 and "usage:" in result.stdout, f"{module}: {result.stderr[-500:]}"
 
 
-def test_plot_curves_draws_groups_of_seeds_with_a_band_and_the_peers(smoke_run, tmp_path):
+def test_plot_curves_draws_groups_of_seeds_with_a_band_and_the_peers(smoke_run, tmp_path, run_module):
     from scripts.plot_curves import group_curve
 
     grid, mean, low, high = group_curve([smoke_run, smoke_run], window=10)
     assert mean == low == high and len(grid) == 200  # two identical runs: no spread
     out = tmp_path / "groups.png"
-    result = run_script("-m", "scripts.plot_curves", "--group", "smoke", str(smoke_run), str(smoke_run),
+    result = run_module("scripts.plot_curves", "--group", "smoke", str(smoke_run), str(smoke_run),
                         "--peers", "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert Image.open(out).format == "PNG"
