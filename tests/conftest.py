@@ -35,6 +35,7 @@ def smoke_run(tmp_path_factory) -> Path:
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+    (run_dir.parent / "run.log").write_text(result.stdout + result.stderr)  # what the trainer printed
     return run_dir
 
 

@@ -65,26 +65,29 @@ def scalars(run_dir: Path, tag: str) -> list:
     return events.Scalars(tag) if tag in events.Tags()["scalars"] else []
 
 
-def test_smoke_run_writes_checkpoint_and_tensorboard_then_resumes(tmp_path):
-    run_dir = tmp_path / "run"
-    proc, log = start_run(run_dir, "total_steps=3000")
-    assert proc.wait(timeout=240) == 0, log.read_text()
-    checkpoint = load_checkpoint(run_dir / "checkpoints" / "latest.pt")
-    assert checkpoint["global_step"] >= 3000
-    assert checkpoint["optimizer"]["updates"] >= 3000 // 20
+def test_smoke_run_writes_checkpoint_and_tensorboard_then_resumes(smoke_run, tmp_path):
+    import shutil
+
+    checkpoint = load_checkpoint(smoke_run / "checkpoints" / "latest.pt")
+    assert checkpoint["global_step"] >= 4000  # the smoke run's total_steps
+    assert checkpoint["optimizer"]["updates"] >= 4000 // 20
     assert (checkpoint["obs_norm"][:, 2] > 0).all()  # every worker's normaliser state is saved
     for tag in ["train/steps_per_second", "loss/policy", "loss/value", "loss/entropy", "grad/norm", "optim/lr"]:
-        assert scalars(run_dir, tag), f"no {tag} scalars"
-    assert "stopped at step" in log.read_text()
+        assert scalars(smoke_run, tag), f"no {tag} scalars"
+    assert "stopped at step" in (smoke_run.parent / "run.log").read_text()
 
+    # resumed in a copy: the other tests read the smoke run as it finished
+    run_dir = tmp_path / "run"
+    shutil.copytree(smoke_run, run_dir)
     first_step = checkpoint["global_step"]
-    proc, log = start_run(run_dir, "total_steps=4000", f"resume={run_dir / 'checkpoints' / 'latest.pt'}")
+    proc, log = start_run(run_dir, f"total_steps={first_step + 1000}",
+                          f"resume={run_dir / 'checkpoints' / 'latest.pt'}")
     assert proc.wait(timeout=240) == 0, log.read_text()
     resumed = load_checkpoint(run_dir / "checkpoints" / "latest.pt")
-    assert resumed["global_step"] >= 4000
+    assert resumed["global_step"] >= first_step + 1000
     assert resumed["optimizer"]["updates"] > checkpoint["optimizer"]["updates"]
     rate_steps = [s.step for s in scalars(run_dir, "train/steps_per_second")]
-    assert max(rate_steps) >= 4000 and min(s for s in rate_steps if s > first_step) > first_step
+    assert max(rate_steps) >= first_step + 1000 and min(s for s in rate_steps if s > first_step) > first_step
 
 
 def test_episode_returns_are_logged_as_raw_scores(smoke_run):
