@@ -312,7 +312,7 @@ def resolve(config: Config) -> Config:
     """The derived values, fixed once: worker count and run folder."""
     run_dir = config.run_dir
     if run_dir is None:  # a resumed run continues in its own folder, so TensorBoard curves join up
-        run_dir = str(Path(config.resume).resolve().parent.parent) if config.resume else str(default_run_dir())
+        run_dir = str(checkpoint_run_dir(Path(config.resume)) if config.resume else default_run_dir())
     return dataclasses.replace(config, workers=resolve_workers(config), run_dir=run_dir)
 
 
@@ -357,6 +357,17 @@ def validate(config: Config) -> None:
 
 def resolve_workers(config: Config) -> int:
     return config.workers or os.cpu_count() or 1
+
+
+def checkpoint_run_dir(checkpoint: Path) -> Path:
+    """The run folder a checkpoint (``<run>/checkpoints/<name>.pt``) belongs to, relative to the
+    working directory when it lies inside it: the config.yaml a resumed run writes then stays
+    valid when the run folder is moved or committed (scripts/runs/)."""
+    run_dir = checkpoint.resolve().parent.parent  # resolved: "latest.pt" alone has no parent.parent
+    try:
+        return run_dir.relative_to(Path.cwd().resolve())
+    except ValueError:  # outside the working directory: only the absolute path names it
+        return run_dir
 
 
 def default_run_dir() -> Path:

@@ -28,7 +28,18 @@ def test_a_loaded_config_is_frozen_with_its_derived_values_resolved():
         config.lr = 1.0
     assert config.run_dir.startswith("runs/") and config.workers >= 1
     resumed = load_config(None, {"resume": "runs/old/checkpoints/latest.pt"})
-    assert resumed.run_dir == str(Path("runs/old").resolve())  # a resumed run continues in its folder
+    assert resumed.run_dir == "runs/old"  # a resumed run continues in its folder, named as the user would
+
+
+def test_a_resumed_run_names_its_folder_relative_to_the_working_directory(tmp_path, monkeypatch):
+    (tmp_path / "work" / "runs" / "a" / "checkpoints").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "work" / "runs" / "a" / "checkpoints")
+    assert load_config(None, {"resume": "latest.pt"}).run_dir == str((tmp_path / "work" / "runs" / "a").resolve())
+    monkeypatch.chdir(tmp_path / "work")
+    assert load_config(None, {"resume": "runs/a/checkpoints/latest.pt"}).run_dir == "runs/a"
+    # a path from elsewhere keeps its absolute form: no "../.." chains in config.yaml
+    outside = tmp_path / "elsewhere" / "checkpoints" / "latest.pt"
+    assert load_config(None, {"resume": str(outside)}).run_dir == str((tmp_path / "elsewhere").resolve())
 
 
 def test_overrides_are_parsed_as_yaml_scalars():
