@@ -19,6 +19,10 @@ from a3c.config import ConfigError, check_saved_settings, shown
 from a3c.model import network_settings, parameter_shapes
 
 FORMAT = "riverraid-a3c/checkpoint"
+# Goes up when a checkpoint's fields change meaning, so that an older file is refused in one
+# line instead of being misread. A change of the network's input alone does not need it: each
+# checkpoint records its view (frame, frame_size, frame_stack) and plays and resumes with it;
+# a file older than one of those settings had its first value (config.UNRECORDED_MEANT).
 FORMAT_VERSION = 1
 PLAY_SETTINGS = ("env_id", "frame", "frame_size", "frame_stack", "conv_channels", "hidden_size")
 
@@ -67,8 +71,8 @@ def load_checkpoint(path: str | Path) -> dict:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a riverraid-a3c checkpoint")
     if payload.get("version") != FORMAT_VERSION:
-        raise CheckpointError(f"{path} has checkpoint format version {payload.get('version')}, "
-                              f"this version reads {FORMAT_VERSION}")
+        raise CheckpointError(f"{path} has checkpoint format version {shown(payload.get('version'))}, "
+                              f"this riverraid-a3c reads version {FORMAT_VERSION} only: use the release that wrote it")
     missing = {"model", "optimizer", "global_step", "obs_norm", "n_actions", "config"} - payload.keys()
     if missing:
         raise CheckpointError(f"{path} lacks {', '.join(sorted(missing))}")

@@ -109,3 +109,19 @@ def test_a_crafted_field_is_a_one_line_checkpoint_error(tmp_path, field, value, 
     with pytest.raises(CheckpointError, match=message) as error:
         load_checkpoint(path)
     assert "\n" not in str(error.value)
+
+
+def test_a_checkpoint_of_another_format_version_is_one_error_line_and_exit_2_for_both_commands(tmp_path, capsys):
+    from a3c import evaluate, train
+
+    path = tmp_path / "run" / "checkpoints" / "latest.pt"
+    path.parent.mkdir(parents=True)
+    fields = payload(ActorCritic(18, seed=0))
+    torch.save({"format": checkpoint_module.FORMAT, "version": checkpoint_module.FORMAT_VERSION - 1, **fields}, path)
+    stale = (f"{path} has checkpoint format version {checkpoint_module.FORMAT_VERSION - 1}, this "
+             f"riverraid-a3c reads version {checkpoint_module.FORMAT_VERSION} only: use the release that wrote it")
+    assert evaluate.main(["--checkpoint", str(path), "--episodes", "1"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"error: {stale}"]
+    assert train.main([f"resume={path}"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"error: resume: {stale}"]
+    assert torch.load(path, weights_only=True)["version"] == checkpoint_module.FORMAT_VERSION - 1  # left as it was

@@ -118,3 +118,24 @@ def test_a_checkpoint_plays_with_the_network_sizes_and_stacked_views_it_was_trai
                                       "hidden_size": 16}})
     summary = evaluate(path, episodes=1, seed=0, max_steps=20, stream=io.StringIO())
     assert summary["episodes"][0]["length"] == 20
+
+
+def test_a_checkpoint_older_than_the_recorded_view_plays_with_the_view_it_was_trained_on(tmp_path):
+    # the input changed (jet-centred view, 84x84) without a new format version: each checkpoint
+    # names its view, and one that names none was trained on the first, the original at 42x42
+    from a3c.checkpoint import save_checkpoint
+    from a3c.evaluate import EvalError
+    from a3c.model import ActorCritic
+    from a3c.policy import frame_settings
+
+    older = {"env_id": "Riverraid-v0"}
+    assert frame_settings(older) == {"frame": "original", "frame_size": 42, "frame_stack": 1}
+    fields = {"model": ActorCritic(18, seed=0, frame_size=42).state_dict(), "optimizer": {}, "global_step": 10,
+              "obs_norm": torch.tensor([[0.5, 0.2, 100.0]], dtype=torch.float64), "n_actions": 18}
+    path = tmp_path / "older.pt"
+    save_checkpoint(path, {**fields, "config": older})
+    assert evaluate(path, episodes=1, seed=0, max_steps=20, stream=io.StringIO())["episodes"][0]["length"] == 20
+    # the same weights said to see 84x84 frames do not fit it: refused before any game starts
+    save_checkpoint(path, {**fields, "config": {**older, "frame": "jet_centred", "frame_size": 84}})
+    with pytest.raises(EvalError, match=r"has a bad model: .*frame_size=84"):
+        evaluate(path, episodes=1, max_steps=20, stream=io.StringIO())
