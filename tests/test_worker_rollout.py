@@ -1,11 +1,13 @@
 """A worker playing B games at once: its updates equal autograd on a replay (float64).
 
-The games are scripted (random frames and rewards, episodes of set lengths that end by
-termination or by a time limit), stepped through the same gymnasium vector env and
-episode statistics as training. Two consecutive rollouts cover: episodes ending at
-different steps of one rollout, an episode ending on a rollout's last step (its reset
-reaches the next rollout), truncations inside a rollout (bootstrapped from the final
-frame) and the LSTM state carried from one rollout into the next. With ``epochs`` > 1
+The games are scripted (random frames, River Raid's points as rewards, episodes of set
+lengths that end by termination or by a time limit), stepped through the same gymnasium
+vector env, episode statistics and reward wrapper (clipped or scaled) as training. Two
+consecutive rollouts cover: episodes ending at different steps of one rollout, an episode
+cut by its time limit on a rollout's last step (its reset reaches the next rollout) and one
+terminated on the last rollout's last step, truncations inside a rollout (bootstrapped from
+the final frame), lives lost mid-rollout and at a rollout's first and last steps, and the
+LSTM state carried from one rollout into the next. With ``epochs`` > 1
 each rollout is replayed with the weights of that moment (a stand-in optimizer moves
 them after every push) and PPO's clipped surrogate, some of whose steps are clipped.
 """
@@ -19,6 +21,7 @@ from gymnasium.wrappers import RecordEpisodeStatistics
 
 import a3c.worker as worker_module
 from a3c.config import load_config
+from a3c.envs import ClipRewardKeepScore
 from a3c.messages import EpisodeEnded, UpdateDone
 from a3c.model import ActorCritic
 from a3c.worker import Worker
@@ -30,7 +33,7 @@ F64 = torch.float64
 STEPS, BATCH, ROLLOUTS = 5, 3, 2
 # per game: (length, how it ends) of its successive episodes, at global steps 0..9
 EPISODES = [
-    [(3, "terminated"), (6, "terminated"), (99, "")],   # ends at steps 2 and 8
+    [(3, "terminated"), (7, "terminated"), (99, "")],   # ends at steps 2 and 9 (the last rollout's last step)
     [(5, "truncated"), (3, "truncated"), (99, "")],     # ends at 4 (a rollout's last step) and 7
     [(7, "terminated"), (99, "")],                      # ends at 6
 ]
@@ -40,6 +43,9 @@ LIFE_LOSSES = [{1, 5}, {6}, {4}]
 # frame_size: the scripted games' 42x42 frames, small enough for float64 (the network's
 # other sizes are tests/test_a3c_update.py's subject)
 SETTINGS = dict(gamma=0.9, gae_lambda=0.95, entropy_coef=0.01, value_loss_coef=0.5, frame_size=42)
+# the game's points: nothing, a tanker, a helicopter, a fuel depot, a bridge; and a loss
+# River Raid never gives, for the lower bound of the clip
+POINTS = [0, 0, 0, 30, 60, 80, 500, -20]
 
 
 class ScriptedGame(gym.Env):
@@ -67,7 +73,7 @@ class ScriptedGame(gym.Env):
 
     def step(self, action):
         self.seen.append(self.current)
-        reward = float(self.rng.integers(-1, 2))
+        reward = float(self.rng.choice(POINTS))
         self.rewards.append(reward)
         self.current = self.rng.standard_normal(self.observation_space.shape)
         self.remaining -= 1
@@ -133,6 +139,8 @@ VARIANTS = {
     "ppo-replays": {"epochs": 3, "clip_range": 0.1, "life_loss_ends_returns": True},
     "ppo-replays-advantages-normalized": {"epochs": 2, "clip_range": 0.02, "normalize_advantages": True},
     "two-views-stacked": {"frame_stack": 2, "life_loss_ends_returns": True},
+    "rewards-scaled-not-clipped": {"reward_scale": 0.01, "reward_clip": 10.0, "life_loss_ends_returns": True},
+    "rewards-scaled-and-clipped": {"reward_scale": 0.01, "reward_clip": 1.0, "life_loss_ends_returns": True},
 }
 REPLAY_STEP_SIZE = 0.02  # moves the policy enough between passes that some ratios leave [0.9, 1.1]
 
@@ -142,9 +150,14 @@ def played(monkeypatch, request):
     """A float64 worker after ROLLOUTS updates: (worker, games, frames it saw, actions, updates, messages);
     with the default return rules, with a lost life ending returns, with normalised advantages."""
     games = [ScriptedGame(k, request.param.get("frame_stack", 1)) for k in range(BATCH)]
-    monkeypatch.setattr(worker_module, "make_vector_env", lambda *args, **kwargs: gym.vector.SyncVectorEnv(
-        [lambda game=game: RecordEpisodeStatistics(game) for game in games], copy=False,
-        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP))
+
+    def scripted_vector_env(env_id, num_envs, frame, frame_size, reward_scale, reward_clip, frame_stack):
+        # as training's make_vector_env: the score recorded on the raw game, then the reward to learn from
+        return gym.vector.SyncVectorEnv(
+            [lambda game=game: ClipRewardKeepScore(RecordEpisodeStatistics(game), reward_scale, reward_clip)
+             for game in games], copy=False, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+
+    monkeypatch.setattr(worker_module, "make_vector_env", scripted_vector_env)
     # max_grad_norm: no clipping, so the pushed gradients are the raw ones autograd gives
     config = load_config(None, {"workers": 1, "envs_per_worker": BATCH, "num_steps": STEPS,
                                 "max_grad_norm": 1e12, **request.param, **SETTINGS})
@@ -193,7 +206,8 @@ def reference_updates(served, games, actions, config, clip_counts=None):
     epochs, clip_range = config.epochs, config.clip_range
     ends, gamma = ends_by_step(), SETTINGS["gamma"]
     seen = torch.tensor(np.stack([np.stack(game.seen) for game in games], 1))  # (steps, B, K, 42, 42)
-    rewards = torch.tensor([game.rewards for game in games], dtype=F64).t()  # (steps, B)
+    points = torch.tensor([game.rewards for game in games], dtype=F64).t()  # (steps, B): the game's own
+    rewards = (config.reward_scale * points).clamp(-config.reward_clip, config.reward_clip)  # what is learnt from
     state = (torch.zeros(BATCH, 256, dtype=F64), torch.zeros(BATCH, 256, dtype=F64))
     updates = []
     for rollout, start in enumerate(range(0, STEPS * ROLLOUTS, STEPS)):
