@@ -242,6 +242,42 @@ def needle_screen(needle_x: int | None, jet_x: int = 60) -> np.ndarray:
     return screen
 
 
+@pytest.mark.parametrize("frame_size", [42, 84])
+def test_the_default_view_shows_a_moved_fuel_needle_and_the_top_of_the_river(frame_size):
+    # through the wrapper training steps (it finds the jet and shifts the river): a frame in
+    # which only the needle moved, or only something at the river's top rows, changes the input
+    import gymnasium as gym
+
+    from a3c.config import Config
+    from a3c.envs import NetworkInputFrames
+
+    assert frame_size in (42, Config().frame_size)
+    plain = needle_screen(83)
+    moved = needle_screen(86)  # a tenth of the tank
+    top = needle_screen(83)
+    top[2:8, 70:78] = (110, 156, 66)  # a bank's tip in rows 2-7, the first the river draws
+    screens = [plain, moved, top]
+
+    class Screens(gym.Env):
+        observation_space = gym.spaces.Box(0, 255, (210, 160, 3), np.uint8)
+        action_space = gym.spaces.Discrete(1)
+
+        def reset(self, seed=None, options=None):
+            self.shown = iter(screens)
+            return plain, {}
+
+        def step(self, action):
+            return next(self.shown), 0.0, False, False, {}
+
+    env = NetworkInputFrames(Screens(), Config().frame, frame_size)
+    env.reset()
+    inputs = [env.step(0)[0] for _ in screens]
+    assert inputs[0].shape == (1, frame_size, frame_size)
+    needle, river_top = (np.abs(changed - inputs[0])[0] for changed in inputs[1:])
+    assert needle[frame_size * 3 // 4:].max() > 0.05 and needle[:frame_size * 3 // 4].max() == 0  # below the river
+    assert river_top[:frame_size // 8].max() > 0.05 and river_top[frame_size // 8:].max() == 0  # in its first rows
+
+
 @pytest.mark.parametrize("fuel", [0, 10, 64, 128, 192, 255])
 def test_the_fuel_read_from_the_needle_is_the_fuel_in_the_tank(fuel):
     import ale_py
