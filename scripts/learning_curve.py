@@ -1,6 +1,7 @@
 """Measure learning: train for a fixed number of agent steps over one or more seeds,
 then print, at every mark (default every 500k steps), each run's mean raw score of its
-last 100 training episodes and their mean, standard deviation and minimum over seeds.
+last 100 training episodes and their mean, sample standard deviation and minimum over
+seeds.
 
     python -m scripts.learning_curve --steps 2000000 --seeds 1 2 3 --run-dir runs/NAME [--config FILE] [key=value ...]
     python -m scripts.learning_curve --read runs/NAME/seed-1 runs/NAME/seed-2 [--every 500000]
@@ -40,8 +41,11 @@ def curve(returns: list[tuple[int, float]], every: int, window: int = 100,
 
 
 def spread(scores: list[float]) -> tuple[float, float, float]:
-    """(mean, population standard deviation, minimum) of the seeds' scores at one mark."""
-    return statistics.fmean(scores), statistics.pstdev(scores), min(scores)
+    """(mean, standard deviation, minimum) of the seeds' scores at one mark. The deviation is
+    the sample one (n - 1): the seeds are a sample of the runs the config gives, and with two
+    or three of them the population's would read too low. One run: 0."""
+    std = statistics.stdev(scores) if len(scores) > 1 else 0.0
+    return statistics.fmean(scores), std, min(scores)
 
 
 def report(run_dirs: list[Path], every: int, stream=sys.stdout) -> int:

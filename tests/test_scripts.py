@@ -38,14 +38,37 @@ def table_rows(stdout: str) -> list[list[str]]:
     return [line.split() for line in stdout.splitlines() if line.strip()[:1].isdigit()]
 
 
-def test_learning_curve_reads_existing_runs_and_gives_each_marks_mean_and_spread(smoke_run, run_module):
-    result = run_module("scripts.learning_curve", "--read", str(smoke_run), str(smoke_run),
-                        "--every", "1000")
+def kept_run(folder: Path, returns: list[tuple[int, float]], steps: int) -> Path:
+    """A run as scripts.keep_runs keeps it: its episodes (step, worker, env, return, length)
+    and the steps it trained."""
+    folder.mkdir(parents=True)
+    rows = [f"{step},0,0,{value},100" for step, value in returns]
+    (folder / "episodes.csv").write_text("step,worker,env,return,length\n" + "\n".join(rows) + "\n")
+    (folder / "steps_trained").write_text(f"{steps}\n")
+    return folder
+
+
+def test_learning_curve_gives_each_marks_last_100_episode_mean_per_run_and_their_mean_and_spread(tmp_path,
+                                                                                                 run_module):
+    # run 1 scores 1,000 until step 1,000 and 2,000 after; run 2 scores 3,000 throughout
+    first = kept_run(tmp_path / "seed-1", [(10 * k, 1000.0 if k <= 100 else 2000.0) for k in range(1, 201)], 2000)
+    second = kept_run(tmp_path / "seed-2", [(10 * k, 3000.0) for k in range(1, 151)], 1500)
+    result = run_module("scripts.learning_curve", "--read", str(first), str(second), "--every", "500")
+    assert result.returncode == 0, result.stderr
+    # marks both runs reached: 500, 1000, 1500 (run 2 stopped there); at 1,500 run 1's last
+    # 100 episodes are 50 of 1,000 and 50 of 2,000
+    assert table_rows(result.stdout) == [["500", "1000", "3000", "2000", "1414", "1000"],
+                                         ["1,000", "1000", "3000", "2000", "1414", "1000"],
+                                         ["1,500", "1500", "3000", "2250", "1061", "1500"]]
+
+
+def test_learning_curve_reads_a_real_runs_event_files(smoke_run, run_module):
+    result = run_module("scripts.learning_curve", "--read", str(smoke_run), "--every", "1000")
     assert result.returncode == 0, result.stderr
     rows = table_rows(result.stdout)
-    assert rows and all(len(row) == 6 for row in rows)  # step, two runs, mean, std, min
-    for _, first, second, mean, std, low in rows:
-        assert first == second == mean == low and std == "0"  # the same run twice
+    assert rows and all(len(row) == 5 for row in rows)  # step, the run, mean, std, min
+    for _, score, mean, std, low in rows:
+        assert score == mean == low and std == "0"  # one run: its own score, no spread
     assert float(rows[-1][1]) > 1.0  # a mean raw score
 
 
@@ -201,7 +224,11 @@ def test_learning_curve_trains_several_seeds_side_by_side_with_a_tiny_budget(tmp
         assert "reached total_steps" in (tmp_path / "curve" / f"seed-{seed}.log").read_text()
     rows = table_rows(result.stdout)
     assert [row[0] for row in rows] == ["2,000", "4,000"]
-    assert all(len(row) == 6 for row in table_rows(result.stdout))
+    for _, *cells in rows:  # each seed's score, then their mean, sample deviation and minimum
+        first, second, mean, std, low = map(float, cells)
+        assert first > 0 and second > 0  # raw scores of whole episodes
+        assert abs(mean - (first + second) / 2) <= 1 and low == min(first, second)
+        assert abs(std - abs(first - second) / math.sqrt(2)) <= 1
 
 
 def test_learning_curve_starts_no_further_seed_after_one_fails(tmp_path):
