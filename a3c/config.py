@@ -252,14 +252,18 @@ def read_settings_file(path: str | Path) -> dict:
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None,
                 saved: dict[str, Any] | None = None) -> Config:
-    """Read YAML (default: configs/riverraid.yaml), apply overrides, validate.
+    """Read YAML (default: configs/riverraid.yaml, or where a package was installed without
+    it, Config's defaults, the same values), apply overrides, validate.
 
     A resumed run passes its checkpoint's settings as ``saved`` (see :func:`resumed_settings`):
     they replace the default file's values, and a file given here and the overrides replace
     them, so a run continues as it was trained unless told otherwise.
     """
     explicit = path is not None
-    raw = read_settings_file(path if explicit else DEFAULT_CONFIG)
+    if explicit or DEFAULT_CONFIG.is_file():
+        raw = read_settings_file(path if explicit else DEFAULT_CONFIG)
+    else:  # installed without the repository's configs/ (pip install .): the same values
+        raw = {}  # Config's own defaults (a test holds the file and them equal)
     if saved:
         raw = {**saved, **raw} if explicit else {**raw, **saved}
     raw.update(overrides or {})

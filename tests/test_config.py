@@ -22,6 +22,18 @@ def test_default_config_has_the_documented_values():
     assert config.envs_per_worker == 4  # more updates per step than 8 scored higher (scripts/RESULTS.md)
 
 
+def test_the_default_file_and_the_settings_defaults_are_the_same_run(monkeypatch, tmp_path):
+    # a package installed without the repository (pip install .) has no configs/ folder: it
+    # trains on Config's defaults, which must be the default file's
+    import a3c.config
+
+    from_file = load_config()
+    monkeypatch.setattr(a3c.config, "DEFAULT_CONFIG", tmp_path / "configs" / "riverraid.yaml")
+    assert dataclasses.replace(load_config(), run_dir=from_file.run_dir) == from_file
+    with pytest.raises(ConfigError, match="config file not found"):  # a file asked for must exist
+        load_config(tmp_path / "configs" / "riverraid.yaml")
+
+
 def test_a_loaded_config_is_frozen_with_its_derived_values_resolved():
     config = load_config()
     with pytest.raises(dataclasses.FrozenInstanceError):
