@@ -46,15 +46,16 @@ RANDOM_SCORE = 1_339  # Mnih et al. 2015
 
 
 def group_curve(run_dirs: list[Path], window: int, points: int = 200):
-    """(steps, mean, low, high) of the runs' running means on a common grid of steps, up
-    to the shortest run's last episode. Raises NotARun: a band must not quietly leave out
-    a seed that logged nothing."""
+    """(steps, mean, low, high) of the runs' running means on a common grid of steps, from
+    the step by which every run has ended an episode (before it, a run has no score yet, and
+    its first episode's would be shown before it was played) to the shortest run's last
+    episode. Raises NotARun: a band must not quietly leave out a seed that logged nothing."""
     curves = []
     for run_dir in run_dirs:
         steps, scores = zip(*episode_returns(run_dir))
         curves.append((steps, running_mean(list(scores), window)))
-    end = min(steps[-1] for steps, _ in curves)
-    grid = [end * (k + 1) / points for k in range(points)]
+    start, end = max(steps[0] for steps, _ in curves), min(steps[-1] for steps, _ in curves)
+    grid = [start + (end - start) * k / (points - 1) for k in range(points)] if end > start else [end]
     at_grid = []
     for steps, means in curves:
         row, index = [], 0
@@ -81,7 +82,7 @@ def plot_groups(groups: list[list[str]], out: Path, window: int, peers: bool, ma
         for k, (name, (points, source)) in enumerate(PEERS.items()):
             points = [p for p in points if max_steps is None or p[0] <= max_steps]
             if points:
-                axes.plot(*zip(*points), marker="sd^"[k % 3], linestyle=":", color="0.35",
+                axes.plot(*zip(*points), marker="sd^vPX"[k % 6], linestyle=":", color="0.35",  # one marker each
                           label=f"{name} ({source})")
         axes.axhline(RANDOM_SCORE, color="0.6", linestyle="--", linewidth=1, label="random agent (Mnih et al. 2015)")
     if max_steps is not None:

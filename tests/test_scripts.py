@@ -448,6 +448,20 @@ def test_plot_curves_draws_groups_of_seeds_with_a_band_and_the_peers(smoke_run, 
     assert Image.open(out).format == "PNG"
 
 
+def test_a_groups_band_starts_once_every_run_has_a_score_and_holds_the_runs_between_its_edges(tmp_path):
+    from scripts.plot_curves import group_curve
+
+    # window 1: each run's curve is the score of its last episode ended by the step
+    early = kept_run(tmp_path / "early", [(100 * k, 10.0 * k) for k in range(1, 11)], 1000)
+    late = kept_run(tmp_path / "late", [(300, 50.0), (600, 60.0), (1000, 70.0)], 1000)
+    grid, mean, low, high = group_curve([early, late], window=1, points=8)
+    assert grid == [300, 400, 500, 600, 700, 800, 900, 1000]  # not before the late run's first episode
+    first = [30, 40, 50, 60, 70, 80, 90, 100]
+    second = [50, 50, 50, 60, 60, 60, 60, 70]
+    assert mean == [(a + b) / 2 for a, b in zip(first, second)]
+    assert low == list(map(min, first, second)) and high == list(map(max, first, second))
+
+
 def test_bench_evaluator_compares_runs_with_and_without_the_evaluator():
     """A smoke run with a tiny budget: the script's plumbing, not a timing assertion."""
     result = run_script("-m", "scripts.bench_evaluator", "--steps", "1500", "--rounds", "1", "--eval-interval", "1",
