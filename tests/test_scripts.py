@@ -462,10 +462,16 @@ def test_a_groups_band_starts_once_every_run_has_a_score_and_holds_the_runs_betw
     assert low == list(map(min, first, second)) and high == list(map(max, first, second))
 
 
-def test_bench_evaluator_compares_runs_with_and_without_the_evaluator():
-    """A smoke run with a tiny budget: the script's plumbing, not a timing assertion."""
+def test_bench_evaluator_compares_runs_with_and_without_the_evaluator_from_a_trained_checkpoint(smoke_run):
+    """Both runs resume a checkpoint with a tiny budget: the script's plumbing, not a timing assertion."""
+    checkpoint = smoke_run / "checkpoints" / "latest.pt"
+    before = checkpoint.read_bytes()
     result = run_script("-m", "scripts.bench_evaluator", "--steps", "1500", "--rounds", "1", "--eval-interval", "1",
-                        "workers=1", "envs_per_worker=1", "eval_max_steps=50", "eval_clip_every=0", timeout=400)
+                        "--resume", str(checkpoint), "workers=1", "envs_per_worker=1", "eval_max_steps=50",
+                        "eval_clip_every=0", timeout=400)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "evaluator off" in result.stdout and "evaluator on" in result.stdout
     assert float(result.stdout.split("with/without evaluator:")[1]) > 0
+    assert checkpoint.read_bytes() == before  # each run wrote in a folder of its own
+    assert_one_error_line(run_script("-m", "scripts.bench_evaluator", "--resume", str(smoke_run / "missing.pt")),
+                          "checkpoint not found")
