@@ -16,6 +16,12 @@ def test_parameter_shapes_are_those_of_the_network_built(sizes):
     assert conv_sides(sizes.get("frame_size", 42))[-1] ** 2 * sizes.get("conv_channels", 32) == model.feature_size
 
 
-def test_the_default_network_reads_288_features_from_42x42_frames():
+def test_the_default_runs_network_reads_1152_features_from_84x84_and_one_built_without_sizes_288_from_42x42():
+    from a3c.config import Config
+    from a3c.model import network_settings
+
+    assert conv_sides(84) == [42, 21, 11, 6]
+    assert parameter_shapes(18, **network_settings(Config()))["lstm.weight_ih"] == (1024, 1152)
+    # without sizes (and in checkpoints that record none): the first runs' 42x42
     assert conv_sides(42) == [21, 11, 6, 3]
     assert parameter_shapes(18)["lstm.weight_ih"] == (1024, 288)
