@@ -34,11 +34,12 @@ class Config:
     when the config is loaded)."""
     total_steps: int = 80_000_000
     """Agent steps (summed over workers) after which training stops."""
-    envs_per_worker: int = 4
+    envs_per_worker: int = 8
     """Games each worker plays at once (B): the network runs on B frames per step and an
-    update covers num_steps x B agent steps. 4 since 2026-12-01: twice the updates of 8 for
-    the same experience, ahead at 2M and 3M and level at 5M, for ~1.1-1.2x the time per
-    step (scripts/RESULTS.md); checkpoints that record no value had 1."""
+    update covers num_steps x B agent steps. 8: 4 (twice the updates for the same
+    experience, the default from 2026-12-01 to 2026-12-04) was ahead at 2M, level at 5M and
+    ~1,600 behind at 10M over two seeds each, for ~1.1-1.2x the time per step
+    (scripts/RESULTS.md); checkpoints that record no value had 1."""
     frame: str = "jet_centred"
     """The network's view of the screen: 'jet_centred' (the whole river and the fuel gauge,
     the river shifted sideways to put the jet in the middle column: the default since
