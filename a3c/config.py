@@ -38,7 +38,7 @@ class Config:
     """Games each worker plays at once (B): the network runs on B frames per step and an
     update covers num_steps x B agent steps. 8: 4 (twice the updates for the same
     experience, the default from 2026-12-01 to 2026-12-04) was ahead at 2M, level at 5M and
-    ~1,600 behind at 10M over two seeds each, for ~1.1-1.2x the time per step
+    ~1,100 behind at 10M over two seeds each, for ~1.1-1.2x the time per step
     (scripts/RESULTS.md); checkpoints that record no value had 1."""
     frame: str = "jet_centred"
     """The network's view of the screen: 'jet_centred' (the whole river and the fuel gauge,
