@@ -157,6 +157,25 @@ def river_screen(jet_x: int | None, bank_offset: int = 30) -> np.ndarray:
     return screen
 
 
+def screens_game(first: np.ndarray, then: list[np.ndarray]):
+    """A stand-in for the game: RGB screen ``first`` at each reset, then those of ``then``,
+    one a step."""
+    import gymnasium as gym
+
+    class Screens(gym.Env):
+        observation_space = gym.spaces.Box(0, 255, (210, 160, 3), np.uint8)
+        action_space = gym.spaces.Discrete(1)
+
+        def reset(self, seed=None, options=None):
+            self.shown = iter(then)
+            return first, {}
+
+        def step(self, action):
+            return next(self.shown), 0.0, False, False, {}
+
+    return Screens()
+
+
 @pytest.mark.parametrize("jet_x", [30, 60, 84, 110, 140])
 def test_the_jet_centred_view_puts_the_jet_in_the_middle_column(jet_x):
     from a3c.envs import jet_column, preprocess_jet_centred
@@ -201,8 +220,6 @@ def test_the_jet_centred_view_keeps_the_gauge_in_place_and_shows_the_needle():
 
 
 def test_where_the_jet_is_not_visible_the_view_keeps_its_last_place_until_a_new_game():
-    import gymnasium as gym
-
     from a3c.envs import NetworkInputFrames, jet_column, preprocess_jet_centred
 
     screens = [river_screen(50), river_screen(None), river_screen(None)]
@@ -210,18 +227,7 @@ def test_where_the_jet_is_not_visible_the_view_keeps_its_last_place_until_a_new_
     road[150:153, 8:160] = (232, 232, 74)  # the colour across the whole band: not the jet
     assert jet_column(river_screen(None)) is None and jet_column(road) is None
 
-    class Screens(gym.Env):
-        observation_space = gym.spaces.Box(0, 255, (210, 160, 3), np.uint8)
-        action_space = gym.spaces.Discrete(1)
-
-        def reset(self, seed=None, options=None):
-            self.shown = iter(screens + [road])
-            return river_screen(None), {}
-
-        def step(self, action):
-            return next(self.shown), 0.0, False, False, {}
-
-    env = NetworkInputFrames(Screens(), "jet_centred", 42)
+    env = NetworkInputFrames(screens_game(river_screen(None), screens + [road]), "jet_centred", 42)
     first, _ = env.reset()
     np.testing.assert_array_equal(first, preprocess_jet_centred(river_screen(None), 84, 42))
     for screen in screens + [road]:
@@ -246,8 +252,6 @@ def needle_screen(needle_x: int | None, jet_x: int = 60) -> np.ndarray:
 def test_the_default_view_shows_a_moved_fuel_needle_and_the_top_of_the_river(frame_size):
     # through the wrapper training steps (it finds the jet and shifts the river): a frame in
     # which only the needle moved, or only something at the river's top rows, changes the input
-    import gymnasium as gym
-
     from a3c.config import Config
     from a3c.envs import NetworkInputFrames
 
@@ -258,18 +262,7 @@ def test_the_default_view_shows_a_moved_fuel_needle_and_the_top_of_the_river(fra
     top[2:8, 70:78] = (110, 156, 66)  # a bank's tip in rows 2-7, the first the river draws
     screens = [plain, moved, top]
 
-    class Screens(gym.Env):
-        observation_space = gym.spaces.Box(0, 255, (210, 160, 3), np.uint8)
-        action_space = gym.spaces.Discrete(1)
-
-        def reset(self, seed=None, options=None):
-            self.shown = iter(screens)
-            return plain, {}
-
-        def step(self, action):
-            return next(self.shown), 0.0, False, False, {}
-
-    env = NetworkInputFrames(Screens(), Config().frame, frame_size)
+    env = NetworkInputFrames(screens_game(plain, screens), Config().frame, frame_size)
     env.reset()
     inputs = [env.step(0)[0] for _ in screens]
     assert inputs[0].shape == (1, frame_size, frame_size)
@@ -315,24 +308,11 @@ def test_the_fuel_bar_view_draws_the_tank_as_a_bar_and_keeps_the_river_of_the_je
 
 
 def test_the_fuel_bar_keeps_its_length_where_no_needle_is_drawn_and_fills_for_a_new_game():
-    import gymnasium as gym
-
     from a3c.envs import NetworkInputFrames, preprocess_jet_centred_fuel_bar
 
     screens = [needle_screen(83, 50), needle_screen(None, 50)]
 
-    class Screens(gym.Env):
-        observation_space = gym.spaces.Box(0, 255, (210, 160, 3), np.uint8)
-        action_space = gym.spaces.Discrete(1)
-
-        def reset(self, seed=None, options=None):
-            self.shown = iter(screens)
-            return needle_screen(None, None), {}
-
-        def step(self, action):
-            return next(self.shown), 0.0, False, False, {}
-
-    env = NetworkInputFrames(Screens(), "jet_centred_fuel_bar", 42)
+    env = NetworkInputFrames(screens_game(needle_screen(None, None), screens), "jet_centred_fuel_bar", 42)
     first, _ = env.reset()
     np.testing.assert_array_equal(first, preprocess_jet_centred_fuel_bar(needle_screen(None, None), 84, 1.0, 42))
     for screen in screens:

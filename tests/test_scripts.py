@@ -41,10 +41,13 @@ def table_rows(stdout: str) -> list[list[str]]:
 def kept_run(folder: Path, returns: list[tuple[int, float]], steps: int) -> Path:
     """A run as scripts.keep_runs keeps it: its episodes (step, worker, env, return, length)
     and the steps it trained."""
+    from a3c.metrics import EPISODE_COLUMNS, EPISODES_CSV
+    from scripts.run_logs import STEPS_TRAINED
+
     folder.mkdir(parents=True)
-    rows = [f"{step},0,0,{value},100" for step, value in returns]
-    (folder / "episodes.csv").write_text("step,worker,env,return,length\n" + "\n".join(rows) + "\n")
-    (folder / "steps_trained").write_text(f"{steps}\n")
+    rows = [",".join(EPISODE_COLUMNS)] + [f"{step},0,0,{value},100" for step, value in returns]
+    (folder / EPISODES_CSV).write_text("\n".join(rows) + "\n")
+    (folder / STEPS_TRAINED).write_text(f"{steps}\n")
     return folder
 
 
