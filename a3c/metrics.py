@@ -13,6 +13,12 @@ EPISODES_CSV = "episodes.csv"  # in the run folder: a row per training episode, 
 EPISODE_COLUMNS = ("step", "worker", "env", "return", "length")
 EPISODE_RETURN_TAG = "train/episode_return"  # raw game score, at each episode's end against the global step
 EPISODE_LENGTH_TAG = "train/episode_length"
+# the scalars logged every log_interval: losses and gradient norm averaged over the updates since
+LOSS_TAGS = {"policy": "loss/policy", "value": "loss/value", "entropy": "loss/entropy"}
+GRAD_NORM_TAG = "grad/norm"  # before clipping (max_grad_norm)
+LR_TAG = "optim/lr"
+STEPS_PER_SECOND_TAG = "train/steps_per_second"
+TRAINING_TAGS = (*LOSS_TAGS.values(), GRAD_NORM_TAG, LR_TAG, STEPS_PER_SECOND_TAG)
 
 
 class RunMetrics:
@@ -121,14 +127,14 @@ class RunMetrics:
         mark_time, mark_step = self._rate_mark
         rate = (step - mark_step) / max(now - mark_time, 1e-9)
         self._rate_mark, self._last_line = (now, step), now
-        self.writer.add_scalar("train/steps_per_second", rate, step)
+        self.writer.add_scalar(STEPS_PER_SECOND_TAG, rate, step)
         if self._lr is not None:
-            self.writer.add_scalar("optim/lr", self._lr, step)
+            self.writer.add_scalar(LR_TAG, self._lr, step)
         losses = self._losses
         if losses["n"]:
-            for key in ("policy", "value", "entropy"):
-                self.writer.add_scalar(f"loss/{key}", losses[key] / losses["n"], step)
-            self.writer.add_scalar("grad/norm", losses["grad_norm"] / losses["n"], step)
+            for key, tag in LOSS_TAGS.items():
+                self.writer.add_scalar(tag, losses[key] / losses["n"], step)
+            self.writer.add_scalar(GRAD_NORM_TAG, losses["grad_norm"] / losses["n"], step)
             self._losses = {key: 0.0 for key in losses} | {"n": 0}
         if self.bar is None:
             score = f"{self.mean_return:.0f}" if self.mean_return is not None else "-"

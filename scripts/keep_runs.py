@@ -5,8 +5,10 @@
 
 Each run's ``episodes.csv`` (a row per training episode: ~50 KB per 2M agent steps) and
 ``config.yaml`` go to TO/<the run folder's name>/, with a ``steps_trained`` file holding
-the agent steps of its latest checkpoint; its checkpoints and event files (megabytes)
-stay behind. ``learning_curve --read`` and ``plot_curves`` take a kept run wherever they
+the agent steps of its latest checkpoint and ``scalars.csv``, its training scalars from
+TensorBoard (losses, gradient norm before clipping, learning rate, steps/s: a row per tag
+per log interval, ~20 KB per 2M steps at learning_curve's 60 s); its checkpoints and event
+files (megabytes) stay behind. ``learning_curve --read`` and ``plot_curves`` take a kept run wherever they
 take a run folder, so a later ablation is compared with the curves it is measured
 against, not only with the marks copied into scripts/RESULTS.md. Keeping a run again
 (after it trained further) replaces what was kept of it.
@@ -20,12 +22,15 @@ carry on in the same ``episodes.csv``. Keeping the run again without ``--checkpo
 """
 from __future__ import annotations
 
+import csv
 import shutil
 import sys
 from pathlib import Path
 
 from a3c.cli import ArgumentParser
-from scripts.run_logs import CHECKPOINT, EPISODES_CSV, STEPS_TRAINED, NotARun, episode_returns, is_kept_run, steps_trained
+from a3c.metrics import TRAINING_TAGS
+from scripts.run_logs import (CHECKPOINT, EPISODES_CSV, SCALARS_COLUMNS, SCALARS_CSV, STEPS_TRAINED, NotARun,
+                              episode_returns, is_kept_run, read_scalars, steps_trained)
 
 KEPT_FILES = (EPISODES_CSV, "config.yaml")
 
@@ -44,9 +49,14 @@ def keep(run_dir: Path, to: Path, steps: int, checkpoint: bool = False) -> tuple
     """Copy what a checked run needs to be reported (and with ``checkpoint``, resumed)
     into ``to/<its name>``; the kept folder and the agent steps kept with it."""
     kept = to / run_dir.resolve().name
-    kept.mkdir(parents=True, exist_ok=True)
+    scalars = {tag: read_scalars(run_dir, tag) for tag in TRAINING_TAGS}  # read first: a restored run's
+    kept.mkdir(parents=True, exist_ok=True)                               # kept copy may be the one written
     for name in KEPT_FILES:
         shutil.copyfile(run_dir / name, kept / name)
+    with open(kept / SCALARS_CSV, "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(SCALARS_COLUMNS)
+        writer.writerows((step, tag, value) for tag, points in scalars.items() for step, value in points)
     if checkpoint:
         (kept / CHECKPOINT).parent.mkdir(exist_ok=True)
         shutil.copyfile(run_dir / CHECKPOINT, kept / CHECKPOINT)

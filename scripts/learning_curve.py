@@ -4,14 +4,16 @@ last 100 training episodes and their mean, sample standard deviation and minimum
 seeds.
 
     python -m scripts.learning_curve --steps 2000000 --seeds 1 2 3 --run-dir runs/NAME [--config FILE] [key=value ...]
-    python -m scripts.learning_curve --read runs/NAME/seed-1 runs/NAME/seed-2 [--every 500000]
+    python -m scripts.learning_curve --read runs/NAME/seed-1 runs/NAME/seed-2 [--every 500000] [--scalar grad/norm]
 
 Training runs the seeds one after another (each uses every worker), in RUN_DIR/seed-K;
 ``--jobs N`` trains N seeds at the same time (give ``workers=`` so that they share the
 cores as you mean them to), each seed's output in RUN_DIR/seed-K.log.
 The report reads ``train/episode_return`` (raw game score, logged against the global
 agent step at each episode's end) from each run's TensorBoard event files, or from a
-kept run's episodes.csv (``scripts.keep_runs``).
+kept run's episodes.csv (``scripts.keep_runs``). ``--scalar TAG`` adds a table of a
+training scalar (e.g. ``grad/norm``, the gradient's norm before clipping), each run's
+median over the points logged between one mark and the next.
 """
 from __future__ import annotations
 
@@ -23,7 +25,8 @@ import time
 from pathlib import Path
 
 from a3c.cli import ArgumentParser
-from scripts.run_logs import NotARun, episode_returns, steps_trained
+from a3c.metrics import TRAINING_TAGS
+from scripts.run_logs import NotARun, episode_returns, read_scalars, steps_trained
 
 
 def curve(returns: list[tuple[int, float]], every: int, window: int = 100,
@@ -65,6 +68,35 @@ def report(run_dirs: list[Path], every: int, stream=sys.stdout) -> int:
         mean, std, low = spread(scores)
         print(f"{mark:>12,}  " + "  ".join(f"{s:>7.0f}" for s in scores) + f"  {mean:>7.0f}  {std:>6.0f}  {low:>7.0f}",
               file=stream)
+    return 0
+
+
+def interval_medians(points: list[tuple[int, float]], every: int) -> dict[int, float]:
+    """{mark: median of the values logged after the mark before it, up to the mark}, for every
+    mark with a point in its interval (a median: a few updates' spike does not move it)."""
+    last = points[-1][0] if points else 0
+    medians = {}
+    for mark in range(every, last + every, every):
+        values = [value for step, value in points if mark - every < step <= mark]
+        if values:
+            medians[mark] = statistics.median(values)
+    return medians
+
+
+def scalar_report(run_dirs: list[Path], tag: str, every: int, stream=sys.stdout) -> int:
+    """Print each run's interval medians of ``tag`` at the marks every run has; raises NotARun
+    for a run that did not log it (runs kept before 2026-12-04 kept only their episodes)."""
+    tables = []
+    for run_dir in run_dirs:
+        points = read_scalars(run_dir, tag)
+        if not points:
+            raise NotARun(f"{run_dir} has no {tag} points (a run kept before 2026-12-04 kept only its episodes)")
+        tables.append(interval_medians(points, every))
+    marks = sorted(set.intersection(*(set(table) for table in tables)))
+    print(f"{tag}: median of the points logged after the mark before, up to the mark", file=stream)
+    print(f"{'agent steps':>12}  " + "  ".join(f"{f'run {k + 1}':>9}" for k in range(len(run_dirs))), file=stream)
+    for mark in marks:
+        print(f"{mark:>12,}  " + "  ".join(f"{table[mark]:>9.4g}" for table in tables), file=stream)
     return 0
 
 
@@ -117,11 +149,15 @@ def train_seeds(commands: dict[int, list[str]], jobs: int, base: Path) -> int:
     return failure
 
 
-def report_or_error(run_dirs: list[Path], every: int) -> int:
-    """The table, or one error line and exit code 2 for a folder that is not a run or has
-    no episode yet (a typo, the parent of seed-K, a budget too small for a whole episode)."""
+def report_or_error(run_dirs: list[Path], every: int, scalar: str | None = None) -> int:
+    """The table (and ``scalar``'s), or one error line and exit code 2 for a folder that is
+    not a run or has no episode yet (a typo, the parent of seed-K, a budget too small for a
+    whole episode) or lacks the scalar."""
     try:
-        return report(run_dirs, every)
+        code = report(run_dirs, every)
+        if scalar is not None:
+            code = code or scalar_report(run_dirs, scalar, every)
+        return code
     except NotARun as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -138,13 +174,15 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=1,
                         help="seeds trained at the same time, each with its own workers (default 1: one after "
                              "another); with more, each seed's output goes to RUN_DIR/seed-K.log")
+    parser.add_argument("--scalar", choices=TRAINING_TAGS, metavar="TAG",
+                        help=f"also report this training scalar's median per interval: {', '.join(TRAINING_TAGS)}")
     parser.add_argument("--config", help="YAML settings file passed to a3c.train (default: its default)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="passed to a3c.train")
     args = parser.parse_args()
     if args.every <= 0:
         parser.error(f"--every must be a positive number of agent steps, got {args.every}")
     if args.read:
-        return report_or_error(args.read, args.every)
+        return report_or_error(args.read, args.every, args.scalar)
 
     if args.jobs <= 0:
         parser.error(f"--jobs must be a positive number of seeds, got {args.jobs}")
@@ -160,7 +198,7 @@ def main() -> int:
         return 2
     if code != 0:
         return code
-    return report_or_error([base / f"seed-{seed}" for seed in commands], args.every)
+    return report_or_error([base / f"seed-{seed}" for seed in commands], args.every, args.scalar)
 
 
 if __name__ == "__main__":

@@ -65,6 +65,31 @@ def test_learning_curve_gives_each_marks_last_100_episode_mean_per_run_and_their
                                          ["1,500", "1500", "3000", "2250", "1061", "1500"]]
 
 
+def test_learning_curve_reports_a_training_scalars_median_between_marks(tmp_path, run_module):
+    from scripts.run_logs import SCALARS_CSV
+
+    first = kept_run(tmp_path / "seed-1", [(100 * k, 1000.0) for k in range(1, 11)], 1000)
+    second = kept_run(tmp_path / "seed-2", [(100 * k, 2000.0) for k in range(1, 11)], 1000)
+    # seed 1's gradient norm: 10, 20, 90 up to step 500 (median 20), then 40, 41 (median 40.5);
+    # seed 2's: 5 throughout; the losses beside them are not the tag asked for
+    (first / SCALARS_CSV).write_text("step,tag,value\n100,grad/norm,10\n300,grad/norm,90\n500,grad/norm,20\n"
+                                     "700,grad/norm,40\n1000,grad/norm,41\n500,loss/value,7\n")
+    (second / SCALARS_CSV).write_text("step,tag,value\n" + "".join(f"{100 * k},grad/norm,5\n" for k in range(1, 11)))
+    result = run_module("scripts.learning_curve", "--read", str(first), str(second), "--every", "500",
+                        "--scalar", "grad/norm")
+    assert result.returncode == 0, result.stderr
+    scalar_table = result.stdout.split("grad/norm: median")[1]
+    assert table_rows(scalar_table) == [["500", "20", "5"], ["1,000", "40.5", "5"]]
+
+
+def test_learning_curve_names_a_run_without_the_scalar_asked_for(tmp_path, run_module):
+    old = kept_run(tmp_path / "old", [(100 * k, 1000.0) for k in range(1, 11)], 1000)  # kept with its episodes only
+    assert_one_error_line(run_module("scripts.learning_curve", "--read", str(old), "--scalar", "grad/norm"),
+                          str(old), "has no grad/norm points")
+    result = run_module("scripts.learning_curve", "--read", str(old), "--scalar", "grad/nrom")
+    assert result.returncode == 2 and "invalid choice: 'grad/nrom'" in result.stderr
+
+
 def test_learning_curve_reads_a_real_runs_event_files(smoke_run, run_module):
     result = run_module("scripts.learning_curve", "--read", str(smoke_run), "--every", "1000")
     assert result.returncode == 0, result.stderr
@@ -115,15 +140,19 @@ def tensorboard_returns(run_dir: Path) -> list[tuple[int, float]]:
 
 def test_a_kept_run_reports_and_plots_as_its_run_folder_does(smoke_run, tmp_path, run_module):
     from a3c.checkpoint import load_checkpoint
-    from scripts.run_logs import episode_returns
+    from a3c.metrics import TRAINING_TAGS
+    from scripts.run_logs import episode_returns, read_scalars
 
     result = run_module("scripts.keep_runs", str(smoke_run), "--to", str(tmp_path / "kept"))
     assert result.returncode == 0, result.stderr
     kept = tmp_path / "kept" / smoke_run.name
-    assert sorted(path.name for path in kept.iterdir()) == ["config.yaml", "episodes.csv", "steps_trained"]
+    assert sorted(path.name for path in kept.iterdir()) == ["config.yaml", "episodes.csv", "scalars.csv",
+                                                            "steps_trained"]
     checkpoint = load_checkpoint(smoke_run / "checkpoints" / "latest.pt")
     assert int((kept / "steps_trained").read_text()) == checkpoint["global_step"]
     assert episode_returns(kept) == tensorboard_returns(smoke_run)  # the CSV holds what TensorBoard holds
+    for tag in TRAINING_TAGS:  # and so do the kept training scalars
+        assert read_scalars(kept, tag) == read_scalars(smoke_run, tag) != [], tag
     table = run_module("scripts.learning_curve", "--read", str(smoke_run), str(kept), "--every", "1000")
     assert table.returncode == 0, table.stderr
     rows = table_rows(table.stdout)
@@ -140,7 +169,8 @@ def test_a_run_kept_with_its_checkpoint_resumes_on_another_machine_and_reports_a
     import shutil
 
     from a3c.checkpoint import load_checkpoint
-    from scripts.run_logs import episode_returns, steps_trained
+    from a3c.metrics import GRAD_NORM_TAG
+    from scripts.run_logs import episode_returns, read_scalars, steps_trained
 
     kept_to = tmp_path / "kept"
     result = run_module("scripts.keep_runs", str(smoke_run), "--to", str(kept_to), "--checkpoint")
@@ -149,6 +179,7 @@ def test_a_run_kept_with_its_checkpoint_resumes_on_another_machine_and_reports_a
     latest = Path("checkpoints") / "latest.pt"
     assert (kept / latest).read_bytes() == (smoke_run / latest).read_bytes()
     before = episode_returns(smoke_run)
+    norms_before = read_scalars(smoke_run, GRAD_NORM_TAG)
     kept_steps = load_checkpoint(kept / latest)["global_step"]
     assert int((kept / "steps_trained").read_text()) == kept_steps
 
@@ -176,6 +207,9 @@ def test_a_run_kept_with_its_checkpoint_resumes_on_another_machine_and_reports_a
     assert not (kept / latest).exists()
     assert int((kept / "steps_trained").read_text()) == steps_trained(moved, after)
     assert episode_returns(kept) == after
+    # its gradient norms too: those kept before the move, then those logged after it
+    norms = read_scalars(kept, GRAD_NORM_TAG)
+    assert norms[:len(norms_before)] == norms_before and norms[-1][0] > kept_steps
 
 
 def test_keep_runs_with_checkpoint_refuses_a_run_without_one_and_keeps_nothing(smoke_run, tmp_path, run_module):
