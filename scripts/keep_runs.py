@@ -8,9 +8,9 @@ Each run's ``episodes.csv`` (a row per training episode: ~50 KB per 2M agent ste
 the agent steps of its latest checkpoint and ``scalars.csv``, its training scalars from
 TensorBoard (losses, gradient norm before clipping, learning rate, steps/s: a row per tag
 per log interval, ~20 KB per 2M steps at learning_curve's 60 s); its checkpoints and event
-files (megabytes) stay behind. ``learning_curve --read`` and ``plot_curves`` take a kept run wherever they
-take a run folder, so a later ablation is compared with the curves it is measured
-against, not only with the marks copied into scripts/RESULTS.md. Keeping a run again
+files (megabytes) stay behind. ``learning_curve --read`` and ``plot_curves`` take a kept
+run wherever they take a run folder, so a later ablation is compared with the curves it
+is measured against, not only with the marks copied into scripts/RESULTS.md. Keeping a run again
 (after it trained further) replaces what was kept of it.
 
 ``--checkpoint`` keeps ``checkpoints/latest.pt`` as well (weights, optimizer state and
@@ -49,8 +49,9 @@ def keep(run_dir: Path, to: Path, steps: int, checkpoint: bool = False) -> tuple
     """Copy what a checked run needs to be reported (and with ``checkpoint``, resumed)
     into ``to/<its name>``; the kept folder and the agent steps kept with it."""
     kept = to / run_dir.resolve().name
-    scalars = {tag: read_scalars(run_dir, tag) for tag in TRAINING_TAGS}  # read first: a restored run's
-    kept.mkdir(parents=True, exist_ok=True)                               # kept copy may be the one written
+    # read before writing: a run restored from a kept copy reads that copy's scalars.csv
+    scalars = {tag: read_scalars(run_dir, tag) for tag in TRAINING_TAGS}
+    kept.mkdir(parents=True, exist_ok=True)
     for name in KEPT_FILES:
         shutil.copyfile(run_dir / name, kept / name)
     with open(kept / SCALARS_CSV, "w", newline="") as file:
