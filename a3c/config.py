@@ -98,7 +98,7 @@ class Config:
     other settings (a loss summed over 8 x 20 steps) the norm grows from ~70 early to ~200
     by 5M steps, so from ~1M steps the clip binds on most updates and, with RMSProp's eps
     above the LSTM's gradient root, sets the LSTM's step. 100 since 2026-12-05: against
-    50, +298 at 2M over three seeds and +434 / +174 at 5M on two; 200, which rarely
+    50, +298 at 2M over three seeds and +434 / +174 / +866 at 5M on three; 200, which rarely
     binds, was ~400 lower at 2M on two (scripts/RESULTS.md)."""
     optimizer: str = "rmsprop"
     """'rmsprop' (shared statistics, eps 0.1, as in the A3C paper) or 'adam'. RMSProp at
