@@ -63,6 +63,16 @@ class Config:
     """Size of the LSTM's state (the heads read it)."""
     num_steps: int = 20
     """Rollout length: steps per worker between two updates (the BPTT window)."""
+    early_steps: int = 0
+    """Agent steps at the start of a run played with a smaller update: each worker plays
+    early_envs_per_worker games and early_num_steps-step rollouts until the run reaches this
+    step, then starts envs_per_worker new games with num_steps-step rollouts. More updates
+    for the same experience learn faster early, the larger update goes further later
+    (scripts/RESULTS.md); 0 = the same update throughout."""
+    early_envs_per_worker: int = 4
+    """Games per worker while early_steps lasts."""
+    early_num_steps: int = 10
+    """Rollout length while early_steps lasts."""
     lr: float = 7e-4
     """Learning rate of the shared optimizer (7e-4 with RMSProp, as the A2C baselines; with
     Adam 3e-4 was the default until 2026-11-30)."""
@@ -156,6 +166,14 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def update_at(self, global_step: int) -> Config:
+        """The settings a worker plays with at ``global_step``: the early update's games and
+        rollout length before ``early_steps``, the run's own after."""
+        if global_step < self.early_steps:
+            return dataclasses.replace(self, envs_per_worker=self.early_envs_per_worker,
+                                       num_steps=self.early_num_steps)
+        return self
+
 
 FIELD_TYPES = {f.name: f.type for f in fields(Config)}
 
@@ -173,7 +191,8 @@ def field_docs() -> dict[str, str]:
 # the games take 32-bit seeds; workers add up to 1000 per restart and their rank x games
 MAX_SEED = 2**31 - 1_000_000
 # beyond these a run cannot start on any one machine (each worker is a process, each game an emulator)
-LIMITS = {"workers": 1024, "envs_per_worker": 256, "num_steps": 10_000, "eval_nice": 19, "conv_channels": 512,
+LIMITS = {"workers": 1024, "envs_per_worker": 256, "num_steps": 10_000, "early_envs_per_worker": 256,
+          "early_num_steps": 10_000, "eval_nice": 19, "conv_channels": 512,
           "hidden_size": 4096, "epochs": 64, "frame_stack": 16}
 
 CHOICES = {"optimizer": ("adam", "rmsprop"), "backend": ("local", "ray"),
@@ -346,12 +365,12 @@ def validate(config: Config) -> None:
         raise ConfigError(f"optimizer_eps must be positive, got {config.optimizer_eps}")
     if not 0.0 < config.clip_range < 1.0:
         raise ConfigError(f"clip_range must be in (0, 1), got {config.clip_range}")
-    for key in ["eval_episodes", "eval_max_steps", "envs_per_worker", "conv_channels", "hidden_size", "epochs",
-                "frame_stack"]:
+    for key in ["eval_episodes", "eval_max_steps", "envs_per_worker", "early_envs_per_worker", "early_num_steps",
+                "conv_channels", "hidden_size", "epochs", "frame_stack"]:
         if getattr(config, key) < 1:
             raise ConfigError(f"{key} must be at least 1, got {getattr(config, key)}")
     for key in ["entropy_coef", "value_loss_coef", "max_restarts", "workers", "eval_interval", "eval_clip_every",
-                "eval_nice"]:
+                "eval_nice", "early_steps"]:
         if getattr(config, key) < 0:
             raise ConfigError(f"{key} must not be negative, got {getattr(config, key)}")
     for key, choices in CHOICES.items():

@@ -49,7 +49,8 @@ def estimate_bytes(config: Config) -> int:
     others = 1 + (config.eval_interval > 0)
     per_other = PROCESS_BASE + PER_GAME + PARAMETER_COPIES_PER_PROCESS * parameter_count(config) * FLOAT
     shared = PARAMETER_COPIES_SHARED * parameter_count(config) * FLOAT
-    return config.workers * worker_bytes(config) + others * per_other + shared
+    worker = max(worker_bytes(config), worker_bytes(config.update_at(0)))  # the early update's or the run's own
+    return config.workers * worker + others * per_other + shared
 
 
 def available_bytes() -> int | None:

@@ -3,7 +3,9 @@
 A worker plays ``envs_per_worker`` games at once: the network runs on the batch of
 their frames, each game keeps its own LSTM state (zeroed by a mask when its episode
 restarts), and one update covers the T x B rollout; with ``epochs`` > 1 the rollout is
-replayed with newer global weights for further, PPO-clipped updates. It reaches the
+replayed with newer global weights for further, PPO-clipped updates. With ``early_steps``
+the run starts with a smaller update (fewer games, shorter rollouts), then the worker
+starts its full number of games. It reaches the
 global network through a :class:`Link` that its backend provides (shared memory on this
 machine, a parameter server on Ray), so this loop is the same everywhere.
 """
@@ -57,21 +59,28 @@ class Link(Protocol):
 class Worker:
     def __init__(self, rank: int, config: Config, link: Link, restart: int = 0,
                  dtype: torch.dtype = torch.float32) -> None:
-        self.rank, self.config, self.link = rank, config, link
+        self.rank, self.link, self.restart, self.dtype = rank, link, restart, dtype
+        self.run_config = config  # config is the update of the moment (early_steps), run_config the whole run's
         self.normalizer = ObsNormalizer()
         saved = link.saved_obs_norm()
         if saved is not None:
             self.normalizer.load_state(saved)
+        self.start_games(config.update_at(link.global_step))
+        self.model = ActorCritic(self.n_actions, **network_settings(config), forget_bias=config.forget_bias,
+                                 dtype=dtype)
+        self.rng = torch.Generator().manual_seed(self.seed)
+        self.clock = [0.0] * len(PHASES)  # this update's seconds per phase, pushed once per update
+
+    def start_games(self, config: Config, switched: bool = False) -> None:
+        """New games and rollout buffers for ``config``'s update (envs_per_worker x num_steps)."""
+        self.config = config
         self.num_envs = batch = config.envs_per_worker
         self.envs = make_vector_env(config.env_id, batch, config.frame, config.frame_size, config.reward_scale,
                                     config.reward_clip, config.frame_stack)
         self.n_actions = int(self.envs.single_action_space.n)
-        # game seeds: distinct per worker and env; a restarted worker plays new games
-        self.seed = config.seed + 1000 * restart + rank * batch
-        self.model = ActorCritic(self.n_actions, **network_settings(config), forget_bias=config.forget_bias,
-                                 dtype=dtype)
-        self.rng = torch.Generator().manual_seed(self.seed)
-        steps, side = config.num_steps, config.frame_size
+        # game seeds: distinct per worker and env; a restarted or switched worker plays new games
+        self.seed = config.seed + 1000 * (self.restart + switched) + self.rank * batch
+        steps, side, dtype = config.num_steps, config.frame_size, self.dtype
         # rollout buffers, reused by every update (the layers' records point into frames
         # until the backward has consumed them)
         self.frames = torch.zeros(steps, batch, config.frame_stack, side, side, dtype=dtype)
@@ -83,17 +92,24 @@ class Worker:
         # what a replay of the rollout needs: the LSTM state it started from, each step's mask
         self.start_state = None
         self.masks: list[torch.Tensor | None] = [None] * steps
-        self.clock = [0.0] * len(PHASES)  # this update's seconds per phase, pushed once per update
         self.lives: np.ndarray | None = None  # each game's lives at the last step (ALE's info["lives"])
 
-    def run(self) -> None:
-        config, link = self.config, self.link
+    def reset_games(self):
+        """Every game from its start: (normalised frames, fresh LSTM state, no restart mask)."""
         obs, info = self.envs.reset(seed=[self.seed + k for k in range(self.num_envs)])
-        obs = self.normalizer.normalize_batch(obs)
         self.lives = info.get("lives")
-        state = self.model.initial_state(self.num_envs)
-        restart_mask = None  # (B, 1): 0 for games whose episode starts at the next step
-        while not link.should_stop() and link.global_step < config.total_steps:
+        return self.normalizer.normalize_batch(obs), self.model.initial_state(self.num_envs), None
+
+    def run(self) -> None:
+        link, total_steps = self.link, self.run_config.total_steps
+        obs, state, restart_mask = self.reset_games()
+        while not link.should_stop() and link.global_step < total_steps:
+            if self.config is not self.run_config and link.global_step >= self.run_config.early_steps:
+                # the early update is over: the games in play are left unfinished (never
+                # reported) and the run's own number of games starts
+                self.envs.close()
+                self.start_games(self.run_config, switched=True)
+                obs, state, restart_mask = self.reset_games()
             started = time.perf_counter()
             link.pull(self.model)
             self.clock[3] += time.perf_counter() - started
