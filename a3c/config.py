@@ -124,7 +124,8 @@ class Config:
     """Anneal the learning rate linearly to zero over total_steps."""
     seed: int = 1
     """Seed of the initial weights and of the games: worker k's game b (of B per worker) is
-    seeded with seed + k B + b, plus 1000 per restart so a restarted worker plays new games."""
+    seeded with seed + k B + b, plus 1000 per restart and after early_steps, so a restarted worker
+    (or one starting its full number of games) plays new games."""
     run_dir: str | None = None
     """Where checkpoints and TensorBoard files go; empty = the resumed run's folder, or
     runs/<timestamp>."""
