@@ -64,11 +64,12 @@ class Config:
     num_steps: int = 20
     """Rollout length: steps per worker between two updates (the BPTT window)."""
     early_steps: int = 0
-    """Agent steps at the start of a run played with a smaller update: each worker plays
+    """Agent steps at the start of a run played with another update: each worker plays
     early_envs_per_worker games and early_num_steps-step rollouts until the run reaches this
-    step, then starts envs_per_worker new games with num_steps-step rollouts. More updates
-    for the same experience learn faster early, the larger update goes further later
-    (scripts/RESULTS.md); 0 = the same update throughout."""
+    step, then drops those games (their unfinished episodes are not logged) and starts
+    envs_per_worker new ones with num_steps-step rollouts. Meant for a smaller update first
+    (more updates for the same experience), the larger one later (scripts/RESULTS.md);
+    0 = the same update throughout."""
     early_envs_per_worker: int = 4
     """Games per worker while early_steps lasts."""
     early_num_steps: int = 10
@@ -124,8 +125,8 @@ class Config:
     """Anneal the learning rate linearly to zero over total_steps."""
     seed: int = 1
     """Seed of the initial weights and of the games: worker k's game b (of B per worker) is
-    seeded with seed + k B + b, plus 1000 per restart and after early_steps, so a restarted worker
-    (or one starting its full number of games) plays new games."""
+    seeded with seed + k B + b, plus 1000 for each new set of games it starts (a restart; with
+    early_steps also the switch, 2000 per restart then), so a worker never replays its games."""
     run_dir: str | None = None
     """Where checkpoints and TensorBoard files go; empty = the resumed run's folder, or
     runs/<timestamp>."""
@@ -170,7 +171,8 @@ class Config:
     def update_at(self, global_step: int) -> Config:
         """The settings a worker plays with at ``global_step``: the early update's games and
         rollout length before ``early_steps``, the run's own after."""
-        if global_step < self.early_steps:
+        if global_step < self.early_steps and (self.early_envs_per_worker, self.early_num_steps) != (
+                self.envs_per_worker, self.num_steps):
             return dataclasses.replace(self, envs_per_worker=self.early_envs_per_worker,
                                        num_steps=self.early_num_steps)
         return self
@@ -189,7 +191,7 @@ def field_docs() -> dict[str, str]:
             for k, node in enumerate(body[:-1])
             if isinstance(node, ast.AnnAssign) and isinstance(body[k + 1], ast.Expr)}
 
-# the games take 32-bit seeds; workers add up to 1000 per restart and their rank x games
+# the games take 32-bit seeds; workers add up to 2000 per restart and their rank x games
 MAX_SEED = 2**31 - 1_000_000
 # beyond these a run cannot start on any one machine (each worker is a process, each game an emulator)
 LIMITS = {"workers": 1024, "envs_per_worker": 256, "num_steps": 10_000, "early_envs_per_worker": 256,

@@ -77,8 +77,10 @@ def check_memory(config: Config, available: int | None = None) -> None:
     available = available_bytes() if available is None else available
     need = estimate_bytes(config)
     if available is not None and need > available:
+        largest = max(config, config.update_at(0), key=worker_bytes)  # the early update's or the run's own
+        early = "early_" if largest is not config else ""
         raise ConfigError(
             f"this run needs about {need / (1 << 30):.1f} GiB of memory ({config.workers} workers x "
-            f"{config.envs_per_worker} games x {config.num_steps} steps at {config.frame_size}x{config.frame_size}, "
+            f"{largest.envs_per_worker} games x {largest.num_steps} steps at {config.frame_size}x{config.frame_size}, "
             f"{config.conv_channels} channels), {available / (1 << 30):.1f} GiB is available: lower workers, "
-            f"envs_per_worker, num_steps, frame_size or conv_channels")
+            f"{early}envs_per_worker, {early}num_steps, frame_size or conv_channels")

@@ -204,7 +204,7 @@ class Trainer:
         self.metrics = RunMetrics(self.run_dir / "tensorboard", config.total_steps, self.shared.global_step,
                                   config.log_interval, episodes_csv=self.run_dir / EPISODES_CSV)
         self.metrics.log_config(config.to_dict())
-        early = (f" ({config.early_envs_per_worker} x {config.early_num_steps}-step rollouts until step "
+        early = (f" ({config.early_envs_per_worker} games x {config.early_num_steps}-step rollouts until step "
                  f"{config.early_steps:,})" if self.shared.global_step < config.early_steps else "")
         self.metrics.event(f"training {config.env_id} with {config.workers} workers x {config.envs_per_worker} "
                            f"envs{early} -> {self.run_dir}")

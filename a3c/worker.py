@@ -71,15 +71,17 @@ class Worker:
         self.rng = torch.Generator().manual_seed(self.seed)
         self.clock = [0.0] * len(PHASES)  # this update's seconds per phase, pushed once per update
 
-    def start_games(self, config: Config, switched: bool = False) -> None:
+    def start_games(self, config: Config) -> None:
         """New games and rollout buffers for ``config``'s update (envs_per_worker x num_steps)."""
         self.config = config
         self.num_envs = batch = config.envs_per_worker
         self.envs = make_vector_env(config.env_id, batch, config.frame, config.frame_size, config.reward_scale,
                                     config.reward_clip, config.frame_stack)
         self.n_actions = int(self.envs.single_action_space.n)
-        # game seeds: distinct per worker and env; a restarted or switched worker plays new games
-        self.seed = config.seed + 1000 * (self.restart + switched) + self.rank * batch
+        # game seeds: distinct per worker and env; each new set of games a worker starts (after a
+        # restart, and with early_steps the run's own games after the early ones) gets its own
+        sets = 2 * self.restart + (config is self.run_config) if self.run_config.early_steps else self.restart
+        self.seed = config.seed + 1000 * sets + self.rank * batch
         steps, side, dtype = config.num_steps, config.frame_size, self.dtype
         # rollout buffers, reused by every update (the layers' records point into frames
         # until the backward has consumed them)
@@ -108,7 +110,7 @@ class Worker:
                 # the early update is over: the games in play are left unfinished (never
                 # reported) and the run's own number of games starts
                 self.envs.close()
-                self.start_games(self.run_config, switched=True)
+                self.start_games(self.run_config)
                 obs, state, restart_mask = self.reset_games()
             started = time.perf_counter()
             link.pull(self.model)

@@ -2,10 +2,12 @@
 worker moves to the run's own number of games once the run passes that step."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from a3c.config import ConfigError, load_config
-from a3c.footprint import estimate_bytes
+from a3c.footprint import check_memory, estimate_bytes
 from a3c.worker import Worker
 
 # early: 2 games x 3 steps (6 agent steps per update) until step 12; then 3 games x 4 steps (12)
@@ -71,6 +73,23 @@ def test_a_worker_started_after_early_steps_plays_the_runs_own_update_at_once():
     assert link.pushed == [12, 12]
 
 
+def test_a_restarted_worker_never_replays_the_games_it_played_before():
+    config = load_config(None, SETTINGS)
+
+    def seeds(step, restart):
+        worker = Worker(0, config, CountingLink(global_step=step), restart=restart)
+        worker.envs.close()
+        return set(range(worker.seed, worker.seed + worker.num_envs))
+
+    before_restart = seeds(0, 0) | seeds(20, 0)  # its early games, then its own after the switch
+    assert seeds(20, 1).isdisjoint(before_restart) and seeds(0, 1).isdisjoint(before_restart)
+
+
+def test_an_early_update_the_size_of_the_runs_own_keeps_its_games():
+    config = load_config(None, {**SETTINGS, "early_envs_per_worker": 3, "early_num_steps": 4})
+    assert config.update_at(0) is config  # nothing to switch to: the games play on
+
+
 @pytest.mark.parametrize(("override", "message"), [
     ({"early_steps": -1}, "early_steps must not be negative"),
     ({"early_envs_per_worker": 0}, "early_envs_per_worker must be at least 1"),
@@ -88,3 +107,8 @@ def test_the_memory_estimate_counts_the_larger_of_the_two_updates():
     larger_first = load_config(None, {**SETTINGS, "early_envs_per_worker": 64, "early_num_steps": 40})
     assert estimate_bytes(smaller_first) == estimate_bytes(own)
     assert estimate_bytes(larger_first) > estimate_bytes(own)
+    # refused where only the early update does not fit, the error names its settings
+    own_fits = estimate_bytes(dataclasses.replace(own, workers=4))
+    check_memory(dataclasses.replace(own, workers=4), available=own_fits)
+    with pytest.raises(ConfigError, match="4 workers x 64 games x 40 steps .* lower workers, early_envs_per_worker"):
+        check_memory(dataclasses.replace(larger_first, workers=4), available=own_fits)
