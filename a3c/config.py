@@ -143,6 +143,9 @@ class Config:
     forget_bias: float = 0.0
     """Initial bias of the LSTM forget gate. 1.0 (the gate ~73% open at the start): ahead
     at 0.75-1M steps, level at 2M on two seeds (2026-12-04, scripts/RESULTS.md)."""
+    weight_init: str = "a3c"
+    """How a new run's weights are drawn: 'a3c' (the original A3C-LSTM code's scheme) or
+    'orthogonal' (the PPO and A2C Atari baselines'); see ActorCritic.initialize."""
     backend: str = "local"
     """'local': worker processes on this machine, sharing memory; 'ray': a parameter
     server and worker actors on a Ray cluster (pip install -e ".[ray]")."""
@@ -199,7 +202,8 @@ LIMITS = {"workers": 1024, "envs_per_worker": 256, "num_steps": 10_000, "early_e
           "hidden_size": 4096, "epochs": 64, "frame_stack": 16}
 
 CHOICES = {"optimizer": ("adam", "rmsprop"), "backend": ("local", "ray"),
-           "frame": ("original", "river_and_gauge", "jet_centred", "jet_centred_fuel_bar"), "eval_policy": ("sample", "greedy", "both")}
+           "frame": ("original", "river_and_gauge", "jet_centred", "jet_centred_fuel_bar"), "eval_policy": ("sample", "greedy", "both"),
+           "weight_init": ("a3c", "orthogonal")}
 
 
 def shown(value: Any, limit: int = 60) -> str:

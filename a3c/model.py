@@ -15,6 +15,8 @@ steps back in time.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from layers import ELU, Conv2d, Linear, LSTMCell
@@ -64,7 +66,7 @@ def parameter_shapes(n_actions: int, frame_stack: int = FRAME_STACK, frame_size:
 class ActorCritic:
     def __init__(self, n_actions: int, *, frame_stack: int = FRAME_STACK, frame_size: int = FRAME_SIZE,
                  conv_channels: int = CONV_CHANNELS, hidden_size: int = HIDDEN_SIZE, forget_bias: float = 0.0,
-                 seed: int | None = None, dtype: torch.dtype | None = None) -> None:
+                 weight_init: str = "a3c", seed: int | None = None, dtype: torch.dtype | None = None) -> None:
         self.n_actions, self.frame_size, self.hidden_size = n_actions, frame_size, hidden_size
         channels = [frame_stack] + [conv_channels] * 4  # the stacked frames are the input's channels
         self.convs = [Conv2d(channels[k], channels[k + 1], 3, stride=2, padding=1, dtype=dtype)
@@ -79,21 +81,34 @@ class ActorCritic:
         self.actor = Linear(hidden_size, n_actions, dtype=dtype)
         self._steps_recorded = 0
         self._conv_out_shape: tuple[int, ...] = ()
-        self.initialize(seed, forget_bias)
+        self.initialize(seed, forget_bias, weight_init)
 
     @property
     def layers(self):
         return [*self.convs, self.lstm, self.critic, self.actor]
 
-    def initialize(self, seed: int | None = None, forget_bias: float = 0.0) -> None:
+    def initialize(self, seed: int | None = None, forget_bias: float = 0.0, weight_init: str = "a3c") -> None:
+        """'a3c': the original A3C-LSTM code's scheme (Glorot-uniform convolutions, torch's
+        LSTM, heads of row norm 1 and 0.01); 'orthogonal': the PPO and A2C Atari baselines'
+        (orthogonal, gain sqrt(2) for the convolutions, whose ELU passes positive inputs as a
+        rectifier does; 1 for the LSTM and the value head; 0.01 for the policy head)."""
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
-        for conv in self.convs:
-            layer_init.fan_uniform_(conv, generator)
-        layer_init.lstm_(self.lstm, forget_bias, generator)
-        layer_init.normalized_columns_(self.critic.weight, 1.0, generator)
-        layer_init.normalized_columns_(self.actor.weight, 0.01, generator)
-        self.critic.bias.zero_()
-        self.actor.bias.zero_()
+        if weight_init == "a3c":
+            for conv in self.convs:
+                layer_init.fan_uniform_(conv, generator)
+            layer_init.lstm_(self.lstm, forget_bias, generator)
+            layer_init.normalized_columns_(self.critic.weight, 1.0, generator)
+            layer_init.normalized_columns_(self.actor.weight, 0.01, generator)
+            self.critic.bias.zero_()
+            self.actor.bias.zero_()
+        elif weight_init == "orthogonal":
+            for conv in self.convs:
+                layer_init.orthogonal_(conv, math.sqrt(2.0), generator)
+            layer_init.lstm_orthogonal_(self.lstm, forget_bias, generator)
+            layer_init.orthogonal_(self.critic, 1.0, generator)
+            layer_init.orthogonal_(self.actor, 0.01, generator)
+        else:
+            raise ValueError(f"ActorCritic: weight_init must be 'a3c' or 'orthogonal', got {weight_init!r}")
 
     # --- parameters --------------------------------------------------------------------
     def named_parameters(self):

@@ -35,7 +35,8 @@ MAX_SKIPPED_IN_A_ROW = 100  # one worker's non-finite gradients this often in a 
 def restore_training(config: Config, checkpoint: dict | None, n_actions: int):
     """The run's global network and optimizer: new, or restored from ``checkpoint`` (one
     that does not fit them is a ConfigError naming the file)."""
-    model = ActorCritic(n_actions, **network_settings(config), seed=config.seed, forget_bias=config.forget_bias)
+    model = ActorCritic(n_actions, **network_settings(config), seed=config.seed, forget_bias=config.forget_bias,
+                         weight_init=config.weight_init)
     optimizer = optimizer_for(config, model.parameters(), config.workers)
     if checkpoint is not None:
         try:

@@ -1,4 +1,5 @@
-"""Initialisation schemes of the A3C network (as in the original A3C-LSTM code).
+"""Initialisation schemes of the A3C network: the original A3C-LSTM code's, and the
+orthogonal one of the PPO and A2C Atari baselines.
 
 All take an optional ``torch.Generator`` so a seed fixes the initial weights.
 """
@@ -50,3 +51,27 @@ def lstm_(cell: LSTMCell, forget_bias: float = 0.0, generator: torch.Generator |
         cell.bias_ih.zero_()
         cell.bias_hh.zero_()
         cell.bias_ih[cell.hidden_size:2 * cell.hidden_size] = forget_bias
+
+
+def orthogonal_(layer: Conv2d | Linear, gain: float, generator: torch.Generator | None = None) -> None:
+    """Orthogonal weights scaled by ``gain`` (torch.nn.init.orthogonal_ on the weight seen
+    as a matrix (out, in * kh * kw)); bias zero. The PPO and A2C Atari baselines use gain
+    sqrt(2) before a rectifier, 1 for the value head and 0.01 for the policy head."""
+    _orthogonal_copy_(layer.weight, gain, generator)
+    if layer.bias is not None:
+        layer.bias.zero_()
+
+
+def lstm_orthogonal_(cell: LSTMCell, forget_bias: float = 0.0, generator: torch.Generator | None = None) -> None:
+    """Orthogonal input and recurrent weights (gain 1, each as one (4H, in) matrix), biases
+    as ``lstm_``: zero, except the forget gate's total set to ``forget_bias``."""
+    lstm_(cell, forget_bias, generator)
+    for weight in (cell.weight_ih, cell.weight_hh):
+        _orthogonal_copy_(weight, 1.0, generator)
+
+
+def _orthogonal_copy_(weight: torch.Tensor, gain: float, generator: torch.Generator | None) -> None:
+    # drawn in float64 whatever the layer's dtype, so one seed gives the same network in either
+    sample = torch.empty(weight.shape, dtype=torch.float64)
+    torch.nn.init.orthogonal_(sample, gain, generator=generator)
+    weight.copy_(sample)

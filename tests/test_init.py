@@ -1,11 +1,15 @@
 """Initialisation of the A3C network."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
+import pytest
 import torch
 
+from a3c.config import Config
 from a3c.model import ActorCritic
+from a3c.trainer import restore_training
 from layers import Conv2d, LSTMCell
 from layers import init as layer_init
 
@@ -44,3 +48,54 @@ def test_seed_fixes_the_initial_weights():
     for (name, pa), pb, pc in zip(a.named_parameters(), b.parameters(), c.parameters()):
         assert torch.equal(pa, pb), name
     assert not torch.equal(a.convs[0].weight, c.convs[0].weight)
+
+
+def _rows_orthonormal_times(matrix: torch.Tensor, gain: float) -> bool:
+    """A wide matrix's rows, or a tall one's columns, are orthogonal with norm ``gain``."""
+    matrix = matrix.double()
+    gram = matrix @ matrix.T if matrix.shape[0] <= matrix.shape[1] else matrix.T @ matrix
+    return torch.allclose(gram, gain ** 2 * torch.eye(gram.shape[0], dtype=torch.float64), atol=1e-5 * max(gain ** 2, 1))
+
+
+def test_orthogonal_scheme_gives_each_layer_orthogonal_weights_of_its_gain():
+    model = ActorCritic(18, hidden_size=64, weight_init="orthogonal", seed=0)
+    for conv in model.convs:  # seen as (out, in * 3 * 3), gain sqrt(2) before the ELU
+        assert _rows_orthonormal_times(conv.weight.flatten(1), math.sqrt(2.0))
+        assert not conv.bias.any()
+    assert _rows_orthonormal_times(model.lstm.weight_ih, 1.0)
+    assert _rows_orthonormal_times(model.lstm.weight_hh, 1.0)
+    assert not (model.lstm.bias_ih + model.lstm.bias_hh).any()
+    assert _rows_orthonormal_times(model.critic.weight, 1.0)
+    assert _rows_orthonormal_times(model.actor.weight, 0.01)  # a near-uniform first policy, as with 'a3c'
+    assert not model.actor.bias.any() and not model.critic.bias.any()
+
+
+def test_orthogonal_scheme_keeps_the_forget_bias_and_the_seed():
+    a = ActorCritic(18, hidden_size=16, weight_init="orthogonal", forget_bias=1.0, seed=5)
+    b = ActorCritic(18, hidden_size=16, weight_init="orthogonal", forget_bias=1.0, seed=5)
+    default = ActorCritic(18, hidden_size=16, forget_bias=1.0, seed=5)
+    for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
+        assert torch.equal(pa, pb), name
+    total = a.lstm.bias_ih + a.lstm.bias_hh
+    assert torch.equal(total[16:32], torch.ones(16)) and not total[:16].any() and not total[32:].any()
+    assert not torch.equal(a.convs[0].weight, default.convs[0].weight)
+
+
+def test_orthogonal_weights_are_the_same_in_float32_and_float64():
+    single = ActorCritic(18, hidden_size=16, weight_init="orthogonal", seed=2)
+    double = ActorCritic(18, hidden_size=16, weight_init="orthogonal", seed=2, dtype=torch.float64)
+    for (name, p32), p64 in zip(single.named_parameters(), double.parameters()):
+        assert torch.equal(p32, p64.float()), name
+
+
+def test_unknown_scheme_is_refused():
+    with pytest.raises(ValueError, match="weight_init must be 'a3c' or 'orthogonal', got 'xavier'"):
+        ActorCritic(18, hidden_size=16, weight_init="xavier")
+
+
+def test_a_new_run_draws_its_network_with_the_configured_scheme():
+    config = dataclasses.replace(Config(), workers=2, hidden_size=32, weight_init="orthogonal", seed=7)
+    model, _ = restore_training(config, None, 18)
+    assert _rows_orthonormal_times(model.lstm.weight_hh, 1.0)
+    same = ActorCritic(18, hidden_size=32, weight_init="orthogonal", seed=7)
+    assert torch.equal(model.convs[0].weight, same.convs[0].weight)
