@@ -135,7 +135,7 @@ class Config:
     resume: str | None = None
     """Path of a checkpoint to continue from (steps, weights, optimizer, normalisation) with
     the settings it was trained with: key=value (and a --config file, if given) change them,
-    except the view, the network's sizes and the optimizer."""
+    except the view, the network's sizes and initialisation, and the optimizer."""
     max_restarts: int = 10
     """Worker crashes tolerated (each restarted) before the run stops."""
     log_interval: float = 5.0
@@ -145,7 +145,8 @@ class Config:
     at 0.75-1M steps, level at 2M on two seeds (2026-12-04, scripts/RESULTS.md)."""
     weight_init: str = "a3c"
     """How a new run's weights are drawn: 'a3c' (the original A3C-LSTM code's scheme) or
-    'orthogonal' (the PPO and A2C Atari baselines'); see ActorCritic.initialize."""
+    'orthogonal' (the PPO and A2C Atari baselines'), forget_bias applying to either; see
+    ActorCritic.initialize. A resumed run keeps its checkpoint's weights and this setting."""
     backend: str = "local"
     """'local': worker processes on this machine, sharing memory; 'ray': a parameter
     server and worker actors on a Ray cluster (pip install -e ".[ray]")."""

@@ -60,13 +60,16 @@ def parse_args(argv: list[str] | None) -> tuple[Config, dict | None, str | None]
         replaced = {*overrides, *(read_settings_file(args.config) if args.config else {})}
         try:
             saved = resumed_settings(recorded, replaced)
+            # a checkpoint older than the initialisation settings drew its weights with their defaults
+            drawn = {"weight_init": "a3c", "forget_bias": 0.0, **recorded}
             trained = {**frame_settings(recorded), **network_settings(recorded),
-                       **check_saved_settings(recorded, ["optimizer"])}
+                       **check_saved_settings(recorded, ["optimizer"]),
+                       **check_saved_settings(drawn, ["weight_init", "forget_bias"])}
         except ConfigError as error:
             raise ConfigError(f"resume: {config.resume} has a bad config: {error}") from None
         config = load_config(args.config, overrides, saved=saved)
         # another view, network or optimizer would lose the trained network (or the
-        # optimizer's statistics)
+        # optimizer's statistics); another initialisation would be recorded for weights it never drew
         for key, value in trained.items():
             if getattr(config, key) != value:
                 raise ConfigError(f"resume: {config.resume} was trained with {key}={value}, this run asks for "

@@ -123,6 +123,25 @@ def test_a_view_asked_for_by_a_config_file_must_be_the_trained_one(tmp_path):
     assert config.frame == "jet_centred"
 
 
+@pytest.mark.parametrize("key,trained,asked", [("weight_init", "orthogonal", "a3c"), ("forget_bias", 1.0, 0.0)])
+def test_a_resumed_run_keeps_the_initialisation_its_weights_were_drawn_with(tmp_path, key, trained, asked):
+    path = checkpoint(tmp_path, {**TRAINED, key: trained})
+    with pytest.raises(ConfigError, match=rf"was trained with {key}={trained}, this run asks for "
+                                          rf"{key}={asked} \(give {key}={trained}\)$"):
+        parse_args([f"resume={path}", f"{key}={asked}"])
+    config, _, _ = parse_args([f"resume={path}"])
+    assert getattr(config, key) == trained
+
+
+def test_a_checkpoint_older_than_the_initialisation_settings_was_drawn_with_their_defaults(tmp_path):
+    older = {key: value for key, value in TRAINED.items() if key not in ("weight_init", "forget_bias")}
+    path = checkpoint(tmp_path, older)
+    with pytest.raises(ConfigError, match=r"was trained with weight_init=a3c, this run asks for weight_init=orthogonal"):
+        parse_args([f"resume={path}", "weight_init=orthogonal"])
+    config, _, _ = parse_args([f"resume={path}"])
+    assert (config.weight_init, config.forget_bias) == ("a3c", 0.0)
+
+
 @pytest.mark.parametrize("bad,message", [
     ({"lr": "fast"}, "lr must be a number, got 'fast'"),
     ({"gamma": 2.0}, r"gamma must be in \[0, 1\], got 2.0"),
