@@ -146,7 +146,9 @@ class Config:
     weight_init: str = "a3c"
     """How a new run's weights are drawn: 'a3c' (the original A3C-LSTM code's scheme) or
     'orthogonal' (the PPO and A2C Atari baselines'), forget_bias applying to either; see
-    ActorCritic.initialize. A resumed run keeps its checkpoint's weights and this setting."""
+    ActorCritic.initialize. A resumed run keeps its checkpoint's weights and this setting.
+    'orthogonal' was ahead at 2M steps on two seeds of three, behind at 5M on both
+    (2026-12-05, scripts/RESULTS.md)."""
     backend: str = "local"
     """'local': worker processes on this machine, sharing memory; 'ray': a parameter
     server and worker actors on a Ray cluster (pip install -e ".[ray]")."""
