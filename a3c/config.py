@@ -100,6 +100,16 @@ class Config:
     clip_range: float = 0.1
     """PPO's epsilon for the replays (epochs > 1): a step's ratio pi / pi_old outside
     [1 - eps, 1 + eps] in the direction its advantage pushes stops contributing."""
+    sil_batch: int = 0
+    """Self-imitation (Oh et al. 2018): steps replayed per update from the worker's memory
+    of steps whose return, to the end of their life, beat the value the network gave them;
+    each adds -log pi(a|s) max(R - V, 0) to the loss (and sil_value_coef of the value's
+    shortfall), so the policy leans toward what once did better than expected. 0: off."""
+    sil_capacity: int = 25_000
+    """Steps each worker's self-imitation memory keeps (the oldest go first); each costs
+    ~16 KB at 84x84 (the view in half precision and the LSTM state it started from)."""
+    sil_value_coef: float = 0.01
+    """Weight of the self-imitation value term 0.5 * sum max(R - V, 0)^2 (the paper's)."""
     entropy_coef: float = 0.01
     """Weight of the entropy bonus."""
     value_loss_coef: float = 0.5
@@ -202,7 +212,8 @@ MAX_SEED = 2**31 - 1_000_000
 # beyond these a run cannot start on any one machine (each worker is a process, each game an emulator)
 LIMITS = {"workers": 1024, "envs_per_worker": 256, "num_steps": 10_000, "early_envs_per_worker": 256,
           "early_num_steps": 10_000, "eval_nice": 19, "conv_channels": 512,
-          "hidden_size": 4096, "epochs": 64, "frame_stack": 16}
+          "hidden_size": 4096, "epochs": 64, "frame_stack": 16, "sil_batch": 65_536,
+          "sil_capacity": 1_000_000}
 
 CHOICES = {"optimizer": ("adam", "rmsprop"), "backend": ("local", "ray"),
            "frame": ("original", "river_and_gauge", "jet_centred", "jet_centred_fuel_bar"), "eval_policy": ("sample", "greedy", "both"),
@@ -376,16 +387,18 @@ def validate(config: Config) -> None:
     if not 0.0 < config.clip_range < 1.0:
         raise ConfigError(f"clip_range must be in (0, 1), got {config.clip_range}")
     for key in ["eval_episodes", "eval_max_steps", "envs_per_worker", "early_envs_per_worker", "early_num_steps",
-                "conv_channels", "hidden_size", "epochs", "frame_stack"]:
+                "conv_channels", "hidden_size", "epochs", "frame_stack", "sil_capacity"]:
         if getattr(config, key) < 1:
             raise ConfigError(f"{key} must be at least 1, got {getattr(config, key)}")
-    for key in ["entropy_coef", "value_loss_coef", "max_restarts", "workers", "eval_interval", "eval_clip_every",
+    for key in ["entropy_coef", "value_loss_coef", "sil_batch", "sil_value_coef", "max_restarts", "workers", "eval_interval", "eval_clip_every",
                 "eval_nice", "early_steps"]:
         if getattr(config, key) < 0:
             raise ConfigError(f"{key} must not be negative, got {getattr(config, key)}")
     for key, choices in CHOICES.items():
         if getattr(config, key) not in choices:
             raise ConfigError(f"{key} must be one of {', '.join(choices)}, got {shown(getattr(config, key))}")
+    if config.sil_batch > config.sil_capacity:  # the memory could never fill a batch: no self-imitation at all
+        raise ConfigError(f"sil_batch must be at most sil_capacity ({config.sil_capacity}), got {config.sil_batch}")
     if config.ray_address is not None and config.backend != "ray":
         raise ConfigError(f"ray_address is only used with backend=ray (got backend={config.backend})")
     if not 0 <= config.seed <= MAX_SEED:

@@ -2,7 +2,8 @@
 
 A run is one main process, one evaluator (when evaluations are on) and one worker per
 ``workers``. The estimate adds, per process, what Python with torch, gymnasium and ale-py
-takes once imported, and per worker its games and its rollout: everything the forward
+takes once imported, and per worker its games, its self-imitation memory when it keeps
+one (allocated whole at the start), and its rollout: everything the forward
 records for the backward (input frames, each convolution's and ELU's output, the LSTM's
 gates), which the backward's temporaries (gradients, gathered input patches) multiply,
 and which the tuned malloc keeps for the next update (a3c/memory.py). The constants were
@@ -38,9 +39,18 @@ def recorded_per_step(config: Config) -> int:
     return frame + convs + 8 * config.hidden_size
 
 
+def imitation_memory_bytes(config: Config) -> int:
+    """A worker's self-imitation memory (a3c.self_imitation): per kept step its view in half
+    precision, the LSTM state it started from, its action and its return."""
+    if not config.sil_batch:
+        return 0
+    per_step = 2 * config.frame_stack * config.frame_size ** 2 + 2 * config.hidden_size * FLOAT + 8 + 8
+    return config.sil_capacity * per_step
+
+
 def worker_bytes(config: Config) -> int:
     rollout = config.num_steps * config.envs_per_worker * recorded_per_step(config) * FLOAT
-    return (PROCESS_BASE + config.envs_per_worker * PER_GAME + ACTIVATION_FACTOR * rollout
+    return (PROCESS_BASE + config.envs_per_worker * PER_GAME + imitation_memory_bytes(config) + ACTIVATION_FACTOR * rollout
             + PARAMETER_COPIES_PER_PROCESS * parameter_count(config) * FLOAT)
 
 
@@ -79,8 +89,9 @@ def check_memory(config: Config, available: int | None = None) -> None:
     if available is not None and need > available:
         largest = max(config, config.update_at(0), key=worker_bytes)  # the early update's or the run's own
         early = "early_" if largest is not config else ""
+        memory = ", sil_capacity" if config.sil_batch else ""
         raise ConfigError(
             f"this run needs about {need / (1 << 30):.1f} GiB of memory ({config.workers} workers x "
             f"{largest.envs_per_worker} games x {largest.num_steps} steps at {config.frame_size}x{config.frame_size}, "
             f"{config.conv_channels} channels), {available / (1 << 30):.1f} GiB is available: lower workers, "
-            f"{early}envs_per_worker, {early}num_steps, frame_size or conv_channels")
+            f"{early}envs_per_worker, {early}num_steps, frame_size{memory} or conv_channels")

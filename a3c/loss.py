@@ -21,6 +21,13 @@ ratio to the policy that played the rollout and A_t, R_t those of the rollout:
 and rho_t < 1 - eps: the update stops pushing a probability further from the old one).
 At rho_t = 1 its gradient is the A3C policy term's (the loss values differ: sum rho A
 against sum log pi A).
+
+Self-imitation (Oh et al. 2018, ``self_imitation_loss``) learns from past steps whose
+return R_i (to the end of their life, as above with lambda = 1 and no bootstrap) beat
+the value the network now gives them; with w_i = max(R_i - V_i, 0), held constant:
+  loss = -sum_i log pi(a_i|s_i) w_i  + c_s 0.5 sum_i w_i^2
+  dL/dlogits_i = -w_i (onehot(a_i) - pi_i),   dL/dV_i = -c_s w_i
+(a step the network already values at R_i or more contributes nothing).
 """
 from __future__ import annotations
 
@@ -127,4 +134,30 @@ def surrogate_loss(logits, values, actions, returns, advantages, *, entropy_coef
     return LossTerms(
         policy=policy_loss.item(), value=value_loss.item(), entropy=entropy_sum.item(),
         grad_logits=grad_logits.view(steps, n, n_actions), grad_values=grad_values,
+    )
+
+
+@dataclass
+class ImitationTerms:
+    """The self-imitation loss's values for logging and its gradients (a batch of B steps)."""
+
+    policy: float
+    value: float
+    imitated: int  # steps of the batch whose return beats their value (the others give no gradient)
+    grad_logits: torch.Tensor  # (1, B, A): one step of B rows, as ActorCritic.backward takes it
+    grad_values: torch.Tensor  # (1, B, 1)
+
+
+def self_imitation_loss(logits, values, actions, returns, *, value_coef: float) -> ImitationTerms:
+    """The self-imitation loss of the module docstring: logits (B, A), values (B, 1),
+    actions (B,) int64 and returns (B,) of B replayed steps."""
+    log_probs = log_softmax(logits)
+    gap = (returns - values.squeeze(1)).clamp(min=0.0)  # w_i: held constant
+    log_prob_taken = log_probs.gather(1, actions.view(-1, 1)).squeeze(1)
+    grad_log_probs = torch.zeros_like(log_probs).scatter_(1, actions.view(-1, 1), -gap.unsqueeze(1))
+    grad_logits = log_softmax_backward(grad_log_probs, log_probs.exp())
+    return ImitationTerms(
+        policy=-(log_prob_taken * gap).sum().item(), value=0.5 * (gap * gap).sum().item(),
+        imitated=int((gap > 0).sum()), grad_logits=grad_logits.unsqueeze(0),
+        grad_values=(-value_coef * gap).view(1, -1, 1),
     )

@@ -29,6 +29,9 @@ class UpdateDone:
     entropy: float
     grad_norm: float
     skipped: bool  # a non-finite gradient: nothing was applied
+    # self-imitation (sil_batch): its policy loss and the share of its batch it imitated; nan when off
+    imitation_loss: float = float("nan")
+    imitated: float = float("nan")
 
 
 @dataclass(frozen=True)

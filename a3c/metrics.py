@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import sys
 import time
 from collections import deque
@@ -17,8 +18,12 @@ EPISODE_LENGTH_TAG = "train/episode_length"
 LOSS_TAGS = {"policy": "loss/policy", "value": "loss/value", "entropy": "loss/entropy"}
 GRAD_NORM_TAG = "grad/norm"  # before clipping (max_grad_norm)
 LR_TAG = "optim/lr"
+# with sil_batch: the self-imitation loss's policy term and the share of each batch it imitated
+IMITATION_TAGS = {"imitation_loss": "self_imitation/policy_loss", "imitated": "self_imitation/imitated"}
 STEPS_PER_SECOND_TAG = "train/steps_per_second"
 TRAINING_TAGS = (*LOSS_TAGS.values(), GRAD_NORM_TAG, LR_TAG, STEPS_PER_SECOND_TAG)
+# what the report scripts read and keep: every run's, and self-imitation's where a run had it
+REPORTED_TAGS = (*TRAINING_TAGS, *IMITATION_TAGS.values())
 
 
 class RunMetrics:
@@ -48,6 +53,7 @@ class RunMetrics:
         self._rate_mark = (time.monotonic(), start_step)
         self._last_line = time.monotonic()
         self._losses = {"policy": 0.0, "value": 0.0, "entropy": 0.0, "grad_norm": 0.0, "n": 0}
+        self._imitation = {"imitation_loss": 0.0, "imitated": 0.0, "n": 0}
         self._lr: float | None = None
         self.bar = None
         if self.stream.isatty():
@@ -69,7 +75,10 @@ class RunMetrics:
         self.writer.add_scalar(EPISODE_RETURN_TAG, raw_return, step)
         self.writer.add_scalar(EPISODE_LENGTH_TAG, length, step)
 
-    def update(self, step, policy, value, entropy, grad_norm, lr, skipped) -> None:
+    def update(self, step, policy, value, entropy, grad_norm, lr, skipped, imitation_loss=math.nan,
+               imitated=math.nan) -> None:
+        """One update's losses, averaged until the next line; the self-imitation ones (nan:
+        off, or its memory still filling) over the updates that had them."""
         self._lr = lr
         if skipped:
             self.skipped += 1
@@ -81,6 +90,10 @@ class RunMetrics:
         losses["entropy"] += entropy
         losses["grad_norm"] += grad_norm
         losses["n"] += 1
+        if math.isfinite(imitated):
+            self._imitation["imitation_loss"] += imitation_loss
+            self._imitation["imitated"] += imitated
+            self._imitation["n"] += 1
 
     def evaluation(self, step: int, mean_return: float, mean_length: float, policy: str = "sample") -> None:
         """The sampled policy's scores under eval/mean_return and eval/episode_length, the
@@ -136,6 +149,10 @@ class RunMetrics:
                 self.writer.add_scalar(tag, losses[key] / losses["n"], step)
             self.writer.add_scalar(GRAD_NORM_TAG, losses["grad_norm"] / losses["n"], step)
             self._losses = {key: 0.0 for key in losses} | {"n": 0}
+        if self._imitation["n"]:
+            for key, tag in IMITATION_TAGS.items():
+                self.writer.add_scalar(tag, self._imitation[key] / self._imitation["n"], step)
+            self._imitation = {key: 0.0 for key in self._imitation} | {"n": 0}
         if self.bar is None:
             score = f"{self.mean_return:.0f}" if self.mean_return is not None else "-"
             skipped = f"  skipped updates {self.skipped}" if self.skipped else ""

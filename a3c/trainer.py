@@ -188,7 +188,8 @@ class Trainer:
                     self.request_stop(f"{in_a_row} updates in a row were skipped (non-finite gradients in worker "
                                       f"{message.worker}): the run can no longer learn", exit_code=1)
                 metrics.update(message.global_step, message.policy_loss, message.value_loss, message.entropy,
-                               message.grad_norm, self.shared.optimizer.lr_at(message.global_step), message.skipped)
+                               message.grad_norm, self.shared.optimizer.lr_at(message.global_step), message.skipped,
+                               message.imitation_loss, message.imitated)
             case Evaluated():
                 metrics.evaluation(message.global_step, message.mean_return, message.mean_length, message.policy)
             case EvalClip():

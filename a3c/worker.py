@@ -3,7 +3,9 @@
 A worker plays ``envs_per_worker`` games at once: the network runs on the batch of
 their frames, each game keeps its own LSTM state (zeroed by a mask when its episode
 restarts), and one update covers the T x B rollout; with ``epochs`` > 1 the rollout is
-replayed with newer global weights for further, PPO-clipped updates. With ``early_steps``
+replayed with newer global weights for further, PPO-clipped updates; with ``sil_batch``
+each update also learns from a batch of the worker's past steps that did better than the
+network expected (self-imitation, a3c.self_imitation). With ``early_steps``
 the run starts with a smaller update (fewer games, shorter rollouts), then the worker
 starts its full number of games. It reaches the
 global network through a :class:`Link` that its backend provides (shared memory on this
@@ -20,11 +22,12 @@ import torch
 
 from a3c.config import Config
 from a3c.envs import ObsNormalizer, make_vector_env
-from a3c.loss import a3c_loss, rollout_targets, surrogate_loss, taken_log_probs
+from a3c.loss import a3c_loss, rollout_targets, self_imitation_loss, surrogate_loss, taken_log_probs
 from a3c.messages import EpisodeEnded, UpdateDone
 from a3c.model import ActorCritic, network_settings
 from a3c.optim import clip_grad_norm
 from a3c.policy import select_action
+from a3c.self_imitation import SelfImitationMemory
 from a3c.shared import PHASES
 
 
@@ -95,6 +98,12 @@ class Worker:
         self.start_state = None
         self.masks: list[torch.Tensor | None] = [None] * steps
         self.lives: np.ndarray | None = None  # each game's lives at the last step (ALE's info["lives"])
+        self.memory = None
+        if config.sil_batch:  # the LSTM state each step started from, for the self-imitation memory
+            self.step_h = torch.zeros(steps, batch, config.hidden_size, dtype=dtype)
+            self.step_c = torch.zeros(steps, batch, config.hidden_size, dtype=dtype)
+            self.memory = SelfImitationMemory(config.sil_capacity, batch, (config.frame_stack, side, side),
+                                              config.hidden_size, config.gamma, state_dtype=dtype)
 
     def reset_games(self):
         """Every game from its start: (normalised frames, fresh LSTM state, no restart mask)."""
@@ -136,6 +145,8 @@ class Worker:
             frames = self.frames[t]
             frames.copy_(torch.from_numpy(obs))
             self.masks[t] = restart_mask
+            if self.memory is not None:
+                self._keep_state(t, state, restart_mask)
             logits, values, state = model.step(frames, state, restart_mask, record=True)
             actions, _ = select_action(logits, "sample", self.rng)
             self.logits[t], self.values[t], self.actions[t] = logits, values, actions
@@ -157,6 +168,13 @@ class Worker:
         _, bootstrap, _ = model.step(torch.from_numpy(obs).to(self.frames.dtype), state, restart_mask)
         seconds[1] += clock() - started
         return obs, state, restart_mask, bootstrap.view(-1)
+
+    def _keep_state(self, t: int, state, restart_mask) -> None:
+        """The LSTM state step t starts from, as the network uses it (zero for a game that restarts)."""
+        h, c = state
+        if restart_mask is not None:
+            h, c = h * restart_mask, c * restart_mask
+        self.step_h[t], self.step_c[t] = h, c
 
     def _lives_lost(self, info, ended) -> np.ndarray | None:
         """Games that lost a life at this step and go on (life_loss_ends_returns): their
@@ -194,8 +212,9 @@ class Worker:
         update is skipped and reported)."""
         started = time.perf_counter()
         grads, terms = self.gradients(bootstrap)
+        imitation = self.imitation_gradients() if self.memory is not None else None
         self.clock[2] += time.perf_counter() - started
-        self._push(grads, terms, self.config.num_steps * self.num_envs)
+        self._push(grads, terms, self.config.num_steps * self.num_envs, imitation)
         for _ in range(self.config.epochs - 1):
             if self.link.should_stop():
                 return
@@ -205,7 +224,8 @@ class Worker:
             grads, terms = self.replay_gradients(bootstrap)
             self._push(grads, terms, 0)  # the steps were counted with the rollout's first update
 
-    def _push(self, grads: list[torch.Tensor], terms: tuple[float, float, float], steps: int) -> None:
+    def _push(self, grads: list[torch.Tensor], terms: tuple[float, float, float], steps: int,
+              imitation: tuple[float, float] | None = None) -> None:
         config, clock = self.config, time.perf_counter
         started = clock()
         grad_norm = clip_grad_norm(grads, config.max_grad_norm)
@@ -217,7 +237,9 @@ class Worker:
         self.model.zero_grad()
         self.clock = [0.0, 0.0, 0.0, clock() - pushed]  # the push itself counts in the next update's split
         policy, value, entropy = terms
-        self.link.report(UpdateDone(self.rank, self.link.global_step, policy, value, entropy, grad_norm, skipped))
+        imitation_loss, imitated = imitation or (math.nan, math.nan)
+        self.link.report(UpdateDone(self.rank, self.link.global_step, policy, value, entropy, grad_norm, skipped,
+                                    imitation_loss, imitated))
 
     def gradients(self, bootstrap: torch.Tensor) -> tuple[list[torch.Tensor], tuple[float, float, float]]:
         """d(loss)/d(parameters) of the recorded rollout, by hand; and the (policy, value,
@@ -231,6 +253,22 @@ class Worker:
         )
         self.model.backward(terms.grad_logits, terms.grad_values)
         return [p.grad for p in self.model.parameters()], (terms.policy, terms.value, terms.entropy)
+
+    def imitation_gradients(self) -> tuple[float, float] | None:
+        """The rollout's steps into the self-imitation memory (those whose life ended); then,
+        once it holds a batch, d(self-imitation loss)/d(parameters) of ``sil_batch`` of its
+        steps added into ``.grad`` (after the rollout's own: the update is their sum). Returns
+        (the loss's policy term, the share of the batch it imitated), None while filling."""
+        config = self.config
+        self.memory.add_rollout(self.frames, self.step_h, self.step_c, self.actions, self.rewards,
+                                self.values.squeeze(2), self.dones)
+        if len(self.memory) < config.sil_batch:
+            return None
+        frames, state, actions, returns = self.memory.sample(config.sil_batch, self.rng, self.dtype)
+        logits, values, _ = self.model.step(frames, state, record=True)
+        terms = self_imitation_loss(logits, values, actions, returns, value_coef=config.sil_value_coef)
+        self.model.backward(terms.grad_logits, terms.grad_values)
+        return terms.policy, terms.imitated / config.sil_batch
 
     def replay_gradients(self, bootstrap: torch.Tensor) -> tuple[list[torch.Tensor], tuple[float, float, float]]:
         """The rollout played again through the model's current weights, from the LSTM state

@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 
 from a3c.cli import ArgumentParser
-from a3c.metrics import TRAINING_TAGS
+from a3c.metrics import REPORTED_TAGS
 from scripts.run_logs import (CHECKPOINT, EPISODES_CSV, SCALARS_COLUMNS, SCALARS_CSV, STEPS_TRAINED, NotARun,
                               episode_returns, is_kept_run, read_scalars, steps_trained)
 
@@ -50,7 +50,7 @@ def keep(run_dir: Path, to: Path, steps: int, checkpoint: bool = False) -> tuple
     into ``to/<its name>``; the kept folder and the agent steps kept with it."""
     kept = to / run_dir.resolve().name
     # read before writing: a run restored from a kept copy reads that copy's scalars.csv
-    scalars = {tag: read_scalars(run_dir, tag) for tag in TRAINING_TAGS}
+    scalars = {tag: read_scalars(run_dir, tag) for tag in REPORTED_TAGS}
     kept.mkdir(parents=True, exist_ok=True)
     for name in KEPT_FILES:
         shutil.copyfile(run_dir / name, kept / name)

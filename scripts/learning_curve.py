@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from a3c.cli import ArgumentParser
-from a3c.metrics import TRAINING_TAGS
+from a3c.metrics import REPORTED_TAGS
 from scripts.run_logs import NotARun, episode_returns, read_scalars, steps_trained
 
 
@@ -174,8 +174,8 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=1,
                         help="seeds trained at the same time, each with its own workers (default 1: one after "
                              "another); with more, each seed's output goes to RUN_DIR/seed-K.log")
-    parser.add_argument("--scalar", choices=TRAINING_TAGS, metavar="TAG",
-                        help=f"also report this training scalar's median per interval: {', '.join(TRAINING_TAGS)}")
+    parser.add_argument("--scalar", choices=REPORTED_TAGS, metavar="TAG",
+                        help=f"also report this training scalar's median per interval: {', '.join(REPORTED_TAGS)}")
     parser.add_argument("--config", help="YAML settings file passed to a3c.train (default: its default)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="passed to a3c.train")
     args = parser.parse_args()

@@ -21,12 +21,12 @@ from pathlib import Path
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from a3c.metrics import EPISODE_LENGTH_TAG, EPISODE_RETURN_TAG, EPISODES_CSV, TRAINING_TAGS
+from a3c.metrics import EPISODE_LENGTH_TAG, EPISODE_RETURN_TAG, EPISODES_CSV, REPORTED_TAGS
 
 CHECKPOINT = Path("checkpoints") / "latest.pt"  # the one a run resumes from and counts its steps by
 STEPS_TRAINED = "steps_trained"  # a kept run's agent steps, read from its checkpoint when it was kept
 CSV_COLUMNS = {EPISODE_RETURN_TAG: "return", EPISODE_LENGTH_TAG: "length"}  # what a kept run can still tell
-SCALARS_CSV = "scalars.csv"  # a kept run's TRAINING_TAGS points: a row (step, tag, value) each
+SCALARS_CSV = "scalars.csv"  # a kept run's REPORTED_TAGS points: a row (step, tag, value) each
 SCALARS_COLUMNS = ("step", "tag", "value")
 
 
@@ -49,7 +49,7 @@ def complete_lines(path: Path) -> list[str]:
 
 def kept_scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
     """``tag``'s points in the folder's scalars.csv, in step order; [] without one."""
-    if tag not in TRAINING_TAGS or not (run_dir / SCALARS_CSV).is_file():
+    if tag not in REPORTED_TAGS or not (run_dir / SCALARS_CSV).is_file():
         return []
     return sorted((int(row["step"]), float(row["value"]))
                   for row in csv.DictReader(complete_lines(run_dir / SCALARS_CSV)) if row["tag"] == tag)
@@ -58,7 +58,7 @@ def kept_scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
 def read_scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
     """(step, value) of every point logged under ``tag``, in step order; [] when the run
     never logged that tag (e.g. no evaluation, or in a kept run any tag but the episodes'
-    and TRAINING_TAGS; those only from runs kept since 2026-12-04).
+    and REPORTED_TAGS; those only from runs kept since 2026-12-04).
     Raises NotARun for a folder that is not a run (a typo, or the parent of the seed folders)."""
     if tag in CSV_COLUMNS and (run_dir / EPISODES_CSV).is_file():
         return sorted((int(row["step"]), float(row[CSV_COLUMNS[tag]]))

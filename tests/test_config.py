@@ -99,6 +99,11 @@ def test_every_field_has_a_docstring_shown_by_help():
     ({"optimizer_eps": 0}, "optimizer_eps must be positive, got 0.0"),
     ({"optimizer_eps": -1e-5}, "optimizer_eps must be positive, got -1e-05"),
     ({"optimizer_eps": float("inf")}, "optimizer_eps must be a finite number"),
+    ({"sil_batch": -1}, "sil_batch must not be negative, got -1"),
+    ({"sil_capacity": 0}, "sil_capacity must be at least 1, got 0"),
+    ({"sil_capacity": 10**7}, "sil_capacity must be at most 1000000, got 10000000"),
+    ({"sil_batch": 300, "sil_capacity": 200}, r"sil_batch must be at most sil_capacity \(200\), got 300"),
+    ({"sil_value_coef": -0.1}, "sil_value_coef must not be negative, got -0.1"),
 ])
 def test_bad_settings_raise_config_error(overrides, message):
     with pytest.raises(ConfigError, match=message):

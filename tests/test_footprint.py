@@ -61,6 +61,15 @@ def test_the_default_run_fits_in_a_few_gib_and_grows_with_every_size():
     assert estimate_bytes(load_config(str(DEFAULT), {"eval_interval": 0})) < estimate_bytes(default)
 
 
+def test_a_self_imitation_memory_adds_its_size_to_each_worker():
+    default = load_config(str(DEFAULT), {"workers": 2})
+    remembering = load_config(str(DEFAULT), {"workers": 2, "sil_batch": 160, "sil_capacity": 25_000})
+    # per step: the 84x84 view in half precision (14,112 bytes), h and c (2 x 256 floats), action, return
+    assert estimate_bytes(remembering) - estimate_bytes(default) == 2 * 25_000 * (14_112 + 2_048 + 16)
+    with pytest.raises(ConfigError, match=r"lower workers, envs_per_worker, num_steps, frame_size, sil_capacity"):
+        check_memory(load_config(str(DEFAULT), {"sil_batch": 160, "sil_capacity": 1_000_000}), available=8 << 30)
+
+
 def test_a_run_larger_than_the_memory_available_is_refused_with_the_estimate():
     config = load_config(str(DEFAULT), {"workers": 64, "envs_per_worker": 256})
     with pytest.raises(ConfigError, match=r"needs about [\d.]+ GiB of memory \(64 workers x 256 games.*"

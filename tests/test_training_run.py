@@ -114,6 +114,21 @@ def test_a_run_with_four_envs_per_worker_logs_every_games_episodes(tmp_path):
     assert "1 workers x 4 envs" in log.read_text()
 
 
+def test_a_run_with_self_imitation_logs_what_it_imitated(tmp_path):
+    run_dir = tmp_path / "run"
+    # random play loses a life every few hundred steps: the memory fills within the run
+    proc, log = start_run(run_dir, "workers=1", "envs_per_worker=4", "total_steps=4000", "eval_interval=0",
+                          "sil_batch=16", "sil_capacity=500")
+    assert proc.wait(timeout=240) == 0, log.read_text()
+    shares = [point.value for point in scalars(run_dir, "self_imitation/imitated")]
+    losses = [point.value for point in scalars(run_dir, "self_imitation/policy_loss")]
+    assert shares and len(losses) == len(shares)
+    # drawn steps beat their value when they were kept, and mostly still do
+    assert all(0.0 <= share <= 1.0 for share in shares) and max(shares) > 0.0
+    assert all(loss >= 0.0 for loss in losses) and max(losses) > 0.0  # -log pi weighted by max(R - V, 0)
+    assert load_checkpoint(run_dir / "checkpoints" / "latest.pt")["config"]["sil_batch"] == 16
+
+
 def test_a_killed_worker_is_restarted_and_the_run_completes(tmp_path):
     run_dir = tmp_path / "run"
     proc, log = start_run(run_dir, "total_steps=5000")

@@ -9,7 +9,10 @@ terminated on the last rollout's last step, truncations inside a rollout (bootst
 the final frame), lives lost mid-rollout and at a rollout's first and last steps, and the
 LSTM state carried from one rollout into the next. With ``epochs`` > 1
 each rollout is replayed with the weights of that moment (a stand-in optimizer moves
-them after every push) and PPO's clipped surrogate, some of whose steps are clipped.
+them after every push) and PPO's clipped surrogate, some of whose steps are clipped. With
+``sil_batch`` each update adds the self-imitation loss of the batch the worker drew from
+its memory, and every step drawn is one the games played, with the state it started from,
+its action and its return to the end of its life, kept because that return beat its value.
 """
 from __future__ import annotations
 
@@ -141,6 +144,8 @@ VARIANTS = {
     "two-views-stacked": {"frame_stack": 2, "life_loss_ends_returns": True},
     "rewards-scaled-not-clipped": {"reward_scale": 0.01, "reward_clip": 10.0, "life_loss_ends_returns": True},
     "rewards-scaled-and-clipped": {"reward_scale": 0.01, "reward_clip": 1.0, "life_loss_ends_returns": True},
+    "self-imitation": {"sil_batch": 4, "sil_capacity": 50, "sil_value_coef": 0.3, "life_loss_ends_returns": True},
+    "self-imitation-lives-ignored": {"sil_batch": 2, "sil_capacity": 3, "sil_value_coef": 0.3},
 }
 REPLAY_STEP_SIZE = 0.02  # moves the policy enough between passes that some ratios leave [0.9, 1.1]
 
@@ -163,6 +168,15 @@ def played(monkeypatch, request):
                                 "max_grad_norm": 1e12, **request.param, **SETTINGS})
     link = RecordingLink(ActorCritic(18, frame_stack=config.frame_stack, seed=5, dtype=F64), REPLAY_STEP_SIZE if config.epochs > 1 else 0.0)
     worker = Worker(0, config, link, dtype=F64)
+    link.imitation_batches = {}  # rollout -> the self-imitation batch its update drew
+    if config.sil_batch:
+        draw = worker.memory.sample
+
+        def recorded_draw(*args, **kwargs):
+            link.imitation_batches[len(link.updates)] = batch = draw(*args, **kwargs)
+            return batch
+
+        worker.memory.sample = recorded_draw
     worker.normalizer.frozen = True  # never updated: the identity, so the network sees the games' own frames
     obs, _ = worker.envs.reset(seed=[0, 1, 2])
     state, mask, frames, actions = worker.model.initial_state(BATCH), None, [], []
@@ -195,13 +209,16 @@ def restart_mask(ends, step):
     return mask
 
 
-def reference_updates(served, games, actions, config, clip_counts=None):
+def reference_updates(served, games, actions, config, clip_counts=None, imitation_batches=None, played_steps=None):
     """Autograd through the same network and loss on the games' own logs, rollout by rollout,
     with the weights ``served`` at each pull; each rollout's replays (config.epochs - 1)
     follow its update.
 
     A lost life, when it ends returns, is a done flag (no bootstrapping across it) that
-    leaves the LSTM state alone. ``clip_counts`` collects (clipped steps, steps) per replay."""
+    leaves the LSTM state alone. ``clip_counts`` collects (clipped steps, steps) per replay.
+    ``imitation_batches``: {rollout: the self-imitation batch its update adds}; ``played_steps``
+    collects each step's (rollout, game, frame, the LSTM state it started from, action, reward
+    learnt from, value, done)."""
     life_loss_ends_returns, normalize_advantages = config.life_loss_ends_returns, config.normalize_advantages
     epochs, clip_range = config.epochs, config.clip_range
     ends, gamma = ends_by_step(), SETTINGS["gamma"]
@@ -214,11 +231,14 @@ def reference_updates(served, games, actions, config, clip_counts=None):
         reference = TorchActorCritic(18, frame_stack=config.frame_stack).double().load_from(served[rollout * epochs])
         state = (state[0].detach(), state[1].detach())  # truncated BPTT between rollouts
         start_state = state
-        logits_seq, values_seq = [], []
+        logits_seq, values_seq, starts = [], [], []
         targets = rewards[start:start + STEPS].clone()
         dones = torch.zeros(STEPS, BATCH, dtype=F64)
         for t in range(start, start + STEPS):
-            logits, values, state = reference(seen[t], state, restart_mask(ends, t - 1))
+            mask = restart_mask(ends, t - 1)
+            started = state if mask is None else (state[0] * mask, state[1] * mask)
+            logits, values, state = reference(seen[t], state, mask)
+            starts.append(started)
             logits_seq.append(logits)
             values_seq.append(values.squeeze(1))
             for game in range(BATCH):
@@ -246,9 +266,18 @@ def reference_updates(served, games, actions, config, clip_counts=None):
         policy = -(log_probs.gather(2, taken).squeeze(2) * advantages).sum()
         entropy = -(log_probs.exp() * log_probs).sum()
         value = 0.5 * ((returns - values) ** 2).sum()
-        (policy + SETTINGS["value_loss_coef"] * value - SETTINGS["entropy_coef"] * entropy).backward()
+        loss = policy + SETTINGS["value_loss_coef"] * value - SETTINGS["entropy_coef"] * entropy
+        if imitation_batches and rollout in imitation_batches:
+            loss = loss + imitation_loss(reference, imitation_batches[rollout], config.sil_value_coef)
+        loss.backward()
         grads = reference.gradients_like(served[0])
         updates.append({name: grads[name].clone() for name in grads})
+        if played_steps is not None:
+            for t in range(STEPS):
+                for game in range(BATCH):
+                    played_steps.append((rollout, game, seen[start + t][game], starts[t][0][game].detach(),
+                                         starts[t][1][game].detach(), int(taken[t, game]), float(targets[t, game]),
+                                         float(values[t, game].detach()), bool(dones[t, game])))
         old_log_probs = log_probs.gather(2, taken).squeeze(2).detach()
         for replay in range(1, epochs):
             network = TorchActorCritic(18, frame_stack=config.frame_stack).double().load_from(
@@ -273,6 +302,16 @@ def reference_updates(served, games, actions, config, clip_counts=None):
     return updates
 
 
+def imitation_loss(network, batch, value_coef):
+    """Self-imitation's loss of Oh et al. (2018) on a drawn batch, for autograd: the policy
+    term weighs log pi(a|s) by max(R - V, 0) held constant, the value term is differentiated."""
+    frames, state, actions, returns = batch
+    logits, values, _ = network(frames, state)
+    shortfall = (returns - values.squeeze(1)).clamp(min=0.0)
+    taken = torch.log_softmax(logits, 1).gather(1, actions.unsqueeze(1)).squeeze(1)
+    return -(taken * shortfall.detach()).sum() + value_coef * 0.5 * (shortfall ** 2).sum()
+
+
 def test_the_worker_feeds_the_network_what_each_game_showed(played):
     worker, games, frames, _, _, _ = played
     seen = torch.tensor(np.stack([np.stack(game.seen) for game in games], 1))
@@ -285,7 +324,7 @@ def test_every_update_equals_autograd_on_a_replay_of_the_games(played):
     epochs = worker.config.epochs
     assert len(link.updates) == len(link.served) == ROLLOUTS * epochs
     clip_counts = []
-    expected = reference_updates(link.served, games, actions, worker.config, clip_counts)
+    expected = reference_updates(link.served, games, actions, worker.config, clip_counts, link.imitation_batches)
     names = [name for name, _ in worker.model.named_parameters()]
     for k, (ours, reference) in enumerate(zip(link.updates, expected)):
         for name, grad in zip(names, ours):
@@ -327,3 +366,41 @@ def test_a_non_finite_gradient_is_never_pushed_and_the_update_is_reported_skippe
     worker.learn(bootstrap)
     assert len(updates) == pushed + epochs and updates[-epochs:] == [None] * epochs
     assert all(isinstance(m, UpdateDone) and m.skipped for m in messages[-epochs:])
+
+
+def test_self_imitation_draws_only_steps_played_whose_return_to_their_lifes_end_beat_their_value(played):
+    worker, games, _, actions, link, messages = played
+    if not worker.config.sil_batch:
+        pytest.skip("self-imitation is off in this variant")
+    steps = []
+    reference_updates(link.served, games, actions, worker.config, played_steps=steps)
+    gamma = SETTINGS["gamma"]
+    # each step's return to its life's end, known once the life ended (by the end of that rollout)
+    returns, known = {}, {}
+    for game in range(BATCH):
+        own = [step for step in steps if step[1] == game]
+        ret, end_rollout = None, None
+        for k in range(len(own) - 1, -1, -1):
+            rollout, _, _, _, _, _, reward, _, done = own[k]
+            if done:
+                ret, end_rollout = 0.0, rollout
+            if ret is not None:
+                ret = reward + gamma * ret
+                returns[game, k], known[game, k] = ret, end_rollout
+    assert link.imitation_batches, "no update drew a self-imitation batch"
+    for rollout, (frames, (h, c), drawn_actions, drawn_returns) in link.imitation_batches.items():
+        assert frames.shape[0] == worker.config.sil_batch
+        for row in range(frames.shape[0]):
+            matches = [(game, k) for game in range(BATCH) for k, step in enumerate(s for s in steps if s[1] == game)
+                       if torch.equal(step[2].to(torch.float16).to(F64), frames[row])]
+            assert len(matches) == 1, "a drawn view is not one the games showed"
+            game, k = matches[0]
+            _, _, _, h_ref, c_ref, action, _, value, _ = [s for s in steps if s[1] == game][k]
+            assert (game, k) in returns and known[game, k] <= rollout, "drawn before its life ended"
+            assert drawn_returns[row].item() == pytest.approx(returns[game, k], rel=1e-12)
+            assert returns[game, k] > value
+            assert int(drawn_actions[row]) == action
+            assert_close(h[row], h_ref, what="drawn h")
+            assert_close(c[row], c_ref, what="drawn c")
+    imitated = [m.imitated for m in messages if isinstance(m, UpdateDone) and m.imitated == m.imitated]
+    assert len(imitated) == len(link.imitation_batches) and all(0.0 <= share <= 1.0 for share in imitated)
