@@ -368,10 +368,12 @@ def test_a_non_finite_gradient_is_never_pushed_and_the_update_is_reported_skippe
     assert all(isinstance(m, UpdateDone) and m.skipped for m in messages[-epochs:])
 
 
+IMITATING = [name for name, settings in VARIANTS.items() if settings.get("sil_batch")]
+
+
+@pytest.mark.parametrize("played", [VARIANTS[name] for name in IMITATING], ids=IMITATING, indirect=True)
 def test_self_imitation_draws_only_steps_played_whose_return_to_their_lifes_end_beat_their_value(played):
     worker, games, _, actions, link, messages = played
-    if not worker.config.sil_batch:
-        pytest.skip("self-imitation is off in this variant")
     steps = []
     reference_updates(link.served, games, actions, worker.config, played_steps=steps)
     gamma = SETTINGS["gamma"]
