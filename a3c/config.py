@@ -106,8 +106,9 @@ class Config:
     each adds -log pi(a|s) max(R - V, 0) to the loss (and sil_value_coef of the value's
     shortfall), so the policy leans toward what once did better than expected. 0: off."""
     sil_capacity: int = 25_000
-    """Steps each worker's self-imitation memory keeps (the oldest go first); each costs
-    ~16 KB at 84x84 (the view in half precision and the LSTM state it started from)."""
+    """Steps each worker's self-imitation memory keeps (the oldest go first), and at most as
+    many waiting for their life's end (a longer life keeps its last); each costs ~16 KB at
+    84x84 (the view in half precision and the LSTM state it started from)."""
     sil_value_coef: float = 0.01
     """Weight of the self-imitation value term 0.5 * sum max(R - V, 0)^2 (the paper's)."""
     entropy_coef: float = 0.01

@@ -3,7 +3,8 @@
 A run is one main process, one evaluator (when evaluations are on) and one worker per
 ``workers``. The estimate adds, per process, what Python with torch, gymnasium and ale-py
 takes once imported, and per worker its games, its self-imitation memory when it keeps
-one (allocated whole at the start), and its rollout: everything the forward
+one (the ring, allocated whole at the start, and as many steps again waiting for their
+lives to end), and its rollout or self-imitation batch, the larger: everything the forward
 records for the backward (input frames, each convolution's and ELU's output, the LSTM's
 gates), which the backward's temporaries (gradients, gathered input patches) multiply,
 and which the tuned malloc keeps for the next update (a3c/memory.py). The constants were
@@ -40,16 +41,19 @@ def recorded_per_step(config: Config) -> int:
 
 
 def imitation_memory_bytes(config: Config) -> int:
-    """A worker's self-imitation memory (a3c.self_imitation): per kept step its view in half
-    precision, the LSTM state it started from, its action and its return."""
+    """A worker's self-imitation memory (a3c.self_imitation) at its fullest: per step its
+    view in half precision, the LSTM state it started from, its action and its return, for
+    the ring's steps and as many waiting for their life's end."""
     if not config.sil_batch:
         return 0
     per_step = 2 * config.frame_stack * config.frame_size ** 2 + 2 * config.hidden_size * FLOAT + 8 + 8
-    return config.sil_capacity * per_step
+    return 2 * config.sil_capacity * per_step
 
 
 def worker_bytes(config: Config) -> int:
-    rollout = config.num_steps * config.envs_per_worker * recorded_per_step(config) * FLOAT
+    # a self-imitation batch is one recorded step of sil_batch rows, after the rollout's backward
+    rows = max(config.num_steps * config.envs_per_worker, config.sil_batch)
+    rollout = rows * recorded_per_step(config) * FLOAT
     return (PROCESS_BASE + config.envs_per_worker * PER_GAME + imitation_memory_bytes(config) + ACTIVATION_FACTOR * rollout
             + PARAMETER_COPIES_PER_PROCESS * parameter_count(config) * FLOAT)
 
@@ -89,7 +93,7 @@ def check_memory(config: Config, available: int | None = None) -> None:
     if available is not None and need > available:
         largest = max(config, config.update_at(0), key=worker_bytes)  # the early update's or the run's own
         early = "early_" if largest is not config else ""
-        memory = ", sil_capacity" if config.sil_batch else ""
+        memory = ", sil_capacity, sil_batch" if config.sil_batch else ""
         raise ConfigError(
             f"this run needs about {need / (1 << 30):.1f} GiB of memory ({config.workers} workers x "
             f"{largest.envs_per_worker} games x {largest.num_steps} steps at {config.frame_size}x{config.frame_size}, "

@@ -23,8 +23,8 @@ At rho_t = 1 its gradient is the A3C policy term's (the loss values differ: sum 
 against sum log pi A).
 
 Self-imitation (Oh et al. 2018, ``self_imitation_loss``) learns from past steps whose
-return R_i (to the end of their life, as above with lambda = 1 and no bootstrap) beat
-the value the network now gives them; with w_i = max(R_i - V_i, 0), held constant:
+return R_i (to the end of their life, as above with lambda = 1: no bootstrap but a time
+limit's, added to its last reward) beat the value the network now gives them; with w_i = max(R_i - V_i, 0), held constant:
   loss = -sum_i log pi(a_i|s_i) w_i  + c_s 0.5 sum_i w_i^2
   dL/dlogits_i = -w_i (onehot(a_i) - pi_i),   dL/dV_i = -c_s w_i
 (a step the network already values at R_i or more contributes nothing).

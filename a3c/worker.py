@@ -4,8 +4,8 @@ A worker plays ``envs_per_worker`` games at once: the network runs on the batch 
 their frames, each game keeps its own LSTM state (zeroed by a mask when its episode
 restarts), and one update covers the T x B rollout; with ``epochs`` > 1 the rollout is
 replayed with newer global weights for further, PPO-clipped updates; with ``sil_batch``
-each update also learns from a batch of the worker's past steps that did better than the
-network expected (self-imitation, a3c.self_imitation). With ``early_steps``
+each rollout's first update also learns from a batch of the worker's past steps that did
+better than the network expected (self-imitation, a3c.self_imitation). With ``early_steps``
 the run starts with a smaller update (fewer games, shorter rollouts), then the worker
 starts its full number of games. It reaches the
 global network through a :class:`Link` that its backend provides (shared memory on this
@@ -29,6 +29,9 @@ from a3c.optim import clip_grad_norm
 from a3c.policy import select_action
 from a3c.self_imitation import SelfImitationMemory
 from a3c.shared import PHASES
+
+
+MEMORY_SEED_OFFSET = 1_000_003  # past any game seed's offsets (1000 per set of games, rank x games)
 
 
 class Link(Protocol):
@@ -68,10 +71,17 @@ class Worker:
         saved = link.saved_obs_norm()
         if saved is not None:
             self.normalizer.load_state(saved)
+        self.memory = None  # kept across the early update's switch: only its waiting steps go with the games
+        if config.sil_batch:
+            self.memory = SelfImitationMemory(config.sil_capacity, (config.frame_stack, config.frame_size,
+                                                                    config.frame_size),
+                                              config.hidden_size, config.gamma, state_dtype=dtype)
         self.start_games(config.update_at(link.global_step))
         self.model = ActorCritic(self.n_actions, **network_settings(config), forget_bias=config.forget_bias,
                                  dtype=dtype)
         self.rng = torch.Generator().manual_seed(self.seed)
+        # the memory's draws have their own stream: turning self-imitation on leaves the actions' alone
+        self.draws = torch.Generator().manual_seed(self.seed + MEMORY_SEED_OFFSET)
         self.clock = [0.0] * len(PHASES)  # this update's seconds per phase, pushed once per update
 
     def start_games(self, config: Config) -> None:
@@ -98,12 +108,10 @@ class Worker:
         self.start_state = None
         self.masks: list[torch.Tensor | None] = [None] * steps
         self.lives: np.ndarray | None = None  # each game's lives at the last step (ALE's info["lives"])
-        self.memory = None
-        if config.sil_batch:  # the LSTM state each step started from, for the self-imitation memory
+        if self.memory is not None:  # the LSTM state each step started from, for the memory
             self.step_h = torch.zeros(steps, batch, config.hidden_size, dtype=dtype)
             self.step_c = torch.zeros(steps, batch, config.hidden_size, dtype=dtype)
-            self.memory = SelfImitationMemory(config.sil_capacity, batch, (config.frame_stack, side, side),
-                                              config.hidden_size, config.gamma, state_dtype=dtype)
+            self.memory.start_games(batch)
 
     def reset_games(self):
         """Every game from its start: (normalised frames, fresh LSTM state, no restart mask)."""
@@ -264,7 +272,7 @@ class Worker:
                                 self.values.squeeze(2), self.dones)
         if len(self.memory) < config.sil_batch:
             return None
-        frames, state, actions, returns = self.memory.sample(config.sil_batch, self.rng, self.dtype)
+        frames, state, actions, returns = self.memory.sample(config.sil_batch, self.draws, self.dtype)
         logits, values, _ = self.model.step(frames, state, record=True)
         terms = self_imitation_loss(logits, values, actions, returns, value_coef=config.sil_value_coef)
         self.model.backward(terms.grad_logits, terms.grad_values)

@@ -64,9 +64,14 @@ def test_the_default_run_fits_in_a_few_gib_and_grows_with_every_size():
 def test_a_self_imitation_memory_adds_its_size_to_each_worker():
     default = load_config(str(DEFAULT), {"workers": 2})
     remembering = load_config(str(DEFAULT), {"workers": 2, "sil_batch": 160, "sil_capacity": 25_000})
-    # per step: the 84x84 view in half precision (14,112 bytes), h and c (2 x 256 floats), action, return
-    assert estimate_bytes(remembering) - estimate_bytes(default) == 2 * 25_000 * (14_112 + 2_048 + 16)
-    with pytest.raises(ConfigError, match=r"lower workers, envs_per_worker, num_steps, frame_size, sil_capacity"):
+    # per step: the 84x84 view in half precision (14,112 bytes), h and c (2 x 256 floats), action, return;
+    # the ring's and as many waiting, in each of the two workers
+    assert estimate_bytes(remembering) - estimate_bytes(default) == 2 * 2 * 25_000 * (14_112 + 2_048 + 16)
+    # a batch larger than the rollout's 8 x 20 steps records more for its backward
+    assert estimate_bytes(load_config(str(DEFAULT), {"workers": 2, "sil_batch": 640, "sil_capacity": 25_000})) \
+        > estimate_bytes(remembering)
+    with pytest.raises(ConfigError, match=r"lower workers, envs_per_worker, num_steps, frame_size, sil_capacity, "
+                                          r"sil_batch or conv_channels"):
         check_memory(load_config(str(DEFAULT), {"sil_batch": 160, "sil_capacity": 1_000_000}), available=8 << 30)
 
 

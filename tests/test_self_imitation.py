@@ -26,13 +26,19 @@ def rollout(steps, games, rewards, values, dones, first_frame=0.0):
     return frames, h, -h, actions, as_table(rewards), as_table(values), as_table(dones)
 
 
+def memory_of(capacity, games):
+    memory = SelfImitationMemory(capacity, (1, 2, 2), 3, GAMMA, state_dtype=F64)
+    memory.start_games(games)
+    return memory
+
+
 def kept(memory):
     """The kept steps as {frame name: return}."""
     return {float(memory.frames[k, 0, 0, 0]): float(memory.returns[k]) for k in range(len(memory))}
 
 
 def test_a_life_that_spans_two_rollouts_is_kept_when_it_ends_with_each_steps_discounted_return():
-    memory = SelfImitationMemory(100, 2, (1, 2, 2), 3, GAMMA, state_dtype=F64)
+    memory = memory_of(100, 2)
     # game 0's life runs through both rollouts and ends at the second's last step; game 1's
     # first life ends at step 1, its second is still going at the end
     first = rollout(2, 2, rewards=[[1, 1], [0, 1]], values=[[-5, -5], [-5, -5]], dones=[[0, 0], [0, 1]])
@@ -42,11 +48,11 @@ def test_a_life_that_spans_two_rollouts_is_kept_when_it_ends_with_each_steps_dis
     assert memory.add_rollout(*second) == 4
     assert kept(memory) == pytest.approx({1.0: 1.9, 11.0: 1.0, 110.0: 1.0, 100.0: GAMMA * 1.0,
                                           10.0: GAMMA ** 2, 0.0: 1 + GAMMA ** 3})
-    assert [len(waiting) for waiting in memory.pending] == [0, 2]  # game 1's second life goes on
+    assert memory.waiting == [0, 2]  # game 1's second life goes on
 
 
 def test_only_steps_whose_return_beat_the_value_they_were_played_with_are_kept():
-    memory = SelfImitationMemory(100, 1, (1, 2, 2), 3, GAMMA, state_dtype=F64)
+    memory = memory_of(100, 1)
     # returns from the end: 1, 0.9, 1.81, 1.629
     memory.add_rollout(*rollout(4, 1, rewards=[[0], [1], [0], [1]], values=[[1.7], [1.81], [0.5], [0.0]],
                                 dones=[[0], [0], [0], [1]]))
@@ -54,25 +60,54 @@ def test_only_steps_whose_return_beat_the_value_they_were_played_with_are_kept()
 
 
 def test_a_done_at_every_step_keeps_each_steps_own_reward_as_its_return():
-    memory = SelfImitationMemory(100, 2, (1, 2, 2), 3, GAMMA, state_dtype=F64)
+    memory = memory_of(100, 2)
     memory.add_rollout(*rollout(2, 2, rewards=[[1, -1], [0, 1]], values=[[0, 0], [0, 0]], dones=[[1, 1], [1, 1]]))
     assert kept(memory) == {0.0: 1.0, 11.0: 1.0}
 
 
 def test_the_memory_is_a_ring_that_keeps_the_newest_steps():
-    memory = SelfImitationMemory(3, 1, (1, 2, 2), 3, GAMMA, state_dtype=F64)
+    memory = memory_of(3, 1)
     memory.add_rollout(*rollout(5, 1, rewards=[[1]] * 5, values=[[-1]] * 5, dones=[[1]] * 5))
     assert len(memory) == 3 and sorted(kept(memory)) == [20.0, 30.0, 40.0]
 
 
 def test_a_life_longer_than_the_memory_keeps_its_last_steps_with_their_true_returns():
-    memory = SelfImitationMemory(2, 1, (1, 2, 2), 3, GAMMA, state_dtype=F64)
+    memory = memory_of(2, 1)
     memory.add_rollout(*rollout(4, 1, rewards=[[1]] * 4, values=[[-1]] * 4, dones=[[0], [0], [0], [1]]))
     assert kept(memory) == pytest.approx({30.0: 1.0, 20.0: 1.9})
 
 
+def test_each_game_waits_with_its_share_of_the_memory():
+    memory = memory_of(4, 2)  # 2 waiting steps per game
+    memory.add_rollout(*rollout(3, 2, rewards=[[1, 1]] * 3, values=[[-1, -1]] * 3, dones=[[0, 0], [0, 0], [0, 1]]))
+    assert memory.waiting == [2, 0] and kept(memory) == pytest.approx({11.0: 1.9, 21.0: 1.0})
+    memory.add_rollout(*rollout(1, 2, rewards=[[1, 1]], values=[[-1, -1]], dones=[[1, 0]], first_frame=100.0))
+    # game 0's life: steps 0, 10, 20, 100; its first two had to go as its later ones came
+    assert kept(memory) == pytest.approx({11.0: 1.9, 21.0: 1.0, 20.0: 1.9, 100.0: 1.0})
+
+
+def test_new_games_keep_the_kept_steps_and_drop_the_old_games_waiting_ones():
+    memory = memory_of(100, 2)
+    memory.add_rollout(*rollout(2, 2, rewards=[[1, 1]] * 2, values=[[-1, -1]] * 2, dones=[[0, 1], [0, 0]]))
+    before = kept(memory)
+    memory.start_games(3)
+    assert kept(memory) == before == {1.0: 1.0} and memory.waiting == [0, 0, 0]
+    memory.add_rollout(*rollout(1, 3, rewards=[[1, 1, 1]], values=[[-1, -1, -1]], dones=[[1, 0, 0]],
+                                first_frame=100.0))
+    assert kept(memory) == {1.0: 1.0, 100.0: 1.0}  # game 0's steps before the switch are not in its new life
+
+
+def test_a_step_whose_state_or_return_is_not_finite_is_never_kept():
+    memory = memory_of(100, 1)
+    frames, h, c, actions, rewards, values, dones = rollout(3, 1, rewards=[[1], [float("nan")], [1]],
+                                                             values=[[-1]] * 3, dones=[[1], [0], [1]])
+    h[2, 0, 1] = float("inf")
+    memory.add_rollout(frames, h, c, actions, rewards, values, dones)
+    assert kept(memory) == {0.0: 1.0}
+
+
 def test_a_drawn_batch_holds_kept_steps_with_their_state_action_and_return():
-    memory = SelfImitationMemory(100, 2, (1, 2, 2), 3, GAMMA, state_dtype=F64)
+    memory = memory_of(100, 2)
     memory.add_rollout(*rollout(3, 2, rewards=[[1, 1]] * 3, values=[[0, 0]] * 3, dones=[[0, 0], [0, 0], [1, 1]]))
     frames, (h, c), actions, returns = memory.sample(64, torch.Generator().manual_seed(0), F64)
     assert frames.shape == (64, 1, 2, 2) and h.shape == c.shape == (64, 3)
@@ -86,7 +121,7 @@ def test_a_drawn_batch_holds_kept_steps_with_their_state_action_and_return():
 
 
 def test_an_empty_memory_refuses_to_draw():
-    memory = SelfImitationMemory(10, 1, (1, 2, 2), 3, GAMMA)
+    memory = memory_of(10, 1)
     with pytest.raises(ValueError, match="nothing to sample"):
         memory.sample(4, torch.Generator())
 

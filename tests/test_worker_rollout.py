@@ -145,7 +145,9 @@ VARIANTS = {
     "rewards-scaled-not-clipped": {"reward_scale": 0.01, "reward_clip": 10.0, "life_loss_ends_returns": True},
     "rewards-scaled-and-clipped": {"reward_scale": 0.01, "reward_clip": 1.0, "life_loss_ends_returns": True},
     "self-imitation": {"sil_batch": 4, "sil_capacity": 50, "sil_value_coef": 0.3, "life_loss_ends_returns": True},
-    "self-imitation-lives-ignored": {"sil_batch": 2, "sil_capacity": 3, "sil_value_coef": 0.3},
+    "self-imitation-lives-ignored": {"sil_batch": 2, "sil_capacity": 6, "sil_value_coef": 0.3},
+    "self-imitation-ppo-replays": {"sil_batch": 3, "sil_capacity": 50, "sil_value_coef": 0.3, "epochs": 2, "clip_range": 0.02,
+                                   "life_loss_ends_returns": True},
 }
 REPLAY_STEP_SIZE = 0.02  # moves the policy enough between passes that some ratios leave [0.9, 1.1]
 
@@ -173,7 +175,7 @@ def played(monkeypatch, request):
         draw = worker.memory.sample
 
         def recorded_draw(*args, **kwargs):
-            link.imitation_batches[len(link.updates)] = batch = draw(*args, **kwargs)
+            link.imitation_batches[len(link.updates) // config.epochs] = batch = draw(*args, **kwargs)
             return batch
 
         worker.memory.sample = recorded_draw
@@ -371,38 +373,91 @@ def test_a_non_finite_gradient_is_never_pushed_and_the_update_is_reported_skippe
 IMITATING = [name for name, settings in VARIANTS.items() if settings.get("sil_batch")]
 
 
+def expected_memory(steps, capacity):
+    """What the memory should have stored from the reference's ``played_steps``, in the
+    order it stores them: after each rollout, game by game, each life that ended in it, in
+    time order, each game's waiting steps cut to its share of ``capacity`` (its last ones).
+    Rows (stored in rollout, game, frame, h, c, action, return); and each game's waiting steps at the end."""
+    gamma, share = SETTINGS["gamma"], max(1, capacity // BATCH)
+    stored, waiting = [], []
+    for game in range(BATCH):
+        life = []
+        for rollout, _, frame, h, c, action, reward, value, done in (step for step in steps if step[1] == game):
+            life = (life + [(frame, h, c, action, reward, value)])[-share:]
+            if done:
+                ret, rows = 0.0, []
+                for frame_, h_, c_, action_, reward_, value_ in reversed(life):
+                    ret = reward_ + gamma * ret
+                    if ret > value_:
+                        rows.append((rollout, game, frame_, h_, c_, action_, ret))
+                stored += reversed(rows)
+                life = []
+        waiting.append(len(life))
+    stored.sort(key=lambda row: row[:2])  # stable: each game's lives stay in time order
+    return stored, waiting
+
+
+def same_step(ours, expected):
+    """One memory row (frame, h, c, action, return) against an expected one."""
+    frame, h, c, action, ret = ours
+    return (torch.equal(frame.to(F64), expected[2].to(torch.float16).to(F64)) and int(action) == expected[5]
+            and torch.allclose(h, expected[3], rtol=1e-10, atol=1e-12)
+            and torch.allclose(c, expected[4], rtol=1e-10, atol=1e-12) and abs(float(ret) - expected[6]) < 1e-12)
+
+
 @pytest.mark.parametrize("played", [VARIANTS[name] for name in IMITATING], ids=IMITATING, indirect=True)
-def test_self_imitation_draws_only_steps_played_whose_return_to_their_lifes_end_beat_their_value(played):
+def test_the_memory_holds_the_played_steps_whose_return_to_their_lifes_end_beat_their_value(played):
+    worker, games, _, actions, link, _ = played
+    steps = []
+    reference_updates(link.served, games, actions, worker.config, played_steps=steps)
+    stored, waiting = expected_memory(steps, worker.config.sil_capacity)
+    memory = worker.memory
+    assert memory.waiting == waiting
+    capacity = worker.config.sil_capacity
+    assert len(memory) == min(len(stored), capacity) > 0
+    order = [(memory.next + k) % capacity for k in range(capacity)] if len(memory) == capacity \
+        else list(range(len(memory)))
+    for row, expected in zip(order, stored[-capacity:]):  # the ring keeps the newest
+        ours = (memory.frames[row], memory.h[row], memory.c[row], memory.actions[row], memory.returns[row])
+        assert same_step(ours, expected), f"memory row {row} is not the step expected there"
+
+
+@pytest.mark.parametrize("played", [VARIANTS[name] for name in IMITATING], ids=IMITATING, indirect=True)
+def test_each_update_draws_its_batch_from_steps_stored_by_then_and_logs_the_share_imitated(played):
     worker, games, _, actions, link, messages = played
     steps = []
     reference_updates(link.served, games, actions, worker.config, played_steps=steps)
-    gamma = SETTINGS["gamma"]
-    # each step's return to its life's end, known once the life ended (by the end of that rollout)
-    returns, known = {}, {}
-    for game in range(BATCH):
-        own = [step for step in steps if step[1] == game]
-        ret, end_rollout = None, None
-        for k in range(len(own) - 1, -1, -1):
-            rollout, _, _, _, _, _, reward, _, done = own[k]
-            if done:
-                ret, end_rollout = 0.0, rollout
-            if ret is not None:
-                ret = reward + gamma * ret
-                returns[game, k], known[game, k] = ret, end_rollout
+    stored, _ = expected_memory(steps, worker.config.sil_capacity)
     assert link.imitation_batches, "no update drew a self-imitation batch"
     for rollout, (frames, (h, c), drawn_actions, drawn_returns) in link.imitation_batches.items():
         assert frames.shape[0] == worker.config.sil_batch
         for row in range(frames.shape[0]):
-            matches = [(game, k) for game in range(BATCH) for k, step in enumerate(s for s in steps if s[1] == game)
-                       if torch.equal(step[2].to(torch.float16).to(F64), frames[row])]
-            assert len(matches) == 1, "a drawn view is not one the games showed"
-            game, k = matches[0]
-            _, _, _, h_ref, c_ref, action, _, value, _ = [s for s in steps if s[1] == game][k]
-            assert (game, k) in returns and known[game, k] <= rollout, "drawn before its life ended"
-            assert drawn_returns[row].item() == pytest.approx(returns[game, k], rel=1e-12)
-            assert returns[game, k] > value
-            assert int(drawn_actions[row]) == action
-            assert_close(h[row], h_ref, what="drawn h")
-            assert_close(c[row], c_ref, what="drawn c")
+            drawn = (frames[row], h[row], c[row], drawn_actions[row], drawn_returns[row])
+            assert any(same_step(drawn, expected) for expected in stored if expected[0] <= rollout), \
+                f"update {rollout + 1} drew a step not stored by then"
     imitated = [m.imitated for m in messages if isinstance(m, UpdateDone) and m.imitated == m.imitated]
-    assert len(imitated) == len(link.imitation_batches) and all(0.0 <= share <= 1.0 for share in imitated)
+    assert len(imitated) == len(link.imitation_batches) and all(0.0 < share <= 1.0 for share in imitated)
+
+
+def test_the_memory_outlives_the_early_updates_games(monkeypatch):
+    def scripted_vector_env(env_id, num_envs, frame, frame_size, reward_scale, reward_clip, frame_stack):
+        return gym.vector.SyncVectorEnv(
+            [lambda k=k: ClipRewardKeepScore(RecordEpisodeStatistics(ScriptedGame(k)), reward_scale, reward_clip)
+             for k in range(num_envs)], copy=False, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+
+    monkeypatch.setattr(worker_module, "make_vector_env", scripted_vector_env)
+    config = load_config(None, {"workers": 1, "envs_per_worker": BATCH, "num_steps": STEPS, "early_steps": 1000,
+                                "early_envs_per_worker": 2, "early_num_steps": 4, "sil_batch": 1,
+                                "life_loss_ends_returns": True, **SETTINGS})
+    link = RecordingLink(ActorCritic(18, seed=5, dtype=F64))
+    worker = Worker(0, config, link, dtype=F64)
+    assert worker.num_envs == 2  # the early update's games
+    obs, state, mask = worker.reset_games()
+    link.pull(worker.model)
+    obs, state, mask, bootstrap = worker.collect(obs, state, mask)
+    worker.learn(bootstrap)
+    memory, kept = worker.memory, len(worker.memory)
+    assert kept > 0 and any(memory.waiting)
+    worker.start_games(worker.run_config)  # the switch to the run's own games
+    assert worker.memory is memory and len(memory) == kept and memory.waiting == [0] * BATCH
+    assert worker.step_h.shape == worker.step_c.shape == (STEPS, BATCH, 256)
