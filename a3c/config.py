@@ -111,6 +111,10 @@ class Config:
     84x84 (the view in half precision and the LSTM state it started from)."""
     sil_value_coef: float = 0.01
     """Weight of the self-imitation value term 0.5 * sum max(R - V, 0)^2 (the paper's)."""
+    sil_clip: float | None = None
+    """Self-imitation's gap max(R - V, 0) clipped at this in both terms (the official
+    code's 1: a step far above its value then pulls no harder than one just above, and the
+    value term is a Huber loss); empty = unclipped, as in the paper's equations."""
     entropy_coef: float = 0.01
     """Weight of the entropy bonus."""
     value_loss_coef: float = 0.5
@@ -383,6 +387,8 @@ def validate(config: Config) -> None:
     # the LSTM's float32 bias holds it; beyond +-100 the forget gate is shut or open in float32 anyway
     if not -100.0 <= config.forget_bias <= 100.0:
         raise ConfigError(f"forget_bias must be in [-100, 100], got {config.forget_bias}")
+    if config.sil_clip is not None and config.sil_clip <= 0:
+        raise ConfigError(f"sil_clip must be positive, got {config.sil_clip}")
     if config.optimizer_eps is not None and config.optimizer_eps <= 0:
         raise ConfigError(f"optimizer_eps must be positive, got {config.optimizer_eps}")
     if not 0.0 < config.clip_range < 1.0:

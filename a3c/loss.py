@@ -27,7 +27,9 @@ return R_i (to the end of their life, as above with lambda = 1: no bootstrap but
 limit's, added to its last reward) beat the value the network now gives them; with w_i = max(R_i - V_i, 0), held constant:
   loss = -sum_i log pi(a_i|s_i) w_i  + c_s 0.5 sum_i w_i^2
   dL/dlogits_i = -w_i (onehot(a_i) - pi_i),   dL/dV_i = -c_s w_i
-(a step the network already values at R_i or more contributes nothing).
+(a step the network already values at R_i or more contributes nothing). With a clip k
+(the official code's, 1 there), w_i = min(max(R_i - V_i, 0), k) in both gradients: the
+value term is then a Huber loss, k (w - k / 2) beyond k.
 """
 from __future__ import annotations
 
@@ -148,16 +150,18 @@ class ImitationTerms:
     grad_values: torch.Tensor  # (1, B, 1)
 
 
-def self_imitation_loss(logits, values, actions, returns, *, value_coef: float) -> ImitationTerms:
+def self_imitation_loss(logits, values, actions, returns, *, value_coef: float,
+                        clip: float | None = None) -> ImitationTerms:
     """The self-imitation loss of the module docstring: logits (B, A), values (B, 1),
-    actions (B,) int64 and returns (B,) of B replayed steps."""
+    actions (B,) int64 and returns (B,) of B replayed steps; ``clip`` k, or None."""
     log_probs = log_softmax(logits)
-    gap = (returns - values.squeeze(1)).clamp(min=0.0)  # w_i: held constant
+    shortfall = (returns - values.squeeze(1)).clamp(min=0.0)
+    gap = shortfall if clip is None else shortfall.clamp(max=clip)  # w_i: held constant
     log_prob_taken = log_probs.gather(1, actions.view(-1, 1)).squeeze(1)
     grad_log_probs = torch.zeros_like(log_probs).scatter_(1, actions.view(-1, 1), -gap.unsqueeze(1))
     grad_logits = log_softmax_backward(grad_log_probs, log_probs.exp())
     return ImitationTerms(
-        policy=-(log_prob_taken * gap).sum().item(), value=0.5 * (gap * gap).sum().item(),
+        policy=-(log_prob_taken * gap).sum().item(), value=(gap * (shortfall - 0.5 * gap)).sum().item(),
         imitated=int((gap > 0).sum()), grad_logits=grad_logits.unsqueeze(0),
         grad_values=(-value_coef * gap).view(1, -1, 1),
     )

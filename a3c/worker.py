@@ -274,7 +274,8 @@ class Worker:
             return None
         frames, state, actions, returns = self.memory.sample(config.sil_batch, self.draws, self.dtype)
         logits, values, _ = self.model.step(frames, state, record=True)
-        terms = self_imitation_loss(logits, values, actions, returns, value_coef=config.sil_value_coef)
+        terms = self_imitation_loss(logits, values, actions, returns, value_coef=config.sil_value_coef,
+                                    clip=config.sil_clip)
         self.model.backward(terms.grad_logits, terms.grad_values)
         return terms.policy, terms.imitated / config.sil_batch
 

@@ -104,6 +104,7 @@ def test_every_field_has_a_docstring_shown_by_help():
     ({"sil_capacity": 10**7}, "sil_capacity must be at most 1000000, got 10000000"),
     ({"sil_batch": 300, "sil_capacity": 200}, r"sil_batch must be at most sil_capacity \(200\), got 300"),
     ({"sil_value_coef": -0.1}, "sil_value_coef must not be negative, got -0.1"),
+    ({"sil_clip": 0}, "sil_clip must be positive, got 0.0"),
 ])
 def test_bad_settings_raise_config_error(overrides, message):
     with pytest.raises(ConfigError, match=message):

@@ -126,9 +126,10 @@ def test_an_empty_memory_refuses_to_draw():
         memory.sample(4, torch.Generator())
 
 
-@pytest.mark.parametrize("batch,frame_size,hidden,value_coef", [(1, 42, 256, 0.01), (7, 42, 16, 0.5),
-                                                                (16, 24, 32, 1.0), (5, 84, 8, 0.0)])
-def test_the_self_imitation_update_equals_autograd(batch, frame_size, hidden, value_coef):
+@pytest.mark.parametrize("batch,frame_size,hidden,value_coef,clip", [
+    (1, 42, 256, 0.01, None), (7, 42, 16, 0.5, None), (16, 24, 32, 1.0, None), (5, 84, 8, 0.0, None),
+    (16, 24, 32, 0.5, 0.3), (7, 42, 16, 1.0, 1.0)])
+def test_the_self_imitation_update_equals_autograd(batch, frame_size, hidden, value_coef, clip):
     torch.manual_seed(batch)
     model = ActorCritic(18, frame_size=frame_size, hidden_size=hidden, seed=batch, dtype=F64)
     reference = TorchActorCritic(18, frame_size=frame_size, hidden_size=hidden).double().load_from(model)
@@ -143,13 +144,18 @@ def test_the_self_imitation_update_equals_autograd(batch, frame_size, hidden, va
 
     logits, values, _ = reference(frames, state)
     shortfall = (returns - values.squeeze(1)).clamp(min=0.0)
+    weight = shortfall if clip is None else shortfall.clamp(max=clip)
     taken = torch.log_softmax(logits, 1).gather(1, actions.unsqueeze(1)).squeeze(1)
-    policy = -(taken * shortfall.detach()).sum()
-    value = 0.5 * (shortfall ** 2).sum()
+    policy = -(taken * weight.detach()).sum()
+    if clip is None:
+        value = 0.5 * (shortfall ** 2).sum()
+    else:  # a Huber loss on the shortfall: quadratic up to the clip, linear beyond
+        value = torch.where(shortfall <= clip, 0.5 * shortfall ** 2, clip * (shortfall - 0.5 * clip)).sum()
+        assert (shortfall > clip).any() and ((shortfall > 0) & (shortfall <= clip)).any()  # both sides met
     (policy + value_coef * value).backward()
 
     logits, values, _ = model.step(frames, state, record=True)
-    terms = self_imitation_loss(logits, values, actions, returns, value_coef=value_coef)
+    terms = self_imitation_loss(logits, values, actions, returns, value_coef=value_coef, clip=clip)
     model.backward(terms.grad_logits, terms.grad_values)
     assert terms.policy == pytest.approx(policy.item(), rel=1e-10)
     assert terms.value == pytest.approx(value.item(), rel=1e-10)

@@ -146,8 +146,8 @@ VARIANTS = {
     "rewards-scaled-and-clipped": {"reward_scale": 0.01, "reward_clip": 1.0, "life_loss_ends_returns": True},
     "self-imitation": {"sil_batch": 4, "sil_capacity": 50, "sil_value_coef": 0.3, "life_loss_ends_returns": True},
     "self-imitation-lives-ignored": {"sil_batch": 2, "sil_capacity": 6, "sil_value_coef": 0.3},
-    "self-imitation-ppo-replays": {"sil_batch": 3, "sil_capacity": 50, "sil_value_coef": 0.3, "epochs": 2, "clip_range": 0.02,
-                                   "life_loss_ends_returns": True},
+    "self-imitation-clipped-ppo-replays": {"sil_batch": 3, "sil_capacity": 50, "sil_value_coef": 0.3, "sil_clip": 0.4,
+                                           "epochs": 2, "clip_range": 0.02, "life_loss_ends_returns": True},
 }
 REPLAY_STEP_SIZE = 0.02  # moves the policy enough between passes that some ratios leave [0.9, 1.1]
 
@@ -270,7 +270,8 @@ def reference_updates(served, games, actions, config, clip_counts=None, imitatio
         value = 0.5 * ((returns - values) ** 2).sum()
         loss = policy + SETTINGS["value_loss_coef"] * value - SETTINGS["entropy_coef"] * entropy
         if imitation_batches and rollout in imitation_batches:
-            loss = loss + imitation_loss(reference, imitation_batches[rollout], config.sil_value_coef)
+            loss = loss + imitation_loss(reference, imitation_batches[rollout], config.sil_value_coef,
+                                         config.sil_clip)
         loss.backward()
         grads = reference.gradients_like(served[0])
         updates.append({name: grads[name].clone() for name in grads})
@@ -304,14 +305,18 @@ def reference_updates(served, games, actions, config, clip_counts=None, imitatio
     return updates
 
 
-def imitation_loss(network, batch, value_coef):
+def imitation_loss(network, batch, value_coef, clip=None):
     """Self-imitation's loss of Oh et al. (2018) on a drawn batch, for autograd: the policy
-    term weighs log pi(a|s) by max(R - V, 0) held constant, the value term is differentiated."""
+    term weighs log pi(a|s) by max(R - V, 0) (clipped at ``clip``) held constant, the value
+    term (a Huber loss beyond ``clip``) is differentiated."""
     frames, state, actions, returns = batch
     logits, values, _ = network(frames, state)
     shortfall = (returns - values.squeeze(1)).clamp(min=0.0)
+    weight = shortfall if clip is None else shortfall.clamp(max=clip)
+    value = 0.5 * shortfall ** 2 if clip is None else \
+        torch.where(shortfall <= clip, 0.5 * shortfall ** 2, clip * (shortfall - 0.5 * clip))
     taken = torch.log_softmax(logits, 1).gather(1, actions.unsqueeze(1)).squeeze(1)
-    return -(taken * shortfall.detach()).sum() + value_coef * 0.5 * (shortfall ** 2).sum()
+    return -(taken * weight.detach()).sum() + value_coef * value.sum()
 
 
 def test_the_worker_feeds_the_network_what_each_game_showed(played):
