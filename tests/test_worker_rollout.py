@@ -378,12 +378,16 @@ def test_a_non_finite_gradient_is_never_pushed_and_the_update_is_reported_skippe
 IMITATING = [name for name, settings in VARIANTS.items() if settings.get("sil_batch")]
 
 
-def expected_memory(steps, capacity):
-    """What the memory should have stored from the reference's ``played_steps``, in the
-    order it stores them: after each rollout, game by game, each life that ended in it, in
-    time order, each game's waiting steps cut to its share of ``capacity`` (its last ones).
-    Rows (stored in rollout, game, frame, h, c, action, return); and each game's waiting steps at the end."""
-    gamma, share = SETTINGS["gamma"], max(1, capacity // BATCH)
+def expected_memory(played):
+    """What the worker's memory should have stored, from the reference's ``played_steps``,
+    in the order it stores them: after each rollout, game by game, each life that ended in
+    it, in time order, each game's waiting steps cut to its share of ``sil_capacity`` (its
+    last ones). Rows (stored in rollout, game, frame, h, c, action, return); and each game's
+    waiting steps at the end."""
+    worker, games, _, actions, link, _ = played
+    steps = []
+    reference_updates(link.served, games, actions, worker.config, played_steps=steps)
+    gamma, share = SETTINGS["gamma"], max(1, worker.config.sil_capacity // BATCH)
     stored, waiting = [], []
     for game in range(BATCH):
         life = []
@@ -412,10 +416,8 @@ def same_step(ours, expected):
 
 @pytest.mark.parametrize("played", [VARIANTS[name] for name in IMITATING], ids=IMITATING, indirect=True)
 def test_the_memory_holds_the_played_steps_whose_return_to_their_lifes_end_beat_their_value(played):
-    worker, games, _, actions, link, _ = played
-    steps = []
-    reference_updates(link.served, games, actions, worker.config, played_steps=steps)
-    stored, waiting = expected_memory(steps, worker.config.sil_capacity)
+    worker, _, _, _, _, _ = played
+    stored, waiting = expected_memory(played)
     memory = worker.memory
     assert memory.waiting == waiting
     capacity = worker.config.sil_capacity
@@ -429,10 +431,8 @@ def test_the_memory_holds_the_played_steps_whose_return_to_their_lifes_end_beat_
 
 @pytest.mark.parametrize("played", [VARIANTS[name] for name in IMITATING], ids=IMITATING, indirect=True)
 def test_each_update_draws_its_batch_from_steps_stored_by_then_and_logs_the_share_imitated(played):
-    worker, games, _, actions, link, messages = played
-    steps = []
-    reference_updates(link.served, games, actions, worker.config, played_steps=steps)
-    stored, _ = expected_memory(steps, worker.config.sil_capacity)
+    worker, _, _, _, link, messages = played
+    stored, _ = expected_memory(played)
     assert link.imitation_batches, "no update drew a self-imitation batch"
     for rollout, (frames, (h, c), drawn_actions, drawn_returns) in link.imitation_batches.items():
         assert frames.shape[0] == worker.config.sil_batch
