@@ -54,8 +54,8 @@ def worker_bytes(config: Config) -> int:
     # a self-imitation batch is one recorded step of sil_batch rows, after the rollout's backward
     rows = max(config.num_steps * config.envs_per_worker, config.sil_batch)
     rollout = rows * recorded_per_step(config) * FLOAT
-    return (PROCESS_BASE + config.envs_per_worker * PER_GAME + imitation_memory_bytes(config) + ACTIVATION_FACTOR * rollout
-            + PARAMETER_COPIES_PER_PROCESS * parameter_count(config) * FLOAT)
+    return (PROCESS_BASE + config.envs_per_worker * PER_GAME + imitation_memory_bytes(config)
+            + ACTIVATION_FACTOR * rollout + PARAMETER_COPIES_PER_PROCESS * parameter_count(config) * FLOAT)
 
 
 def estimate_bytes(config: Config) -> int:

@@ -24,12 +24,13 @@ against sum log pi A).
 
 Self-imitation (Oh et al. 2018, ``self_imitation_loss``) learns from past steps whose
 return R_i (to the end of their life, as above with lambda = 1: no bootstrap but a time
-limit's, added to its last reward) beat the value the network now gives them; with w_i = max(R_i - V_i, 0), held constant:
+limit's, added to its last reward) beat the value the network now gives them; with
+w_i = max(R_i - V_i, 0), held constant:
   loss = -sum_i log pi(a_i|s_i) w_i  + c_s 0.5 sum_i w_i^2
   dL/dlogits_i = -w_i (onehot(a_i) - pi_i),   dL/dV_i = -c_s w_i
 (a step the network already values at R_i or more contributes nothing). With a clip k
 (the official code's, 1 there), w_i = min(max(R_i - V_i, 0), k) in both gradients: the
-value term is then a Huber loss, k (w - k / 2) beyond k.
+value term is then a Huber loss, k (s - k / 2) for a shortfall s = R_i - V_i beyond k.
 """
 from __future__ import annotations
 
