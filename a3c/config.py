@@ -105,9 +105,9 @@ class Config:
     of steps whose return, to the end of their life, beat the value the network gave them;
     each adds -log pi(a|s) max(R - V, 0) to the loss (and sil_value_coef of the value's
     shortfall), so the policy leans toward what once did better than expected. 0: off.
-    160 (one replayed step per new one, ~1.6x the time per step, sil_clip unset) was ~400
-    behind the default at 2M over two seeds, its gradient norms twice the default's by
-    then (scripts/RESULTS.md)."""
+    160 (one replayed step per new one, ~1.6x the time per step) led early and was
+    behind the default at 2M over two seeds: ~400 unclipped, its gradient norms twice
+    the default's by then, ~270 with sil_clip=1 (scripts/RESULTS.md)."""
     sil_capacity: int = 25_000
     """Steps each worker's self-imitation memory keeps (the oldest go first), and at most as
     many waiting for their life's end (a longer life keeps its last); each costs ~16 KB at
