@@ -16,6 +16,8 @@ its action and its return to the end of its life, kept because that return beat 
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -152,10 +154,20 @@ VARIANTS = {
 REPLAY_STEP_SIZE = 0.02  # moves the policy enough between passes that some ratios leave [0.9, 1.1]
 
 
+class Played(NamedTuple):
+    """A worker after its ROLLOUTS updates, the games it played and what it saw, did and sent."""
+    worker: Worker
+    games: list  # the ScriptedGames, each with the frames it showed and the rewards it gave
+    frames: torch.Tensor  # every frame the network saw, (steps, games, stack, 42, 42)
+    actions: torch.Tensor  # every action taken, (steps, games)
+    link: RecordingLink  # what was served to the worker and what it pushed
+    messages: list  # what it reported to the trainer
+
+
 @pytest.fixture(params=list(VARIANTS.values()), ids=list(VARIANTS))
 def played(monkeypatch, request):
-    """A float64 worker after ROLLOUTS updates: (worker, games, frames it saw, actions, updates, messages);
-    with the default return rules, with a lost life ending returns, with normalised advantages."""
+    """A float64 worker after ROLLOUTS updates on scripted games, once per entry of VARIANTS
+    (return rules, PPO replays, stacked views, reward handling, self-imitation)."""
     games = [ScriptedGame(k, request.param.get("frame_stack", 1)) for k in range(BATCH)]
 
     def scripted_vector_env(env_id, num_envs, frame, frame_size, reward_scale, reward_clip, frame_stack):
@@ -188,7 +200,7 @@ def played(monkeypatch, request):
         frames.append(worker.frames.clone())
         actions.append(worker.actions.clone())
         worker.learn(bootstrap)
-    return worker, games, torch.cat(frames), torch.cat(actions), link, link.messages
+    return Played(worker, games, torch.cat(frames), torch.cat(actions), link, link.messages)
 
 
 def ends_by_step() -> dict[int, dict[int, str]]:
@@ -320,18 +332,18 @@ def imitation_loss(network, batch, value_coef, clip=None):
 
 
 def test_the_worker_feeds_the_network_what_each_game_showed(played):
-    worker, games, frames, _, _, _ = played
-    seen = torch.tensor(np.stack([np.stack(game.seen) for game in games], 1))
-    assert frames.shape == seen.shape == (STEPS * ROLLOUTS, BATCH, worker.config.frame_stack, 42, 42)
-    assert torch.equal(frames, seen)  # reset frames included, final frames never
+    seen = torch.tensor(np.stack([np.stack(game.seen) for game in played.games], 1))
+    assert played.frames.shape == seen.shape == (STEPS * ROLLOUTS, BATCH, played.worker.config.frame_stack, 42, 42)
+    assert torch.equal(played.frames, seen)  # reset frames included, final frames never
 
 
 def test_every_update_equals_autograd_on_a_replay_of_the_games(played):
-    worker, games, _, actions, link, _ = played
+    worker, link = played.worker, played.link
     epochs = worker.config.epochs
     assert len(link.updates) == len(link.served) == ROLLOUTS * epochs
     clip_counts = []
-    expected = reference_updates(link.served, games, actions, worker.config, clip_counts, link.imitation_batches)
+    expected = reference_updates(link.served, played.games, played.actions, worker.config, clip_counts,
+                                 link.imitation_batches)
     names = [name for name, _ in worker.model.named_parameters()]
     for k, (ours, reference) in enumerate(zip(link.updates, expected)):
         for name, grad in zip(names, ours):
@@ -342,13 +354,12 @@ def test_every_update_equals_autograd_on_a_replay_of_the_games(played):
 
 
 def test_a_rollouts_agent_steps_are_counted_once_by_its_first_update(played):
-    worker, _, _, _, link, _ = played
-    epochs = worker.config.epochs
-    assert link.steps == ([STEPS * BATCH] + [0] * (epochs - 1)) * ROLLOUTS
+    epochs = played.worker.config.epochs
+    assert played.link.steps == ([STEPS * BATCH] + [0] * (epochs - 1)) * ROLLOUTS
 
 
 def test_each_finished_episode_is_reported_with_its_game_score_and_length(played):
-    worker, games, _, _, _, messages = played
+    games, messages = played.games, played.messages
     episodes = [m for m in messages if isinstance(m, EpisodeEnded)]
     ends = ends_by_step()
     expected = []
@@ -358,12 +369,12 @@ def test_each_finished_episode_is_reported_with_its_game_score_and_length(played
             score = sum(games[game].rewards[previous_end + 1:step + 1])
             expected.append((0, game, score, step - previous_end))
     assert [(m.worker, m.env_index, m.raw_return, m.length) for m in episodes] == expected
-    assert sum(1 for m in messages if isinstance(m, UpdateDone)) == ROLLOUTS * worker.config.epochs
+    assert sum(1 for m in messages if isinstance(m, UpdateDone)) == ROLLOUTS * played.worker.config.epochs
 
 
 def test_a_non_finite_gradient_is_never_pushed_and_the_update_is_reported_skipped(played):
-    worker, _, _, _, link, messages = played
-    updates, epochs = link.updates, worker.config.epochs
+    worker, messages = played.worker, played.messages
+    updates, epochs = played.link.updates, worker.config.epochs
     pushed = len(updates)
     bootstrap = torch.zeros(BATCH, dtype=F64)
     worker.rewards[0, 0] = float("nan")  # a NaN reward makes every gradient NaN
@@ -384,9 +395,9 @@ def expected_memory(played):
     it, in time order, each game's waiting steps cut to its share of ``sil_capacity`` (its
     last ones). Rows (stored in rollout, game, frame, h, c, action, return); and each game's
     waiting steps at the end."""
-    worker, games, _, actions, link, _ = played
+    worker = played.worker
     steps = []
-    reference_updates(link.served, games, actions, worker.config, played_steps=steps)
+    reference_updates(played.link.served, played.games, played.actions, worker.config, played_steps=steps)
     gamma, share = SETTINGS["gamma"], max(1, worker.config.sil_capacity // BATCH)
     stored, waiting = [], []
     for game in range(BATCH):
@@ -416,7 +427,7 @@ def same_step(ours, expected):
 
 @pytest.mark.parametrize("played", [VARIANTS[name] for name in IMITATING], ids=IMITATING, indirect=True)
 def test_the_memory_holds_the_played_steps_whose_return_to_their_lifes_end_beat_their_value(played):
-    worker, _, _, _, _, _ = played
+    worker = played.worker
     stored, waiting = expected_memory(played)
     memory = worker.memory
     assert memory.waiting == waiting
@@ -431,7 +442,7 @@ def test_the_memory_holds_the_played_steps_whose_return_to_their_lifes_end_beat_
 
 @pytest.mark.parametrize("played", [VARIANTS[name] for name in IMITATING], ids=IMITATING, indirect=True)
 def test_each_update_draws_its_batch_from_steps_stored_by_then_and_logs_the_share_imitated(played):
-    worker, _, _, _, link, messages = played
+    worker, link, messages = played.worker, played.link, played.messages
     stored, _ = expected_memory(played)
     assert link.imitation_batches, "no update drew a self-imitation batch"
     for rollout, (frames, (h, c), drawn_actions, drawn_returns) in link.imitation_batches.items():
