@@ -6,14 +6,17 @@ make in ``--duration`` seconds:
   env       P processes stepping the same vectorised, preprocessed games with random
             actions (``--env-batch`` games each): the most any trainer could reach;
   ours-B    a3c.worker.Worker, our hand-differentiated trainer, with envs_per_worker=B
-            (ours-B-T with num_steps=T, when ``--num-steps`` gives more than one T);
+            (ours-B-T with num_steps=T, when ``--num-steps`` gives more than one T;
+            ours-B-S with the settings S, when ``--settings`` gives more than one S);
   autograd  scripts/autograd_a3c.AutogradWorker: the same rollout code, network, loss
             and shared optimizer, differentiated by torch autograd (B = 1).
 Rounds alternate env / ours-B... / autograd so that machine drift hits all alike; the
 ratios are computed per round and their median printed, with each run's time split
-per update (env, forward, backward, optimizer; ms, averaged over workers).
+per update (env, forward, backward, optimizer; ms, averaged over workers). Each rollout
+length and each set of settings is also compared with the first one given.
 
     python -m scripts.benchmark [--duration 20] [--rounds 2] [--workers 2] [--envs-per-worker 1 4] [--num-steps 10 20]
+    python -m scripts.benchmark --envs-per-worker 8 --settings frame_stack=1 frame_stack=2
 """
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ import torch
 import torch.multiprocessing as mp
 
 from a3c.cli import ArgumentParser
-from a3c.config import load_config
+from a3c.config import ConfigError, load_config, parse_overrides
 from a3c.envs import ObsNormalizer, make_vector_env
 from a3c.memory import keep_freed_memory
 from a3c.model import ActorCritic, network_settings
@@ -60,12 +63,18 @@ def run_process(kind: str, rank: int, config, shared: SharedState, queue) -> Non
     worker_class(rank, config, LocalLink(shared, queue, rank)).run()
 
 
-def measure(kind: str, envs_per_worker: int, num_steps: int | None, args, ctx) -> dict:
-    """Start the processes, wait out the warm-up, count steps for args.duration seconds
-    (``num_steps`` None: the default config's rollout length)."""
+def run_config(envs_per_worker: int, num_steps: int | None, settings: str, workers: int):
+    """The default config with these games, rollout length (None: the config's own) and
+    settings ("key=value,key=value", "" for none), the evaluator off."""
     rollout = {} if num_steps is None else {"num_steps": num_steps}
-    config = load_config(None, {"workers": args.workers, "envs_per_worker": envs_per_worker,
-                                "total_steps": 10 ** 12, "eval_interval": 0, **rollout})
+    chosen = parse_overrides(settings.split(",")) if settings else {}
+    return load_config(None, {**chosen, "workers": workers, "envs_per_worker": envs_per_worker,
+                              "total_steps": 10 ** 12, "eval_interval": 0, **rollout})
+
+
+def measure(kind: str, envs_per_worker: int, num_steps: int | None, args, ctx, settings: str = "") -> dict:
+    """Start the processes, wait out the warm-up, count steps for args.duration seconds."""
+    config = run_config(envs_per_worker, num_steps, settings, args.workers)
     n_actions = int(make_vector_env(config.env_id, 1).single_action_space.n)
     if kind == "autograd":
         model, optimizer = shared_network(n_actions, config.optimizer, config.lr, args.workers,
@@ -131,23 +140,34 @@ def main() -> None:
                         help="envs_per_worker values of our trainer to measure")
     parser.add_argument("--num-steps", type=int, nargs="+", metavar="T",
                         help="num_steps values of our trainer to measure (default: the config's)")
+    parser.add_argument("--settings", nargs="+", default=[""], metavar="KEY=VALUE[,KEY=VALUE]",
+                        help="settings of our trainer to measure, one set per value (default: the config's)")
     parser.add_argument("--env-batch", type=int, default=None,
                         help="games per process in the env-only run (default: the largest B)")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
+    for settings in args.settings:  # a bad setting fails here, before any measurement
+        try:
+            run_config(1, None, settings, args.workers)
+        except ConfigError as error:
+            parser.error(f"--settings {settings}: {error}")
     env_batch = args.env_batch or max(args.envs_per_worker)
     ctx = mp.get_context("spawn")
-    lengths = args.num_steps or [None]
-    ours = [(f"ours-B{b}" + (f"-T{t}" if len(lengths) > 1 else ""), "ours", b, t)
-            for b in args.envs_per_worker for t in lengths]
-    runs = [(f"env-B{env_batch}", "env", env_batch, None), *ours, ("autograd-B1", "autograd", 1, None)]
+    lengths, choices = args.num_steps or [None], args.settings
+
+    def ours_name(batch: int, length: int | None, settings: str) -> str:
+        return (f"ours-B{batch}" + (f"-T{length}" if len(lengths) > 1 else "")
+                + (f"-{settings}" if len(choices) > 1 else ""))
+
+    ours = [(ours_name(b, t, s), "ours", b, t, s) for b in args.envs_per_worker for t in lengths for s in choices]
+    runs = [(f"env-B{env_batch}", "env", env_batch, None, ""), *ours, ("autograd-B1", "autograd", 1, None, "")]
     results: dict[str, list[dict]] = {}
     print(f"# benchmark: {args.workers} workers, {args.duration:g} s per run after {args.warmup:g} s "
           f"warm-up, {args.rounds} rounds; torch {torch.__version__}, python {platform.python_version()}, "
           f"{platform.machine()}", flush=True)
     for round_index in range(args.rounds):
-        for name, kind, batch, num_steps in runs:
-            result = measure(kind, batch, num_steps, args, ctx)
+        for name, kind, batch, num_steps, settings in runs:
+            result = measure(kind, batch, num_steps, args, ctx, settings)
             results.setdefault(name, []).append(result)
             split = "  ".join(f"{phase} {result['split_ms'][phase]:6.1f}" for phase in PHASES)
             print(f"round {round_index + 1}  {name:<12} {result['steps_per_s']:7.0f} steps/s   "
@@ -164,11 +184,17 @@ def main() -> None:
     for name, *_ in ours:
         ratios[f"{name}/autograd"] = statistics.median(rate(name, k) / rate(autograd_name, k) for k in range(args.rounds))
         ratios[f"{name}/env"] = statistics.median(rate(name, k) / rate(env_name, k) for k in range(args.rounds))
-    for batch in args.envs_per_worker:  # each rollout length against the first one given
-        first = f"ours-B{batch}-T{lengths[0]}"
-        for length in lengths[1:]:
-            name = f"ours-B{batch}-T{length}"
-            ratios[f"{name}/{first}"] = statistics.median(rate(name, k) / rate(first, k) for k in range(args.rounds))
+
+    def against(name: str, first: str) -> None:
+        ratios[f"{name}/{first}"] = statistics.median(rate(name, k) / rate(first, k) for k in range(args.rounds))
+
+    for batch in args.envs_per_worker:
+        for settings in choices:  # each rollout length against the first one given
+            for length in lengths[1:]:
+                against(ours_name(batch, length, settings), ours_name(batch, lengths[0], settings))
+        for length in lengths:  # each set of settings against the first one given
+            for settings in choices[1:]:
+                against(ours_name(batch, length, settings), ours_name(batch, length, choices[0]))
     for key, value in ratios.items():
         print(f"{key:<26} {value:.2f}")
     if args.json:

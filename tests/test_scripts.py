@@ -327,6 +327,28 @@ def test_benchmark_script_measures_every_kind_of_run(tmp_path):
     assert "ours-B2-T10/ours-B2-T5" in result.stdout and "steps/s" in result.stdout
 
 
+def test_benchmark_compares_sets_of_settings_with_the_first_one(tmp_path):
+    """Each --settings value is a run of our trainer with those settings; a rollout twice as
+    long shows they reach the workers: twice the games' steps per update."""
+    out = tmp_path / "bench.json"
+    result = run_script("-m", "scripts.benchmark", "--duration", "1", "--warmup", "0.5", "--rounds", "1",
+                        "--workers", "1", "--envs-per-worker", "2", "--settings", "num_steps=5",
+                        "num_steps=10,frame_stack=2", "--json", str(out))
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(out.read_text())
+    short, long = "ours-B2-num_steps=5", "ours-B2-num_steps=10,frame_stack=2"
+    assert set(report["runs"]) == {"env-B2", short, long, "autograd-B1"}
+    assert report["runs"][long][0]["split_ms"]["env"] > report["runs"][short][0]["split_ms"]["env"]
+    assert f"{long}/{short}" in report["ratios"] and f"{long}/{short}" in result.stdout
+
+
+def test_benchmark_refuses_an_unknown_setting_before_measuring():
+    result = run_script("-m", "scripts.benchmark", "--settings", "frame_stack=2", "no_such_setting=1")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error:") and "no_such_setting" in result.stderr
+    assert "round 1" not in result.stdout
+
+
 def test_roofline_counts_the_networks_arithmetic_by_hand():
     """Multiply-adds of one agent step, written out layer by layer (x2 for FLOPs)."""
     from a3c.model import ActorCritic
