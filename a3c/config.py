@@ -55,7 +55,9 @@ class Config:
     frame_stack: int = 1
     """The last K views, oldest first, as the network's K input channels (gymnasium's
     FrameStackObservation; a new game starts with K copies of its first view): motion is
-    then in one input, not only in the LSTM's memory. Only the first convolution grows."""
+    then in one input, not only in the LSTM's memory. Only the first convolution grows.
+    2 at 84x84: ahead at 2M agent steps on two seeds of three, level at 5M on two, at 0.97x
+    the steps/s of 1 (scripts/RESULTS.md); at 42x42 behind at 2M."""
     conv_channels: int = 32
     """Channels of each of the four convolutions (the network's width: their cost grows
     with its square)."""
