@@ -141,16 +141,26 @@ def main() -> None:
     parser.add_argument("--num-steps", type=int, nargs="+", metavar="T",
                         help="num_steps values of our trainer to measure (default: the config's)")
     parser.add_argument("--settings", nargs="+", default=[""], metavar="KEY=VALUE[,KEY=VALUE]",
-                        help="settings of our trainer to measure, one set per value (default: the config's)")
+                        help="settings of our trainer to measure, one set per value (default: the config's); "
+                             "workers, envs_per_worker and num_steps have their own options")
     parser.add_argument("--env-batch", type=int, default=None,
                         help="games per process in the env-only run (default: the largest B)")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
+    # The benchmark sets these itself (each has its own option, or must hold for every
+    # measurement); a --settings value for one would be silently overridden.
+    own = {"workers", "envs_per_worker", "total_steps", "eval_interval"} | ({"num_steps"} if args.num_steps else set())
     for settings in args.settings:  # a bad setting fails here, before any measurement
         try:
             run_config(1, None, settings, args.workers)
         except ConfigError as error:
             parser.error(f"--settings {settings}: {error}")
+        taken = sorted(own & set(parse_overrides(settings.split(",")) if settings else {}))
+        if taken:
+            options = {"workers": "--workers", "envs_per_worker": "--envs-per-worker", "num_steps": "--num-steps"}
+            instead = [options[key] for key in taken if key in options]
+            parser.error(f"--settings {settings}: the benchmark sets {', '.join(taken)} itself"
+                         + (f"; use {', '.join(instead)} instead" if instead else ""))
     env_batch = args.env_batch or max(args.envs_per_worker)
     ctx = mp.get_context("spawn")
     lengths, choices = args.num_steps or [None], args.settings

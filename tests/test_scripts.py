@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -346,6 +347,22 @@ def test_benchmark_refuses_an_unknown_setting_before_measuring():
     result = run_script("-m", "scripts.benchmark", "--settings", "frame_stack=2", "no_such_setting=1")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error:") and "no_such_setting" in result.stderr
+    assert "round 1" not in result.stdout
+
+
+@pytest.mark.parametrize("arguments, refused", [
+    (["--settings", "frame_stack=2", "workers=4"], "workers"),
+    (["--settings", "envs_per_worker=16"], "envs_per_worker"),
+    (["--settings", "lr=1e-3,eval_interval=60"], "eval_interval"),
+    (["--num-steps", "5", "10", "--settings", "num_steps=20"], "num_steps"),
+])
+def test_benchmark_refuses_a_setting_it_sets_itself(arguments, refused):
+    """Games, workers, rollout length (with --num-steps) and the evaluator are the benchmark's
+    own; a --settings value for one would be overridden without a word, so it is refused."""
+    result = run_script("-m", "scripts.benchmark", *arguments)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error:") and f"sets {refused} itself" in last
     assert "round 1" not in result.stdout
 
 
