@@ -60,7 +60,8 @@ class Config:
     the steps/s of 1 (scripts/RESULTS.md); at 42x42 behind at 2M."""
     conv_channels: int = 32
     """Channels of each of the four convolutions (the network's width: their cost grows
-    with its square)."""
+    with its square). 64 at 84x84: behind at 2M agent steps on two seeds, at 0.52x the
+    steps/s of 32 (scripts/RESULTS.md)."""
     hidden_size: int = 256
     """Size of the LSTM's state (the heads read it)."""
     num_steps: int = 20
