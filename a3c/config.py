@@ -63,7 +63,13 @@ class Config:
     with its square). 64 at 84x84: behind at 2M agent steps on two seeds, at 0.52x the
     steps/s of 32 (scripts/RESULTS.md)."""
     hidden_size: int = 256
-    """Size of the LSTM's state (the heads read it)."""
+    """Size of the LSTM's state, or of the feed-forward core's layer (the heads read it)."""
+    core: str = "lstm"
+    """What sits between the convolutions and the heads: 'lstm' (the A3C-LSTM agent's
+    memory, trained through each rollout) or 'feedforward' (Linear + ELU of hidden_size, no
+    memory: the A3C paper's feed-forward agent, which scored 10,001 on River Raid against
+    the LSTM agent's 6,592; it sees motion only through frame_stack, 4 in the paper).
+    Checkpoints that record no core had 'lstm'."""
     num_steps: int = 20
     """Rollout length: steps per worker between two updates (the BPTT window)."""
     early_steps: int = 0
@@ -228,7 +234,7 @@ LIMITS = {"workers": 1024, "envs_per_worker": 256, "num_steps": 10_000, "early_e
 
 CHOICES = {"optimizer": ("adam", "rmsprop"), "backend": ("local", "ray"),
            "frame": ("original", "river_and_gauge", "jet_centred", "jet_centred_fuel_bar"), "eval_policy": ("sample", "greedy", "both"),
-           "weight_init": ("a3c", "orthogonal")}
+           "weight_init": ("a3c", "orthogonal"), "core": ("lstm", "feedforward")}
 
 
 def shown(value: Any, limit: int = 60) -> str:

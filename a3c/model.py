@@ -7,6 +7,11 @@ had); the frames stacked as input channels, the frame side, the convolutions' ch
 and the LSTM size are settings (``network_settings``). The default run
 (``a3c.config.Config``) sees 84x84 frames: 1,152 features into the LSTM.
 
+``core="feedforward"`` puts Linear(features, hidden) -> ELU where the LSTM was: the A3C
+paper's feed-forward agent, which sees motion only through stacked frames. It has no
+state: it hands back the state it was given (zeros from ``initial_state``), so the
+worker, its memories and the evaluator keep one code path for both cores.
+
 Acting: ``step(..., record=False)`` keeps nothing. Learning: the T steps of a
 rollout are run with ``record=True``; ``backward`` then takes d(loss)/d(logits,
 values) for all T steps and fills every parameter's ``.grad``: heads and
@@ -26,8 +31,10 @@ FRAME_SIZE = 42
 CONV_CHANNELS = 32
 HIDDEN_SIZE = 256
 FRAME_STACK = 1
+CORE = "lstm"
+CORES = ("lstm", "feedforward")
 NETWORK_DEFAULTS = {"frame_stack": FRAME_STACK, "frame_size": FRAME_SIZE, "conv_channels": CONV_CHANNELS,
-                    "hidden_size": HIDDEN_SIZE}
+                    "hidden_size": HIDDEN_SIZE, "core": CORE}
 
 
 def network_settings(settings) -> dict:
@@ -35,7 +42,7 @@ def network_settings(settings) -> dict:
     config mapping; a setting it lacks has its default, as in checkpoints older than it)."""
     if not isinstance(settings, dict):
         settings = vars(settings)
-    return {key: int(settings.get(key, default)) for key, default in NETWORK_DEFAULTS.items()}
+    return {key: type(default)(settings.get(key, default)) for key, default in NETWORK_DEFAULTS.items()}
 
 
 def conv_sides(frame_size: int) -> list[int]:
@@ -47,7 +54,8 @@ def conv_sides(frame_size: int) -> list[int]:
 
 
 def parameter_shapes(n_actions: int, frame_stack: int = FRAME_STACK, frame_size: int = FRAME_SIZE,
-                     conv_channels: int = CONV_CHANNELS, hidden_size: int = HIDDEN_SIZE) -> dict[str, tuple[int, ...]]:
+                     conv_channels: int = CONV_CHANNELS, hidden_size: int = HIDDEN_SIZE,
+                     core: str = CORE) -> dict[str, tuple[int, ...]]:
     """The shape of every parameter of ``ActorCritic`` with these sizes, by name, without
     building it (a checkpoint's weights are checked against its own settings with this)."""
     shapes = {}
@@ -55,19 +63,27 @@ def parameter_shapes(n_actions: int, frame_stack: int = FRAME_STACK, frame_size:
         shapes[f"conv{k}.weight"] = (conv_channels, frame_stack if k == 0 else conv_channels, 3, 3)
         shapes[f"conv{k}.bias"] = (conv_channels,)
     side = conv_sides(frame_size)[-1]
-    gates = 4 * hidden_size
-    shapes.update({"lstm.weight_ih": (gates, conv_channels * side * side), "lstm.weight_hh": (gates, hidden_size),
-                   "lstm.bias_ih": (gates,), "lstm.bias_hh": (gates,),
-                   "critic.weight": (1, hidden_size), "critic.bias": (1,),
+    features = conv_channels * side * side
+    if core == "lstm":
+        gates = 4 * hidden_size
+        shapes.update({"lstm.weight_ih": (gates, features), "lstm.weight_hh": (gates, hidden_size),
+                       "lstm.bias_ih": (gates,), "lstm.bias_hh": (gates,)})
+    else:
+        shapes.update({"fc.weight": (hidden_size, features), "fc.bias": (hidden_size,)})
+    shapes.update({"critic.weight": (1, hidden_size), "critic.bias": (1,),
                    "actor.weight": (n_actions, hidden_size), "actor.bias": (n_actions,)})
     return shapes
 
 
 class ActorCritic:
     def __init__(self, n_actions: int, *, frame_stack: int = FRAME_STACK, frame_size: int = FRAME_SIZE,
-                 conv_channels: int = CONV_CHANNELS, hidden_size: int = HIDDEN_SIZE, forget_bias: float = 0.0,
-                 weight_init: str = "a3c", seed: int | None = None, dtype: torch.dtype | None = None) -> None:
-        self.n_actions, self.frame_size, self.hidden_size = n_actions, frame_size, hidden_size
+                 conv_channels: int = CONV_CHANNELS, hidden_size: int = HIDDEN_SIZE, core: str = CORE,
+                 forget_bias: float = 0.0, weight_init: str = "a3c", seed: int | None = None,
+                 dtype: torch.dtype | None = None) -> None:
+        if core not in CORES:
+            raise ValueError(f"ActorCritic: core must be one of {', '.join(CORES)}, got {core!r}")
+        self.n_actions, self.frame_size, self.hidden_size, self.core = n_actions, frame_size, hidden_size, core
+        self.dtype = dtype or torch.get_default_dtype()
         channels = [frame_stack] + [conv_channels] * 4  # the stacked frames are the input's channels
         self.convs = [Conv2d(channels[k], channels[k + 1], 3, stride=2, padding=1, dtype=dtype)
                       for k in range(4)]
@@ -76,7 +92,10 @@ class ActorCritic:
         for conv in self.convs:
             side = conv.output_size(side, side)[0]
         self.feature_size = conv_channels * side * side  # 32 channels: 288 for 42x42 frames, 1152 for 84x84
-        self.lstm = LSTMCell(self.feature_size, hidden_size, dtype=dtype)
+        # one of the two cores; the other is None
+        self.lstm = LSTMCell(self.feature_size, hidden_size, dtype=dtype) if core == "lstm" else None
+        self.fc = Linear(self.feature_size, hidden_size, dtype=dtype) if core == "feedforward" else None
+        self.fc_elu = ELU() if core == "feedforward" else None
         self.critic = Linear(hidden_size, 1, dtype=dtype)
         self.actor = Linear(hidden_size, n_actions, dtype=dtype)
         self._steps_recorded = 0
@@ -85,18 +104,23 @@ class ActorCritic:
 
     @property
     def layers(self):
-        return [*self.convs, self.lstm, self.critic, self.actor]
+        return [*self.convs, self.core_layer, self.critic, self.actor]
 
     def initialize(self, seed: int | None = None, forget_bias: float = 0.0, weight_init: str = "a3c") -> None:
         """'a3c': the original A3C-LSTM code's scheme (Glorot-uniform convolutions, torch's
-        LSTM, heads of row norm 1 and 0.01); 'orthogonal': the PPO and A2C Atari baselines'
-        (orthogonal, gain sqrt(2) for the convolutions, whose ELU passes positive inputs as a
-        rectifier does; 1 for the LSTM and the value head; 0.01 for the policy head)."""
+        LSTM, heads of row norm 1 and 0.01; the feed-forward core Glorot-uniform as the
+        convolutions); 'orthogonal': the PPO and A2C Atari baselines' (orthogonal, gain sqrt(2)
+        for the convolutions and the feed-forward core, whose ELU passes positive inputs as a
+        rectifier does; 1 for the LSTM and the value head; 0.01 for the policy head).
+        ``forget_bias`` applies to the LSTM only."""
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
         if weight_init == "a3c":
             for conv in self.convs:
                 layer_init.fan_uniform_(conv, generator)
-            layer_init.lstm_(self.lstm, forget_bias, generator)
+            if self.lstm is not None:
+                layer_init.lstm_(self.lstm, forget_bias, generator)
+            else:
+                layer_init.fan_uniform_(self.fc, generator)
             layer_init.normalized_columns_(self.critic.weight, 1.0, generator)
             layer_init.normalized_columns_(self.actor.weight, 0.01, generator)
             self.critic.bias.zero_()
@@ -104,7 +128,10 @@ class ActorCritic:
         elif weight_init == "orthogonal":
             for conv in self.convs:
                 layer_init.orthogonal_(conv, math.sqrt(2.0), generator)
-            layer_init.lstm_orthogonal_(self.lstm, forget_bias, generator)
+            if self.lstm is not None:
+                layer_init.lstm_orthogonal_(self.lstm, forget_bias, generator)
+            else:
+                layer_init.orthogonal_(self.fc, math.sqrt(2.0), generator)
             layer_init.orthogonal_(self.critic, 1.0, generator)
             layer_init.orthogonal_(self.actor, 0.01, generator)
         else:
@@ -113,7 +140,8 @@ class ActorCritic:
     # --- parameters --------------------------------------------------------------------
     def named_parameters(self):
         for prefix, layer in [*((f"conv{k}", c) for k, c in enumerate(self.convs)),
-                              ("lstm", self.lstm), ("critic", self.critic), ("actor", self.actor)]:
+                              (self.core_name, self.core_layer), ("critic", self.critic),
+                              ("actor", self.actor)]:
             for name, tensor in layer.named_parameters():
                 yield f"{prefix}.{name}", tensor
 
@@ -145,8 +173,21 @@ class ActorCritic:
         for layer in self.layers:
             layer.zero_grad()
 
+    @property
+    def core_layer(self):
+        """The LSTMCell, or the feed-forward core's Linear."""
+        return self.lstm if self.lstm is not None else self.fc
+
+    @property
+    def core_name(self) -> str:
+        """The core's prefix in parameter names: 'lstm' or 'fc'."""
+        return "lstm" if self.lstm is not None else "fc"
+
     def initial_state(self, batch: int = 1):
-        return self.lstm.initial_state(batch)
+        if self.lstm is not None:
+            return self.lstm.initial_state(batch)
+        zeros = torch.zeros(batch, self.hidden_size, dtype=self.dtype)
+        return zeros, zeros.clone()
 
     # --- forward -----------------------------------------------------------------------
     def step(self, frames: torch.Tensor, state, mask: torch.Tensor | None = None, *, record: bool = False):
@@ -157,12 +198,16 @@ class ActorCritic:
             x = elu.forward(conv.forward(x, record=record), record=record)
         self._conv_out_shape = tuple(x.shape[1:])
         features = x.reshape(x.shape[0], self.feature_size)
-        h, c = self.lstm.forward(features, state, mask, record=record)
+        if self.lstm is not None:
+            h, c = self.lstm.forward(features, state, mask, record=record)
+            state = (h, c)
+        else:  # no memory: the state passes through untouched
+            h = self.fc_elu.forward(self.fc.forward(features, record=record), record=record)
         values = self.critic.forward(h, record=record)
         logits = self.actor.forward(h, record=record)
         if record:
             self._steps_recorded += 1
-        return logits, values, (h, c)
+        return logits, values, state
 
     # --- backward ----------------------------------------------------------------------
     def backward(self, grad_logits: torch.Tensor, grad_values: torch.Tensor) -> None:
@@ -182,7 +227,10 @@ class ActorCritic:
         n = grad_logits.shape[1]
         grad_h = self.actor.backward(grad_logits.reshape(steps * n, self.n_actions))
         grad_h += self.critic.backward(grad_values.reshape(steps * n, 1))
-        grad_features, _, _ = self.lstm.backward_through_time(grad_h.view(steps, n, -1))
+        if self.lstm is not None:
+            grad_features, _, _ = self.lstm.backward_through_time(grad_h.view(steps, n, -1))
+        else:  # every step at once, as the heads: nothing links one step to the next
+            grad_features = self.fc.backward(self.fc_elu.backward(grad_h))
         grad_x = grad_features.view(steps * n, *self._conv_out_shape)
         for k in range(len(self.convs) - 1, -1, -1):  # the frames need no gradient
             grad_x = self.convs[k].backward(self.elus[k].backward(grad_x), input_grad=k > 0)

@@ -30,7 +30,7 @@ class AutogradNetwork:
         self.recorded: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def initial_state(self, batch: int):
-        hidden = self.net.lstm.hidden_size
+        hidden = self.net.actor.in_features  # the LSTM's size, or the feed-forward core's
         return torch.zeros(batch, hidden), torch.zeros(batch, hidden)
 
     def step(self, frames, state, mask=None, *, record: bool = False):

@@ -53,8 +53,11 @@ def network_flops(model: ActorCritic) -> dict[str, int]:
         forward += flops
         backward += flops * (2 if k > 0 else 1)  # weight gradient; input gradient but into the frames
         side = out_h
-    lstm = model.lstm
-    flops = 2 * 4 * lstm.hidden_size * (lstm.input_size + lstm.hidden_size)
+    if model.lstm is not None:
+        lstm = model.lstm
+        flops = 2 * 4 * lstm.hidden_size * (lstm.input_size + lstm.hidden_size)
+    else:  # the feed-forward core: one Linear
+        flops = 2 * model.fc.in_features * model.fc.out_features
     forward += flops
     backward += 2 * flops  # weight gradients; gradients into the features and the previous h
     for head in (model.critic, model.actor):

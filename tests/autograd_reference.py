@@ -12,7 +12,7 @@ class TorchActorCritic(nn.Module):
     """The A3C network of ``a3c.model.ActorCritic`` in torch.nn."""
 
     def __init__(self, n_actions: int = 18, *, frame_stack: int = 1, frame_size: int = 42,
-                 conv_channels: int = 32, hidden_size: int = 256):
+                 conv_channels: int = 32, hidden_size: int = 256, core: str = "lstm"):
         super().__init__()
         self.convs = nn.ModuleList(
             nn.Conv2d(frame_stack if k == 0 else conv_channels, conv_channels, 3, stride=2, padding=1)
@@ -21,7 +21,12 @@ class TorchActorCritic(nn.Module):
         side = frame_size
         for _ in range(4):
             side = (side + 2 - 3) // 2 + 1
-        self.lstm = nn.LSTMCell(conv_channels * side * side, hidden_size)
+        features = conv_channels * side * side
+        if core == "lstm":
+            self.lstm = nn.LSTMCell(features, hidden_size)
+        else:  # the feed-forward core: no memory, the state passed through as given
+            self.fc = nn.Linear(features, hidden_size)
+        self.core = core
         self.critic = nn.Linear(hidden_size, 1)
         self.actor = nn.Linear(hidden_size, n_actions)
 
@@ -29,6 +34,9 @@ class TorchActorCritic(nn.Module):
         x = frames
         for conv in self.convs:
             x = nn.functional.elu(conv(x))
+        if self.core == "feedforward":
+            h = nn.functional.elu(self.fc(x.flatten(1)))
+            return self.actor(h), self.critic(h), state
         h, c = state
         if mask is not None:
             h, c = h * mask, c * mask

@@ -79,6 +79,7 @@ def test_every_field_has_a_docstring_shown_by_help():
     ({"ray_address": "auto"}, "ray_address is only used with backend=ray"),
     ({"optimizer": "sgd"}, "optimizer must be one of adam, rmsprop, got 'sgd'"),
     ({"weight_init": "xavier"}, "weight_init must be one of a3c, orthogonal, got 'xavier'"),
+    ({"core": "gru"}, "core must be one of lstm, feedforward, got 'gru'"),
     ({"lr": float("nan")}, "lr must be a finite number, got nan"),
     ({"lr": float("inf")}, "lr must be a finite number, got inf"),
     ({"entropy_coef": float("nan")}, "entropy_coef must be a finite number"),

@@ -99,3 +99,13 @@ def test_a_new_run_draws_its_network_with_the_configured_scheme():
     assert _rows_orthonormal_times(model.lstm.weight_hh, 1.0)
     same = ActorCritic(18, hidden_size=32, weight_init="orthogonal", seed=7)
     assert torch.equal(model.convs[0].weight, same.convs[0].weight)
+
+
+def test_the_feedforward_core_is_drawn_as_the_convolutions_in_either_scheme():
+    a3c = ActorCritic(18, frame_size=42, hidden_size=64, core="feedforward", seed=1)
+    bound = math.sqrt(6.0 / (288 + 64))  # Glorot-uniform, as the convolutions
+    assert a3c.fc.weight.abs().max() <= bound and a3c.fc.weight.abs().max() > 0.9 * bound
+    orthogonal = ActorCritic(18, frame_size=42, hidden_size=64, core="feedforward", weight_init="orthogonal", seed=1)
+    assert _rows_orthonormal_times(orthogonal.fc.weight, math.sqrt(2.0))
+    for model in (a3c, orthogonal):
+        assert not model.fc.bias.any() and model.lstm is None

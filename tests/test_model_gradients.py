@@ -1,6 +1,7 @@
 """The A3C network stack: every parameter's gradient over a 20-step rollout equals autograd's."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 from a3c.model import ActorCritic
@@ -11,17 +12,25 @@ F64 = torch.float64
 STEPS, BATCH, ACTIONS = 20, 2, 18
 
 
-def test_rollout_gradients_match_autograd_for_every_parameter():
+# (core, frame_stack, frame_size, conv_channels, hidden_size): the default LSTM, and the
+# feed-forward core over several input and layer sizes
+SHAPES = [("lstm", 1, 42, 32, 256), ("feedforward", 4, 42, 32, 256), ("feedforward", 1, 16, 4, 8),
+          ("feedforward", 2, 84, 8, 32), ("feedforward", 3, 23, 5, 7)]
+
+
+@pytest.mark.parametrize("core, stack, size, channels, hidden", SHAPES)
+def test_rollout_gradients_match_autograd_for_every_parameter(core, stack, size, channels, hidden):
     torch.manual_seed(0)
-    model = ActorCritic(ACTIONS, seed=0, dtype=F64)
-    reference = TorchActorCritic(ACTIONS).double().load_from(model)
-    frames = torch.rand(STEPS, BATCH, 1, 42, 42, dtype=F64)
+    sizes = dict(frame_stack=stack, frame_size=size, conv_channels=channels, hidden_size=hidden, core=core)
+    model = ActorCritic(ACTIONS, **sizes, seed=0, dtype=F64)
+    reference = TorchActorCritic(ACTIONS, **sizes).double().load_from(model)
+    frames = torch.rand(STEPS, BATCH, stack, size, size, dtype=F64)
     # episode starts inside the rollout: row 1 resets at step 7, row 0 at step 13
     masks = torch.ones(STEPS, BATCH, 1, dtype=F64)
     masks[7, 1] = masks[13, 0] = 0.0
     grad_logits = torch.randn(STEPS, BATCH, ACTIONS, dtype=F64)
     grad_values = torch.randn(STEPS, BATCH, 1, dtype=F64)
-    h0, c0 = torch.randn(BATCH, 256, dtype=F64), torch.randn(BATCH, 256, dtype=F64)
+    h0, c0 = torch.randn(BATCH, hidden, dtype=F64), torch.randn(BATCH, hidden, dtype=F64)
 
     state, logits_ref, values_ref = (h0, c0), [], []
     for t in range(STEPS):
@@ -48,3 +57,23 @@ def test_acting_keeps_no_records():
     for _ in range(3):
         _, _, state = model.step(torch.rand(1, 1, 42, 42), state)
     assert all(not layer._records for layer in [*model.layers, *model.elus])
+
+
+def test_the_feedforward_core_has_no_memory():
+    """Its outputs depend on the frames alone, and the state comes back as it went in."""
+    model = ActorCritic(ACTIONS, frame_stack=4, hidden_size=16, core="feedforward", seed=0, dtype=F64)
+    frames = torch.rand(2, 4, 42, 42, dtype=F64)
+    fresh = model.initial_state(2)
+    assert [tuple(t.shape) for t in fresh] == [(2, 16), (2, 16)] and not any(t.any() for t in fresh)
+    other = (torch.randn(2, 16, dtype=F64), torch.randn(2, 16, dtype=F64))
+    logits, values, state = model.step(frames, other, torch.zeros(2, 1, dtype=F64))
+    logits_fresh, values_fresh, _ = model.step(frames, fresh)
+    assert torch.equal(logits, logits_fresh) and torch.equal(values, values_fresh)
+    assert state[0] is other[0] and state[1] is other[1]
+    assert [name for name, _ in model.named_parameters()][8:] == [
+        "fc.weight", "fc.bias", "critic.weight", "critic.bias", "actor.weight", "actor.bias"]
+
+
+def test_an_unknown_core_is_refused():
+    with pytest.raises(ValueError, match="core must be one of lstm, feedforward"):
+        ActorCritic(ACTIONS, core="gru")

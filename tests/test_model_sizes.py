@@ -9,7 +9,9 @@ from a3c.model import ActorCritic, conv_sides, parameter_shapes
 
 @pytest.mark.parametrize("sizes", [{}, {"frame_size": 84, "conv_channels": 16, "hidden_size": 64},
                                    {"frame_size": 50, "conv_channels": 8, "hidden_size": 24},
-                                   {"frame_stack": 4, "conv_channels": 8, "hidden_size": 24}])
+                                   {"frame_stack": 4, "conv_channels": 8, "hidden_size": 24},
+                                   {"frame_stack": 4, "conv_channels": 8, "hidden_size": 24, "core": "feedforward"},
+                                   {"frame_size": 84, "core": "feedforward"}])
 def test_parameter_shapes_are_those_of_the_network_built(sizes):
     model = ActorCritic(9, seed=0, **sizes)
     assert parameter_shapes(9, **sizes) == {name: tuple(p.shape) for name, p in model.named_parameters()}

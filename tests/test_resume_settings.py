@@ -123,6 +123,19 @@ def test_a_view_asked_for_by_a_config_file_must_be_the_trained_one(tmp_path):
     assert config.frame == "jet_centred"
 
 
+def test_a_resumed_run_keeps_the_core_it_was_trained_with_and_an_older_checkpoint_had_the_lstm(tmp_path):
+    path = checkpoint(tmp_path, {**TRAINED, "core": "feedforward", "frame_stack": 4})
+    with pytest.raises(ConfigError, match=r"was trained with core=feedforward, this run asks for "
+                                          r"core=lstm \(give core=feedforward\)$"):
+        parse_args([f"resume={path}", "core=lstm"])
+    config, _, _ = parse_args([f"resume={path}"])
+    assert (config.core, config.frame_stack) == ("feedforward", 4)
+    older = checkpoint(tmp_path / "older", {k: v for k, v in TRAINED.items() if k != "core"})
+    with pytest.raises(ConfigError, match=r"was trained with core=lstm, this run asks for core=feedforward"):
+        parse_args([f"resume={older}", "core=feedforward"])
+    assert parse_args([f"resume={older}"])[0].core == "lstm"
+
+
 @pytest.mark.parametrize("key,trained,asked", [("weight_init", "orthogonal", "a3c"), ("forget_bias", 1.0, 0.0)])
 def test_a_resumed_run_keeps_the_initialisation_its_weights_were_drawn_with(tmp_path, key, trained, asked):
     path = checkpoint(tmp_path, {**TRAINED, key: trained})
