@@ -83,7 +83,6 @@ class ActorCritic:
         if core not in CORES:
             raise ValueError(f"ActorCritic: core must be one of {', '.join(CORES)}, got {core!r}")
         self.n_actions, self.frame_size, self.hidden_size, self.core = n_actions, frame_size, hidden_size, core
-        self.dtype = dtype or torch.get_default_dtype()
         channels = [frame_stack] + [conv_channels] * 4  # the stacked frames are the input's channels
         self.convs = [Conv2d(channels[k], channels[k + 1], 3, stride=2, padding=1, dtype=dtype)
                       for k in range(4)]
@@ -186,7 +185,8 @@ class ActorCritic:
     def initial_state(self, batch: int = 1):
         if self.lstm is not None:
             return self.lstm.initial_state(batch)
-        zeros = torch.zeros(batch, self.hidden_size, dtype=self.dtype)
+        weight = self.fc.weight  # the state follows the weights' dtype and device, as the LSTM's does
+        zeros = torch.zeros(batch, self.hidden_size, dtype=weight.dtype, device=weight.device)
         return zeros, zeros.clone()
 
     # --- forward -----------------------------------------------------------------------
@@ -201,7 +201,11 @@ class ActorCritic:
         if self.lstm is not None:
             h, c = self.lstm.forward(features, state, mask, record=record)
             state = (h, c)
-        else:  # no memory: the state passes through untouched
+        else:  # no memory: the state passes through untouched, checked as the LSTM would check it
+            expected = (features.shape[0], self.hidden_size)
+            if len(state) != 2 or any(tuple(part.shape) != expected for part in state):
+                raise ValueError(f"ActorCritic: state must be (h, c), each {expected}, got "
+                                 f"{[tuple(part.shape) for part in state]}")
             h = self.fc_elu.forward(self.fc.forward(features, record=record), record=record)
         values = self.critic.forward(h, record=record)
         logits = self.actor.forward(h, record=record)

@@ -51,12 +51,13 @@ def test_rollout_gradients_match_autograd_for_every_parameter(core, stack, size,
         assert_close(param.grad, reference_grads[name], what=name)
 
 
-def test_acting_keeps_no_records():
-    model = ActorCritic(ACTIONS, seed=0)
+@pytest.mark.parametrize("core", ["lstm", "feedforward"])
+def test_acting_keeps_no_records(core):
+    model = ActorCritic(ACTIONS, core=core, seed=0)
     state = model.initial_state(1)
     for _ in range(3):
         _, _, state = model.step(torch.rand(1, 1, 42, 42), state)
-    assert all(not layer._records for layer in [*model.layers, *model.elus])
+    assert all(not layer._records for layer in [*model.layers, *model.elus, model.fc_elu] if layer is not None)
 
 
 def test_the_feedforward_core_has_no_memory():
@@ -70,6 +71,9 @@ def test_the_feedforward_core_has_no_memory():
     logits_fresh, values_fresh, _ = model.step(frames, fresh)
     assert torch.equal(logits, logits_fresh) and torch.equal(values, values_fresh)
     assert state[0] is other[0] and state[1] is other[1]
+    with pytest.raises(ValueError, match=r"state must be \(h, c\), each \(2, 16\)"):
+        model.step(frames, model.initial_state(3))
+    assert model.to(torch.float32).initial_state(1)[0].dtype == torch.float32  # follows the weights
     assert [name for name, _ in model.named_parameters()][8:] == [
         "fc.weight", "fc.bias", "critic.weight", "critic.bias", "actor.weight", "actor.bias"]
 
