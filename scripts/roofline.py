@@ -59,7 +59,7 @@ def network_flops(model: ActorCritic) -> dict[str, int]:
     else:  # the feed-forward core: one Linear
         flops = 2 * model.fc.in_features * model.fc.out_features
     forward += flops
-    backward += 2 * flops  # weight gradients; gradients into the features and the previous h
+    backward += 2 * flops  # weight gradients; gradients into the features (and the LSTM's previous h)
     for head in (model.critic, model.actor):
         flops = 2 * head.in_features * head.out_features
         forward += flops
