@@ -24,7 +24,8 @@ FORMAT = "riverraid-a3c/checkpoint"
 # checkpoint records its view (frame, frame_size, frame_stack) and plays and resumes with it;
 # a file older than one of those settings had its first value (config.UNRECORDED_MEANT).
 FORMAT_VERSION = 1
-PLAY_SETTINGS = ("env_id", "frame", "frame_size", "frame_stack", "conv_channels", "hidden_size", "core")
+PLAY_SETTINGS = ("env_id", "frame", "frame_size", "frame_stack", "conv_channels", "hidden_size", "core",
+                 "conv_stack")
 
 
 class CheckpointError(ValueError):

@@ -60,8 +60,14 @@ class Config:
     the steps/s of 1 (scripts/RESULTS.md); at 42x42 behind at 2M."""
     conv_channels: int = 32
     """Channels of each of the four convolutions (the network's width: their cost grows
-    with its square). 64 at 84x84: behind at 2M agent steps on two seeds, at 0.52x the
-    steps/s of 32 (scripts/RESULTS.md)."""
+    with its square); with conv_stack=nature those of the first, the other two having twice
+    as many. 64 at 84x84: behind at 2M agent steps on two seeds, at 0.52x the steps/s of 32
+    (scripts/RESULTS.md)."""
+    conv_stack: str = "a3c"
+    """The convolutions, each followed by an ELU: 'a3c' (the A3C-LSTM code's four 3x3 of
+    stride 2 and padding 1) or 'nature' (the DQN Nature paper's 8x8 stride 4, 4x4 stride 2 and
+    3x3 stride 1, unpadded: the network of the DQN, Quantile and PPO agents; frame_size at
+    least 36). Checkpoints that record none had 'a3c'."""
     hidden_size: int = 256
     """Size of the LSTM's state, or of the feed-forward core's layer (the heads read it)."""
     core: str = "lstm"
@@ -236,9 +242,12 @@ LIMITS = {"workers": 1024, "envs_per_worker": 256, "num_steps": 10_000, "early_e
           "hidden_size": 4096, "epochs": 64, "frame_stack": 16, "sil_batch": 65_536,
           "sil_capacity": 1_000_000}
 
+SMALLEST_NATURE_FRAME = 36
+
 CHOICES = {"optimizer": ("adam", "rmsprop"), "backend": ("local", "ray"),
            "frame": ("original", "river_and_gauge", "jet_centred", "jet_centred_fuel_bar"), "eval_policy": ("sample", "greedy", "both"),
-           "weight_init": ("a3c", "orthogonal"), "core": ("lstm", "feedforward")}
+           "weight_init": ("a3c", "orthogonal"), "core": ("lstm", "feedforward"),
+           "conv_stack": ("a3c", "nature")}
 
 
 def shown(value: Any, limit: int = 60) -> str:
@@ -420,6 +429,11 @@ def validate(config: Config) -> None:
     for key, choices in CHOICES.items():
         if getattr(config, key) not in choices:
             raise ConfigError(f"{key} must be one of {', '.join(choices)}, got {shown(getattr(config, key))}")
+    # a3c.model.smallest_frame_size: the three unpadded convolutions need room (config does
+    # not import the model; a test keeps the two equal)
+    if config.conv_stack == "nature" and config.frame_size < SMALLEST_NATURE_FRAME:
+        raise ConfigError(f"frame_size must be at least {SMALLEST_NATURE_FRAME} with conv_stack=nature, "
+                          f"got {config.frame_size}")
     if config.sil_batch > config.sil_capacity:  # the memory could never fill a batch: no self-imitation at all
         raise ConfigError(f"sil_batch must be at most sil_capacity ({config.sil_capacity}), got {config.sil_batch}")
     if config.ray_address is not None and config.backend != "ray":

@@ -17,7 +17,7 @@ import math
 import os
 
 from a3c.config import Config, ConfigError
-from a3c.model import conv_sides, network_settings, parameter_shapes
+from a3c.model import conv_sides, conv_specs, network_settings, parameter_shapes
 
 MIB = 1 << 20
 PROCESS_BASE = 250 * MIB  # python + torch + gymnasium + ale-py, imported (measured 243 MiB)
@@ -36,7 +36,9 @@ def recorded_per_step(config: Config) -> int:
     """Numbers one game's step records for the backward: its stacked frames, each
     convolution's and ELU's output and the LSTM's gates and states."""
     frame = config.frame_stack * config.frame_size ** 2
-    convs = sum(2 * config.conv_channels * side * side for side in conv_sides(config.frame_size))
+    specs = conv_specs(config.conv_stack, config.frame_stack, config.conv_channels)
+    sides = conv_sides(config.frame_size, config.conv_stack)
+    convs = sum(2 * out_channels * side * side for (_, out_channels, *_), side in zip(specs, sides))
     return frame + convs + 8 * config.hidden_size
 
 

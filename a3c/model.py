@@ -7,6 +7,11 @@ had); the frames stacked as input channels, the frame side, the convolutions' ch
 and the LSTM size are settings (``network_settings``). The default run
 (``a3c.config.Config``) sees 84x84 frames: 1,152 features into the LSTM.
 
+``conv_stack="nature"`` puts the DQN Nature paper's three convolutions (C@8x8 stride 4,
+2C@4x4 stride 2, 2C@3x3 stride 1, no padding; C = conv_channels, 32 in the paper) in place
+of the four 3x3 ones, each still followed by an ELU: the network of the DQN, Quantile and
+PPO agents the issue compares against. At 84x84 it hands 3,136 features to the core.
+
 ``core="feedforward"`` puts Linear(features, hidden) -> ELU where the LSTM was: the A3C
 paper's feed-forward agent, which sees motion only through stacked frames. It has no
 state: it hands back the state it was given (zeros from ``initial_state``), so the
@@ -33,8 +38,10 @@ HIDDEN_SIZE = 256
 FRAME_STACK = 1
 CORE = "lstm"
 CORES = ("lstm", "feedforward")
+CONV_STACK = "a3c"
+CONV_STACKS = ("a3c", "nature")
 NETWORK_DEFAULTS = {"frame_stack": FRAME_STACK, "frame_size": FRAME_SIZE, "conv_channels": CONV_CHANNELS,
-                    "hidden_size": HIDDEN_SIZE, "core": CORE}
+                    "hidden_size": HIDDEN_SIZE, "core": CORE, "conv_stack": CONV_STACK}
 
 
 def network_settings(settings) -> dict:
@@ -45,25 +52,44 @@ def network_settings(settings) -> dict:
     return {key: type(default)(settings.get(key, default)) for key, default in NETWORK_DEFAULTS.items()}
 
 
-def conv_sides(frame_size: int) -> list[int]:
-    """The output side of each of the four 3x3, stride-2, padding-1 convolutions."""
+def conv_specs(conv_stack: str = CONV_STACK, frame_stack: int = FRAME_STACK,
+               conv_channels: int = CONV_CHANNELS) -> list[tuple[int, int, int, int, int]]:
+    """(in_channels, out_channels, kernel, stride, padding) of each convolution, in order:
+    'a3c', the A3C-LSTM code's four 3x3 convolutions of stride 2, each halving the side;
+    'nature', the DQN Nature paper's three, whose last two are twice as wide."""
+    c = conv_channels
+    if conv_stack == "a3c":
+        return [(frame_stack if k == 0 else c, c, 3, 2, 1) for k in range(4)]
+    if conv_stack == "nature":
+        return [(frame_stack, c, 8, 4, 0), (c, 2 * c, 4, 2, 0), (2 * c, 2 * c, 3, 1, 0)]
+    raise ValueError(f"conv_stack must be one of {', '.join(CONV_STACKS)}, got {conv_stack!r}")
+
+
+def conv_sides(frame_size: int, conv_stack: str = CONV_STACK) -> list[int]:
+    """The output side of each convolution (0 or less: the frame is too small for the stack)."""
     sides = [frame_size]
-    for _ in range(4):
-        sides.append((sides[-1] + 2 - 3) // 2 + 1)
+    for _, _, kernel, stride, padding in conv_specs(conv_stack):
+        sides.append((sides[-1] + 2 * padding - kernel) // stride + 1)
     return sides[1:]
+
+
+def smallest_frame_size(conv_stack: str = CONV_STACK) -> int:
+    """The smallest frame side every convolution of the stack has room for (a3c 1, nature 36)."""
+    return next(size for size in range(1, 1000) if min(conv_sides(size, conv_stack)) >= 1)
 
 
 def parameter_shapes(n_actions: int, frame_stack: int = FRAME_STACK, frame_size: int = FRAME_SIZE,
                      conv_channels: int = CONV_CHANNELS, hidden_size: int = HIDDEN_SIZE,
-                     core: str = CORE) -> dict[str, tuple[int, ...]]:
+                     core: str = CORE, conv_stack: str = CONV_STACK) -> dict[str, tuple[int, ...]]:
     """The shape of every parameter of ``ActorCritic`` with these sizes, by name, without
     building it (a checkpoint's weights are checked against its own settings with this)."""
     shapes = {}
-    for k in range(4):
-        shapes[f"conv{k}.weight"] = (conv_channels, frame_stack if k == 0 else conv_channels, 3, 3)
-        shapes[f"conv{k}.bias"] = (conv_channels,)
-    side = conv_sides(frame_size)[-1]
-    features = conv_channels * side * side
+    specs = conv_specs(conv_stack, frame_stack, conv_channels)
+    for k, (in_channels, out_channels, kernel, _, _) in enumerate(specs):
+        shapes[f"conv{k}.weight"] = (out_channels, in_channels, kernel, kernel)
+        shapes[f"conv{k}.bias"] = (out_channels,)
+    side = conv_sides(frame_size, conv_stack)[-1]
+    features = specs[-1][1] * side * side
     if core == "lstm":
         gates = 4 * hidden_size
         shapes.update({"lstm.weight_ih": (gates, features), "lstm.weight_hh": (gates, hidden_size),
@@ -78,19 +104,26 @@ def parameter_shapes(n_actions: int, frame_stack: int = FRAME_STACK, frame_size:
 class ActorCritic:
     def __init__(self, n_actions: int, *, frame_stack: int = FRAME_STACK, frame_size: int = FRAME_SIZE,
                  conv_channels: int = CONV_CHANNELS, hidden_size: int = HIDDEN_SIZE, core: str = CORE,
-                 forget_bias: float = 0.0, weight_init: str = "a3c", seed: int | None = None,
-                 dtype: torch.dtype | None = None) -> None:
+                 conv_stack: str = CONV_STACK, forget_bias: float = 0.0, weight_init: str = "a3c",
+                 seed: int | None = None, dtype: torch.dtype | None = None) -> None:
         if core not in CORES:
             raise ValueError(f"ActorCritic: core must be one of {', '.join(CORES)}, got {core!r}")
+        if conv_stack not in CONV_STACKS:
+            raise ValueError(f"ActorCritic: conv_stack must be one of {', '.join(CONV_STACKS)}, got {conv_stack!r}")
+        if frame_size < smallest_frame_size(conv_stack):
+            raise ValueError(f"ActorCritic: frame_size must be at least {smallest_frame_size(conv_stack)} "
+                             f"for conv_stack={conv_stack}, got {frame_size}")
         self.n_actions, self.frame_size, self.hidden_size, self.core = n_actions, frame_size, hidden_size, core
-        channels = [frame_stack] + [conv_channels] * 4  # the stacked frames are the input's channels
-        self.convs = [Conv2d(channels[k], channels[k + 1], 3, stride=2, padding=1, dtype=dtype)
-                      for k in range(4)]
-        self.elus = [ELU() for _ in range(4)]
+        self.conv_stack = conv_stack
+        # the stacked frames are the first convolution's input channels
+        self.convs = [Conv2d(c_in, c_out, kernel, stride=stride, padding=padding, dtype=dtype)
+                      for c_in, c_out, kernel, stride, padding in conv_specs(conv_stack, frame_stack, conv_channels)]
+        self.elus = [ELU() for _ in self.convs]
         side = frame_size
         for conv in self.convs:
             side = conv.output_size(side, side)[0]
-        self.feature_size = conv_channels * side * side  # 32 channels: 288 for 42x42 frames, 1152 for 84x84
+        # a3c with 32 channels: 288 features for 42x42 frames, 1152 for 84x84; nature: 3136 for 84x84
+        self.feature_size = self.convs[-1].out_channels * side * side
         # one of the two cores; the other is None
         self.lstm = LSTMCell(self.feature_size, hidden_size, dtype=dtype) if core == "lstm" else None
         self.fc = Linear(self.feature_size, hidden_size, dtype=dtype) if core == "feedforward" else None

@@ -28,7 +28,7 @@ import torch
 from a3c.cli import ArgumentParser
 from a3c.config import load_config
 from a3c.envs import make_vector_env
-from a3c.model import ActorCritic, conv_sides, network_settings
+from a3c.model import ActorCritic, conv_sides, conv_specs, network_settings
 
 # m x k x n: two large shapes for the machine's peak (the network's own matmuls: largest_conv_gemm)
 GEMM_SIZES = [(1024, 1024, 1024), (2048, 2048, 256)]
@@ -37,9 +37,11 @@ GEMM_SIZES = [(1024, 1024, 1024), (2048, 2048, 256)]
 def largest_conv_gemm(config) -> tuple[int, int, int]:
     """The network's largest matmul: the second convolution's weight gradient over a
     rollout of num_steps x envs_per_worker frames."""
-    side = conv_sides(config.frame_size)[1]
+    in_channels, out_channels, kernel, _, _ = conv_specs(config.conv_stack, config.frame_stack,
+                                                          config.conv_channels)[1]
+    side = conv_sides(config.frame_size, config.conv_stack)[1]
     batch = config.num_steps * config.envs_per_worker
-    return (9 * config.conv_channels, side * side * batch, config.conv_channels)
+    return (kernel * kernel * in_channels, side * side * batch, out_channels)
 
 
 def network_flops(model: ActorCritic) -> dict[str, int]:

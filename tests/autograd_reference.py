@@ -12,16 +12,18 @@ class TorchActorCritic(nn.Module):
     """The A3C network of ``a3c.model.ActorCritic`` in torch.nn."""
 
     def __init__(self, n_actions: int = 18, *, frame_stack: int = 1, frame_size: int = 42,
-                 conv_channels: int = 32, hidden_size: int = 256, core: str = "lstm"):
+                 conv_channels: int = 32, hidden_size: int = 256, core: str = "lstm",
+                 conv_stack: str = "a3c"):
         super().__init__()
-        self.convs = nn.ModuleList(
-            nn.Conv2d(frame_stack if k == 0 else conv_channels, conv_channels, 3, stride=2, padding=1)
-            for k in range(4)
-        )
-        side = frame_size
-        for _ in range(4):
-            side = (side + 2 - 3) // 2 + 1
-        features = conv_channels * side * side
+        c = conv_channels
+        if conv_stack == "a3c":  # four 3x3, stride 2, padding 1
+            self.convs = nn.ModuleList(
+                nn.Conv2d(frame_stack if k == 0 else c, c, 3, stride=2, padding=1) for k in range(4))
+        else:  # the DQN Nature paper's three, unpadded
+            self.convs = nn.ModuleList([nn.Conv2d(frame_stack, c, 8, stride=4), nn.Conv2d(c, 2 * c, 4, stride=2),
+                                        nn.Conv2d(2 * c, 2 * c, 3, stride=1)])
+        with torch.no_grad():  # the features' size, as torch itself computes it
+            features = nn.Sequential(*self.convs)(torch.zeros(1, frame_stack, frame_size, frame_size)).numel()
         if core == "lstm":
             self.lstm = nn.LSTMCell(features, hidden_size)
         else:  # the feed-forward core: no memory, the state passed through as given

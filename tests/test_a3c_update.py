@@ -31,7 +31,8 @@ def reference_targets(rewards, dones, values, bootstrap, gamma, gae_lambda):
 
 
 def run_update(steps, batch, dones, masks, bootstrap_zero, seed=0, normalize_advantages=False, network=None):
-    """``network``: sizes other than the default (frame_stack, frame_size, conv_channels, hidden_size, core)."""
+    """``network``: sizes other than the default (frame_stack, frame_size, conv_channels, hidden_size, core,
+    conv_stack)."""
     torch.manual_seed(seed)
     network = network or {}
     model = ActorCritic(ACTIONS, seed=seed, dtype=F64, **network)
@@ -116,6 +117,9 @@ def test_normalized_advantages_with_a_terminal_inside_and_at_the_last_step():
     {"frame_stack": 3, "conv_channels": 8, "hidden_size": 24},
     {"core": "feedforward", "frame_stack": 4, "conv_channels": 8, "hidden_size": 24},
     {"core": "feedforward", "frame_size": 50, "conv_channels": 16, "hidden_size": 40},
+    {"conv_stack": "nature", "frame_size": 84, "conv_channels": 8, "hidden_size": 24},
+    {"conv_stack": "nature", "core": "feedforward", "frame_stack": 4, "frame_size": 40, "conv_channels": 6,
+     "hidden_size": 16},
 ])
 def test_other_network_sizes(network):
     steps, batch = 6, 2

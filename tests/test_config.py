@@ -80,6 +80,8 @@ def test_every_field_has_a_docstring_shown_by_help():
     ({"optimizer": "sgd"}, "optimizer must be one of adam, rmsprop, got 'sgd'"),
     ({"weight_init": "xavier"}, "weight_init must be one of a3c, orthogonal, got 'xavier'"),
     ({"core": "gru"}, "core must be one of lstm, feedforward, got 'gru'"),
+    ({"conv_stack": "resnet"}, "conv_stack must be one of a3c, nature, got 'resnet'"),
+    ({"conv_stack": "nature", "frame_size": 35}, "frame_size must be at least 36 with conv_stack=nature, got 35"),
     ({"lr": float("nan")}, "lr must be a finite number, got nan"),
     ({"lr": float("inf")}, "lr must be a finite number, got inf"),
     ({"entropy_coef": float("nan")}, "entropy_coef must be a finite number"),

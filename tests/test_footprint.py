@@ -18,7 +18,7 @@ DEFAULT = ROOT / "configs" / "riverraid.yaml"
 # a worker in a process of its own, a few updates, then its resident memory in MiB
 PROBE = textwrap.dedent("""
     import sys
-    from a3c.config import load_config
+    from a3c.config import load_config, parse_overrides
     from a3c.memory import keep_freed_memory
     from a3c.worker import Worker
 
@@ -32,8 +32,7 @@ PROBE = textwrap.dedent("""
         def should_stop(self): return False
 
     keep_freed_memory()  # as a worker process does
-    settings = dict(zip(["envs_per_worker", "num_steps", "frame_size", "conv_channels"], map(int, sys.argv[1:])))
-    worker = Worker(0, load_config(None, {"workers": 1, **settings}), Link())
+    worker = Worker(0, load_config(None, {"workers": 1, **parse_overrides(sys.argv[1:])}), Link())  # key=value
     obs, _ = worker.envs.reset(seed=0)
     state, mask = worker.model.initial_state(worker.num_envs), None
     for _ in range(3):
@@ -43,12 +42,12 @@ PROBE = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("shape", [(8, 20, 42, 32), (16, 40, 42, 32), (4, 20, 84, 48)])
+@pytest.mark.parametrize("shape", [(8, 20, 42, 32), (16, 40, 42, 32), (4, 20, 84, 48), (8, 20, 84, 32, "nature")])
 def test_the_estimate_of_a_worker_is_within_a_third_of_its_measured_memory(shape):
-    measured = int(subprocess.run([sys.executable, "-c", PROBE, *map(str, shape)], cwd=ROOT, capture_output=True,
-                                  text=True, timeout=120, check=True).stdout.split()[-1])
-    config = load_config(None, dict(zip(["envs_per_worker", "num_steps", "frame_size", "conv_channels"], shape),
-                                    workers=1))
+    settings = dict(zip(["envs_per_worker", "num_steps", "frame_size", "conv_channels", "conv_stack"], shape))
+    measured = int(subprocess.run([sys.executable, "-c", PROBE, *(f"{k}={v}" for k, v in settings.items())],
+                                  cwd=ROOT, capture_output=True, text=True, timeout=120, check=True).stdout.split()[-1])
+    config = load_config(None, {**settings, "workers": 1})
     assert 0.75 * measured <= worker_bytes(config) / MIB <= 1.33 * measured
 
 

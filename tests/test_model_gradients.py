@@ -12,16 +12,20 @@ F64 = torch.float64
 STEPS, BATCH, ACTIONS = 20, 2, 18
 
 
-# (core, frame_stack, frame_size, conv_channels, hidden_size): the default LSTM, and the
-# feed-forward core over several input and layer sizes
-SHAPES = [("lstm", 1, 42, 32, 256), ("feedforward", 4, 42, 32, 256), ("feedforward", 1, 16, 4, 8),
-          ("feedforward", 2, 84, 8, 32), ("feedforward", 3, 23, 5, 7)]
+# (conv_stack, core, frame_stack, frame_size, conv_channels, hidden_size): the default LSTM,
+# the feed-forward core over several input and layer sizes, and the DQN Nature paper's
+# convolutions with either core, from the smallest frame they take (36) to the default's 84
+SHAPES = [("a3c", "lstm", 1, 42, 32, 256), ("a3c", "feedforward", 4, 42, 32, 256), ("a3c", "feedforward", 1, 16, 4, 8),
+          ("a3c", "feedforward", 2, 84, 8, 32), ("a3c", "feedforward", 3, 23, 5, 7),
+          ("nature", "lstm", 1, 84, 8, 32), ("nature", "lstm", 2, 36, 4, 8), ("nature", "lstm", 1, 45, 3, 16),
+          ("nature", "feedforward", 4, 84, 8, 32), ("nature", "feedforward", 3, 50, 5, 7)]
 
 
-@pytest.mark.parametrize("core, stack, size, channels, hidden", SHAPES)
-def test_rollout_gradients_match_autograd_for_every_parameter(core, stack, size, channels, hidden):
+@pytest.mark.parametrize("conv_stack, core, stack, size, channels, hidden", SHAPES)
+def test_rollout_gradients_match_autograd_for_every_parameter(conv_stack, core, stack, size, channels, hidden):
     torch.manual_seed(0)
-    sizes = dict(frame_stack=stack, frame_size=size, conv_channels=channels, hidden_size=hidden, core=core)
+    sizes = dict(frame_stack=stack, frame_size=size, conv_channels=channels, hidden_size=hidden, core=core,
+                 conv_stack=conv_stack)
     model = ActorCritic(ACTIONS, **sizes, seed=0, dtype=F64)
     reference = TorchActorCritic(ACTIONS, **sizes).double().load_from(model)
     frames = torch.rand(STEPS, BATCH, stack, size, size, dtype=F64)
@@ -81,3 +85,22 @@ def test_the_feedforward_core_has_no_memory():
 def test_an_unknown_core_is_refused():
     with pytest.raises(ValueError, match="core must be one of lstm, feedforward"):
         ActorCritic(ACTIONS, core="gru")
+
+
+def test_the_nature_convolutions_are_the_dqn_papers():
+    """8x8 stride 4, 4x4 stride 2, 3x3 stride 1, unpadded, the last two twice as wide: 3,136
+    features from 84x84 frames, as in the paper."""
+    model = ActorCritic(ACTIONS, frame_stack=4, frame_size=84, conv_channels=32, conv_stack="nature", seed=0)
+    assert [(c.in_channels, c.out_channels, c.kernel_size, c.stride, c.padding) for c in model.convs] == [
+        (4, 32, (8, 8), (4, 4), (0, 0)), (32, 64, (4, 4), (2, 2), (0, 0)), (64, 64, (3, 3), (1, 1), (0, 0))]
+    assert model.feature_size == 64 * 7 * 7 and len(model.elus) == 3
+    assert [name for name, _ in model.named_parameters()][:7] == [
+        "conv0.weight", "conv0.bias", "conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias", "lstm.weight_ih"]
+
+
+def test_an_unknown_conv_stack_or_a_frame_too_small_for_it_is_refused():
+    with pytest.raises(ValueError, match="conv_stack must be one of a3c, nature, got 'resnet'"):
+        ActorCritic(ACTIONS, conv_stack="resnet")
+    with pytest.raises(ValueError, match="frame_size must be at least 36 for conv_stack=nature, got 35"):
+        ActorCritic(ACTIONS, frame_size=35, conv_stack="nature")
+    ActorCritic(ACTIONS, frame_size=36, conv_stack="nature")  # its last convolution sees one position

@@ -11,11 +11,16 @@ from a3c.model import ActorCritic, conv_sides, parameter_shapes
                                    {"frame_size": 50, "conv_channels": 8, "hidden_size": 24},
                                    {"frame_stack": 4, "conv_channels": 8, "hidden_size": 24},
                                    {"frame_stack": 4, "conv_channels": 8, "hidden_size": 24, "core": "feedforward"},
-                                   {"frame_size": 84, "core": "feedforward"}])
+                                   {"frame_size": 84, "core": "feedforward"},
+                                   {"frame_size": 84, "conv_stack": "nature"},
+                                   {"frame_size": 36, "frame_stack": 4, "conv_channels": 8, "conv_stack": "nature"},
+                                   {"frame_size": 61, "hidden_size": 24, "core": "feedforward", "conv_stack": "nature"}])
 def test_parameter_shapes_are_those_of_the_network_built(sizes):
     model = ActorCritic(9, seed=0, **sizes)
     assert parameter_shapes(9, **sizes) == {name: tuple(p.shape) for name, p in model.named_parameters()}
-    assert conv_sides(sizes.get("frame_size", 42))[-1] ** 2 * sizes.get("conv_channels", 32) == model.feature_size
+    conv_stack = sizes.get("conv_stack", "a3c")
+    last_width = sizes.get("conv_channels", 32) * (2 if conv_stack == "nature" else 1)
+    assert conv_sides(sizes.get("frame_size", 42), conv_stack)[-1] ** 2 * last_width == model.feature_size
 
 
 def test_the_default_runs_network_reads_1152_features_from_84x84_and_one_built_without_sizes_288_from_42x42():
@@ -27,3 +32,13 @@ def test_the_default_runs_network_reads_1152_features_from_84x84_and_one_built_w
     # without sizes (and in checkpoints that record none): the first runs' 42x42
     assert conv_sides(42) == [21, 11, 6, 3]
     assert parameter_shapes(18)["lstm.weight_ih"] == (1024, 288)
+
+
+def test_the_nature_stack_reads_7x7_positions_from_84x84_and_needs_frames_of_36():
+    from a3c.config import SMALLEST_NATURE_FRAME
+    from a3c.model import smallest_frame_size
+
+    assert conv_sides(84, "nature") == [20, 9, 7]
+    assert conv_sides(36, "nature") == [8, 3, 1] and conv_sides(35, "nature")[-1] == 0
+    assert smallest_frame_size("nature") == SMALLEST_NATURE_FRAME == 36  # config checks it without the model
+    assert parameter_shapes(18, frame_size=84, conv_stack="nature")["lstm.weight_ih"] == (1024, 3136)

@@ -136,6 +136,18 @@ def test_a_resumed_run_keeps_the_core_it_was_trained_with_and_an_older_checkpoin
     assert parse_args([f"resume={older}"])[0].core == "lstm"
 
 
+def test_a_resumed_run_keeps_the_convolutions_it_was_trained_with_and_an_older_checkpoint_had_a3cs(tmp_path):
+    path = checkpoint(tmp_path, {**TRAINED, "conv_stack": "nature"})
+    with pytest.raises(ConfigError, match=r"was trained with conv_stack=nature, this run asks for "
+                                          r"conv_stack=a3c \(give conv_stack=nature\)$"):
+        parse_args([f"resume={path}", "conv_stack=a3c"])
+    assert parse_args([f"resume={path}"])[0].conv_stack == "nature"
+    older = checkpoint(tmp_path / "older", {k: v for k, v in TRAINED.items() if k != "conv_stack"})
+    with pytest.raises(ConfigError, match=r"was trained with conv_stack=a3c, this run asks for conv_stack=nature"):
+        parse_args([f"resume={older}", "conv_stack=nature"])
+    assert parse_args([f"resume={older}"])[0].conv_stack == "a3c"
+
+
 @pytest.mark.parametrize("key,trained,asked", [("weight_init", "orthogonal", "a3c"), ("forget_bias", 1.0, 0.0)])
 def test_a_resumed_run_keeps_the_initialisation_its_weights_were_drawn_with(tmp_path, key, trained, asked):
     path = checkpoint(tmp_path, {**TRAINED, key: trained})

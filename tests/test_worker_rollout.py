@@ -148,6 +148,7 @@ VARIANTS = {
     "feedforward-self-imitation-ppo-replays": {"core": "feedforward", "frame_stack": 2, "sil_batch": 3,
                                                "sil_capacity": 50, "sil_value_coef": 0.3, "epochs": 2,
                                                "clip_range": 0.02, "life_loss_ends_returns": True},
+    "nature-convolutions": {"conv_stack": "nature", "life_loss_ends_returns": True},
     "rewards-scaled-not-clipped": {"reward_scale": 0.01, "reward_clip": 10.0, "life_loss_ends_returns": True},
     "rewards-scaled-and-clipped": {"reward_scale": 0.01, "reward_clip": 1.0, "life_loss_ends_returns": True},
     "self-imitation": {"sil_batch": 4, "sil_capacity": 50, "sil_value_coef": 0.3, "life_loss_ends_returns": True},
@@ -184,7 +185,8 @@ def played(monkeypatch, request):
     # max_grad_norm: no clipping, so the pushed gradients are the raw ones autograd gives
     config = load_config(None, {"workers": 1, "envs_per_worker": BATCH, "num_steps": STEPS,
                                 "max_grad_norm": 1e12, **request.param, **SETTINGS})
-    link = RecordingLink(ActorCritic(18, frame_stack=config.frame_stack, core=config.core, seed=5, dtype=F64), REPLAY_STEP_SIZE if config.epochs > 1 else 0.0)
+    link = RecordingLink(ActorCritic(18, frame_stack=config.frame_stack, core=config.core, conv_stack=config.conv_stack, seed=5,
+                                     dtype=F64), REPLAY_STEP_SIZE if config.epochs > 1 else 0.0)
     worker = Worker(0, config, link, dtype=F64)
     link.imitation_batches = {}  # rollout -> the self-imitation batch its update drew
     if config.sil_batch:
@@ -246,7 +248,7 @@ def reference_updates(served, games, actions, config, clip_counts=None, imitatio
     state = (torch.zeros(BATCH, 256, dtype=F64), torch.zeros(BATCH, 256, dtype=F64))
     updates = []
     for rollout, start in enumerate(range(0, STEPS * ROLLOUTS, STEPS)):
-        reference = TorchActorCritic(18, frame_stack=config.frame_stack, core=config.core).double().load_from(served[rollout * epochs])
+        reference = TorchActorCritic(18, frame_stack=config.frame_stack, core=config.core, conv_stack=config.conv_stack).double().load_from(served[rollout * epochs])
         state = (state[0].detach(), state[1].detach())  # truncated BPTT between rollouts
         start_state = state
         logits_seq, values_seq, starts = [], [], []
@@ -299,7 +301,7 @@ def reference_updates(served, games, actions, config, clip_counts=None, imitatio
                                          float(values[t, game].detach()), bool(dones[t, game])))
         old_log_probs = log_probs.gather(2, taken).squeeze(2).detach()
         for replay in range(1, epochs):
-            network = TorchActorCritic(18, frame_stack=config.frame_stack, core=config.core).double().load_from(
+            network = TorchActorCritic(18, frame_stack=config.frame_stack, core=config.core, conv_stack=config.conv_stack).double().load_from(
                 served[rollout * epochs + replay])
             replay_state, replay_logits, replay_values = start_state, [], []
             for t in range(start, start + STEPS):
