@@ -112,13 +112,15 @@ def check_fields(payload: dict, path) -> None:
     except ConfigError as error:
         raise bad("config", str(error)) from None
     expected = parameter_shapes(actions, **network_settings(config))
+    settings = ", ".join(f"{k}={v}" for k, v in network_settings(config).items())
     if model.keys() != expected.keys():
-        raise bad("model", f"its weights are not those of the A3C network (names {sorted(model)[:3]}...)")
+        missing, unexpected = sorted(expected.keys() - model.keys()), sorted(model.keys() - expected.keys())
+        raise bad("model", f"its weights are not those of the network its settings ({settings}) give "
+                           f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
     for name, shape in expected.items():
         if tuple(model[name].shape) != shape or not model[name].is_floating_point():
             raise bad("model", f"{name} is {model[name].dtype} {tuple(model[name].shape)}, its settings "
-                               f"({', '.join(f'{k}={v}' for k, v in network_settings(config).items())}, "
-                               f"{actions} actions) give {shape}")
+                               f"({settings}, {actions} actions) give {shape}")
     if not isinstance(payload["optimizer"], dict):
         raise bad("optimizer", "not a mapping")
 

@@ -8,7 +8,7 @@ lives to end), and its rollout or self-imitation batch, the larger: everything t
 records for the backward (input frames, each convolution's and ELU's output, the LSTM's
 gates), which the backward's temporaries (gradients, gathered input patches) multiply,
 and which the tuned malloc keeps for the next update (a3c/memory.py). The constants were
-measured here (RSS of a worker after a few updates, five shapes of run:
+measured here (RSS of a worker after a few updates, four shapes of run:
 tests/test_footprint.py keeps the estimate near a measurement).
 """
 from __future__ import annotations
@@ -99,5 +99,6 @@ def check_memory(config: Config, available: int | None = None) -> None:
         raise ConfigError(
             f"this run needs about {need / (1 << 30):.1f} GiB of memory ({config.workers} workers x "
             f"{largest.envs_per_worker} games x {largest.num_steps} steps at {config.frame_size}x{config.frame_size}, "
-            f"{config.conv_channels} channels), {available / (1 << 30):.1f} GiB is available: lower workers, "
+            f"{config.conv_channels} channels, conv_stack={config.conv_stack}), {available / (1 << 30):.1f} GiB "
+            f"is available: lower workers, "
             f"{early}envs_per_worker, {early}num_steps, frame_size{memory} or conv_channels")

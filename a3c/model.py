@@ -88,6 +88,9 @@ def parameter_shapes(n_actions: int, frame_stack: int = FRAME_STACK, frame_size:
     for k, (in_channels, out_channels, kernel, _, _) in enumerate(specs):
         shapes[f"conv{k}.weight"] = (out_channels, in_channels, kernel, kernel)
         shapes[f"conv{k}.bias"] = (out_channels,)
+    if frame_size < smallest_frame_size(conv_stack):  # a side below 1 would square to a plausible size
+        raise ValueError(f"frame_size must be at least {smallest_frame_size(conv_stack)} for "
+                         f"conv_stack={conv_stack}, got {frame_size}")
     side = conv_sides(frame_size, conv_stack)[-1]
     features = specs[-1][1] * side * side
     if core == "lstm":

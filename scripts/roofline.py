@@ -35,8 +35,8 @@ GEMM_SIZES = [(1024, 1024, 1024), (2048, 2048, 256)]
 
 
 def largest_conv_gemm(config) -> tuple[int, int, int]:
-    """The network's largest matmul: the second convolution's weight gradient over a
-    rollout of num_steps x envs_per_worker frames."""
+    """The second convolution's weight gradient over a rollout of num_steps x envs_per_worker
+    frames: the default network's largest matmul (with conv_stack=nature the LSTM's is larger)."""
     in_channels, out_channels, kernel, _, _ = conv_specs(config.conv_stack, config.frame_stack,
                                                           config.conv_channels)[1]
     side = conv_sides(config.frame_size, config.conv_stack)[1]

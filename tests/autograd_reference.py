@@ -19,9 +19,11 @@ class TorchActorCritic(nn.Module):
         if conv_stack == "a3c":  # four 3x3, stride 2, padding 1
             self.convs = nn.ModuleList(
                 nn.Conv2d(frame_stack if k == 0 else c, c, 3, stride=2, padding=1) for k in range(4))
-        else:  # the DQN Nature paper's three, unpadded
+        elif conv_stack == "nature":  # the DQN Nature paper's three, unpadded
             self.convs = nn.ModuleList([nn.Conv2d(frame_stack, c, 8, stride=4), nn.Conv2d(c, 2 * c, 4, stride=2),
                                         nn.Conv2d(2 * c, 2 * c, 3, stride=1)])
+        else:
+            raise ValueError(f"TorchActorCritic: unknown conv_stack {conv_stack!r}")
         with torch.no_grad():  # the features' size, as torch itself computes it
             features = nn.Sequential(*self.convs)(torch.zeros(1, frame_stack, frame_size, frame_size)).numel()
         if core == "lstm":

@@ -125,3 +125,14 @@ def test_a_checkpoint_of_another_format_version_is_one_error_line_and_exit_2_for
     assert train.main([f"resume={path}"]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [f"error: resume: {stale}"]
     assert torch.load(path, weights_only=True)["version"] == checkpoint_module.FORMAT_VERSION - 1  # left as it was
+
+
+def test_weights_of_other_convolutions_than_the_recorded_ones_are_named_in_one_line(tmp_path):
+    path = tmp_path / "relabelled.pt"
+    save_checkpoint(path, {**payload(ActorCritic(18, seed=0)),
+                           "config": {"env_id": "Riverraid-v0", "frame_size": 42, "conv_stack": "nature"}})
+    with pytest.raises(CheckpointError, match=r"bad model: its weights are not those of the network its settings "
+                                              r"\(.*conv_stack=nature\) give \(missing \[\], unexpected "
+                                              r"\['conv3.bias', 'conv3.weight'\]\)") as error:
+        load_checkpoint(path)
+    assert "\n" not in str(error.value)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from a3c.config import ConfigError, load_config
-from a3c.footprint import MIB, available_bytes, check_memory, estimate_bytes, worker_bytes
+from a3c.footprint import MIB, available_bytes, check_memory, estimate_bytes, recorded_per_step, worker_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT = ROOT / "configs" / "riverraid.yaml"
@@ -97,3 +97,11 @@ def test_the_command_line_refuses_it_with_one_line_and_no_run_folder(tmp_path):
     assert result.returncode == 2
     assert result.stderr.startswith("error: this run needs about") and result.stderr.count("\n") == 1
     assert not run_dir.exists()
+
+
+def test_a_step_records_what_each_convolution_of_its_stack_outputs():
+    """Per game and step: the frame, each convolution's and ELU's output, the LSTM's 8 x hidden."""
+    a3c = 84 * 84 + 2 * 32 * (42 ** 2 + 21 ** 2 + 11 ** 2 + 6 ** 2) + 8 * 256
+    nature = 84 * 84 + 2 * (32 * 20 ** 2 + 64 * 9 ** 2 + 64 * 7 ** 2) + 8 * 256
+    assert recorded_per_step(load_config(None, {})) == a3c == 160_272
+    assert recorded_per_step(load_config(None, {"conv_stack": "nature"})) == nature == 51_344

@@ -28,7 +28,7 @@ SCALARS = st.one_of(
     st.none(), st.booleans(), st.integers(), st.integers(-10, 300),
     st.floats(allow_nan=True, allow_infinity=True), st.floats(0, 1), st.text(max_size=12),
     st.sampled_from(["auto", "adam", "rmsprop", "ray", "local", "sample", "greedy", "both", "original",
-                     "river_and_gauge", "orthogonal", "Riverraid-v0", "CartPole-v1", "ALE/Pong-v5", "1e-4", "nan", "-inf"]),
+                     "river_and_gauge", "orthogonal", "a3c", "nature", "lstm", "feedforward", "Riverraid-v0", "CartPole-v1", "ALE/Pong-v5", "1e-4", "nan", "-inf"]),
 )
 VALUES = st.one_of(SCALARS, st.lists(SCALARS, max_size=3), st.dictionaries(st.text(max_size=5), SCALARS, max_size=2))
 SETTINGS = st.dictionaries(st.one_of(st.sampled_from(KEYS), st.text(min_size=1, max_size=10)), VALUES, max_size=6)
