@@ -433,7 +433,9 @@ def test_readme_figures_help_and_missing_checkpoint(tmp_path, run_module):
 
 def test_lost_lives_shows_the_screens_before_each_lost_life(tmp_path, run_module):
     out = tmp_path / "lives.png"
-    result = run_script("-m", "scripts.lost_lives", "--episodes", "1", "--before", "3,1", "--out", str(out))
+    # a whole game of the shipped agent (1,909 steps): 200 s on 2 cores busy with four training runs
+    result = run_script("-m", "scripts.lost_lives", "--episodes", "1", "--before", "3,1", "--out", str(out),
+                        timeout=400)
     assert result.returncode == 0, result.stderr[-2000:]
     lives = re.findall(r"^episode 0: a life lost at agent step (\d+) \(this life: score (\d+), (\d+) bridges?, "
                        r"fuel (\d+) of 255\)$", result.stdout, re.MULTILINE)
