@@ -67,7 +67,9 @@ class Config:
     """The convolutions, each followed by an ELU: 'a3c' (the A3C-LSTM code's four 3x3 of
     stride 2 and padding 1) or 'nature' (the DQN Nature paper's 8x8 stride 4, 4x4 stride 2 and
     3x3 stride 1, unpadded: the network of the DQN, Quantile and PPO agents; frame_size at
-    least 36). Checkpoints that record none had 'a3c'."""
+    least 36). 'nature': ahead to 0.75M agent steps, behind from 1.25M and on both seeds at
+    2M (3,451 against 3,873), at ~1.06x the steps/s (scripts/RESULTS.md). Checkpoints that
+    record none had 'a3c'."""
     hidden_size: int = 256
     """Size of the LSTM's state, or of the feed-forward core's layer (the heads read it)."""
     core: str = "lstm"
@@ -106,7 +108,8 @@ class Config:
     """Rewards are clipped to [-reward_clip, reward_clip] for learning: 1 with scale 1 keeps
     only their sign; 0.01 and 10 keep River Raid's scores apart (a bridge 5, a tanker 0.3)."""
     gamma: float = 0.99
-    """Discount factor."""
+    """Discount factor. 0.98: ahead on the mean of two seeds to 1.75M agent steps, level at
+    2M (3,904 against 3,873), a win on one seed of the two (2026-12-06, scripts/RESULTS.md)."""
     gae_lambda: float = 1.0
     """GAE(lambda) parameter; 1.0 gives plain n-step advantages."""
     normalize_advantages: bool = False
