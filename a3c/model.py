@@ -78,6 +78,14 @@ def smallest_frame_size(conv_stack: str = CONV_STACK) -> int:
     return next(size for size in range(1, 1000) if min(conv_sides(size, conv_stack)) >= 1)
 
 
+def check_frame_size(frame_size: int, conv_stack: str) -> None:
+    """A ValueError for a frame too small for the stack: its last side would be 0 or less,
+    which squares to a plausible feature count."""
+    if frame_size < smallest_frame_size(conv_stack):
+        raise ValueError(f"frame_size must be at least {smallest_frame_size(conv_stack)} for "
+                         f"conv_stack={conv_stack}, got {frame_size}")
+
+
 def parameter_shapes(n_actions: int, frame_stack: int = FRAME_STACK, frame_size: int = FRAME_SIZE,
                      conv_channels: int = CONV_CHANNELS, hidden_size: int = HIDDEN_SIZE,
                      core: str = CORE, conv_stack: str = CONV_STACK) -> dict[str, tuple[int, ...]]:
@@ -88,9 +96,7 @@ def parameter_shapes(n_actions: int, frame_stack: int = FRAME_STACK, frame_size:
     for k, (in_channels, out_channels, kernel, _, _) in enumerate(specs):
         shapes[f"conv{k}.weight"] = (out_channels, in_channels, kernel, kernel)
         shapes[f"conv{k}.bias"] = (out_channels,)
-    if frame_size < smallest_frame_size(conv_stack):  # a side below 1 would square to a plausible size
-        raise ValueError(f"frame_size must be at least {smallest_frame_size(conv_stack)} for "
-                         f"conv_stack={conv_stack}, got {frame_size}")
+    check_frame_size(frame_size, conv_stack)
     side = conv_sides(frame_size, conv_stack)[-1]
     features = specs[-1][1] * side * side
     if core == "lstm":
@@ -113,11 +119,8 @@ class ActorCritic:
             raise ValueError(f"ActorCritic: core must be one of {', '.join(CORES)}, got {core!r}")
         if conv_stack not in CONV_STACKS:
             raise ValueError(f"ActorCritic: conv_stack must be one of {', '.join(CONV_STACKS)}, got {conv_stack!r}")
-        if frame_size < smallest_frame_size(conv_stack):
-            raise ValueError(f"ActorCritic: frame_size must be at least {smallest_frame_size(conv_stack)} "
-                             f"for conv_stack={conv_stack}, got {frame_size}")
+        check_frame_size(frame_size, conv_stack)
         self.n_actions, self.frame_size, self.hidden_size, self.core = n_actions, frame_size, hidden_size, core
-        self.conv_stack = conv_stack
         # the stacked frames are the first convolution's input channels
         self.convs = [Conv2d(c_in, c_out, kernel, stride=stride, padding=padding, dtype=dtype)
                       for c_in, c_out, kernel, stride, padding in conv_specs(conv_stack, frame_stack, conv_channels)]

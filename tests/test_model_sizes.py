@@ -42,3 +42,5 @@ def test_the_nature_stack_reads_7x7_positions_from_84x84_and_needs_frames_of_36(
     assert conv_sides(36, "nature") == [8, 3, 1] and conv_sides(35, "nature")[-1] == 0
     assert smallest_frame_size("nature") == SMALLEST_NATURE_FRAME == 36  # config checks it without the model
     assert parameter_shapes(18, frame_size=84, conv_stack="nature")["lstm.weight_ih"] == (1024, 3136)
+    with pytest.raises(ValueError, match="frame_size must be at least 36 for conv_stack=nature, got 35"):
+        parameter_shapes(18, frame_size=35, conv_stack="nature")  # not a 64-feature network from a side of 0
