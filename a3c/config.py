@@ -102,6 +102,11 @@ class Config:
     """A lost life ends the returns and advantages like an episode's end (no bootstrapping
     across it); the game and the LSTM state go on (ALE's info["lives"]). On since
     2026-11-30: with the jet-centred view it adds ~400 points at 2M steps (scripts/RESULTS.md)."""
+    life_loss_resets_state: bool = False
+    """A lost life also starts the LSTM from a zero state, as a new episode does (the game
+    goes on from its last bridge; the gradient does not flow back across the loss). Off:
+    the memory of the life that ended carries into the next. Evaluation plays a checkpoint
+    as it was trained."""
     reward_scale: float = 1.0
     """Rewards are multiplied by this before clipping (the logs keep the raw score)."""
     reward_clip: float = 1.0

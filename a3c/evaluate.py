@@ -23,7 +23,7 @@ from a3c.checkpoint import CheckpointError
 from a3c.cli import ArgumentParser
 from a3c.config import ConfigError, check_run_dir
 from a3c.envs import make_env
-from a3c.policy import frame_settings, play_episode
+from a3c.policy import frame_settings, play_episode, resets_state
 
 
 class EvalError(ValueError):
@@ -126,7 +126,8 @@ def evaluate(checkpoint: Path, episodes: int = 10, policy: str = "sample", seed:
             on_step = lambda obs, probs, action: viewer.add(env.unwrapped.render(), obs, probs, action)  # noqa: E731
         score, length, seconds = play_episode(env, model, normalizer, policy, generator,
                                               seed=seed if episode == 0 else None, on_step=on_step,
-                                              max_steps=max_steps)
+                                              max_steps=max_steps,
+                                              life_loss_resets_state=resets_state(payload["config"]))
         if viewer is not None:
             viewer.close()
         video = video_dir / f"game-episode-{episode}.mp4" if video_dir is not None and episode in recorded else None

@@ -80,7 +80,8 @@ def run_evaluator(config: Config, shared: SharedState, queue, n_actions: int, be
                     score, length, _ = play_episode(
                         env, model, normalizer, policy, generator,
                         seed=config.seed + 10_000 + evaluations if episode == 0 else None,
-                        max_steps=config.eval_max_steps, stop=shared.stop)
+                        max_steps=config.eval_max_steps, stop=shared.stop,
+                        life_loss_resets_state=config.life_loss_resets_state)
                     scores.append(score)
                     lengths.append(length)
                 if shared.stop.is_set():
@@ -101,7 +102,8 @@ def run_evaluator(config: Config, shared: SharedState, queue, n_actions: int, be
             if config.eval_clip_every and evaluations % config.eval_clip_every == 0:
                 frames = []
                 play_episode(env, model, normalizer, policies[0], generator, max_steps=CLIP_STEPS, stop=shared.stop,
-                             on_step=lambda *_: frames.append(env.unwrapped.render()))
+                             on_step=lambda *_: frames.append(env.unwrapped.render()),
+                             life_loss_resets_state=config.life_loss_resets_state)
                 if shared.stop.is_set():
                     env.close()
                     break

@@ -40,16 +40,17 @@ def select_action(logits: torch.Tensor, policy: str, generator: torch.Generator)
 
 def play_episode(env, model: ActorCritic, normalizer: ObsNormalizer, policy: str, generator: torch.Generator,
                  seed: int | None = None, on_step=None, max_steps: int | None = None,
-                 stop=None) -> tuple[float, int, float]:
+                 stop=None, life_loss_resets_state: bool = False) -> tuple[float, int, float]:
     """One full episode (or ``max_steps``, or until ``stop.is_set()``); returns
     (raw score, length, seconds). ``normalizer`` is frozen: playing does not change it.
 
     ``on_step(obs, probs, action)`` is called before each action with the network's
-    input (agent-view videos, clips).
+    input (agent-view videos, clips). ``life_loss_resets_state``: the LSTM starts again
+    from zero after each lost life, as the network was trained (the run's setting).
     """
     start = time.monotonic()
-    obs, _ = env.reset(seed=seed)
-    state = model.initial_state(1)
+    obs, info = env.reset(seed=seed)
+    state, lives = model.initial_state(1), info.get("lives")
     score, length, done = 0.0, 0, False
     while not done and (max_steps is None or length < max_steps) and not (stop is not None and stop.is_set()):
         obs = normalizer(obs, update=False).astype(np.float32, copy=False)
@@ -62,7 +63,22 @@ def play_episode(env, model: ActorCritic, normalizer: ObsNormalizer, policy: str
         score += info["raw_reward"]
         length += 1
         done = terminated or truncated
+        state, lives = next_life_state(model, state, lives, info.get("lives"), life_loss_resets_state)
     return score, length, time.monotonic() - start
+
+
+def next_life_state(model: ActorCritic, state, lives, now, life_loss_resets_state: bool):
+    """(the LSTM state the next step starts from, the lives now): a zero state where a life
+    was just lost and the run's setting ``life_loss_resets_state`` says so, else ``state``."""
+    if life_loss_resets_state and lives is not None and now is not None and now < lives:
+        state = model.initial_state(1)
+    return state, now
+
+
+def resets_state(config: dict) -> bool:
+    """Whether a checkpoint's network was trained with its LSTM reset at each lost life
+    (its config, as a dict; one older than the setting was not)."""
+    return bool(config.get("life_loss_resets_state", False))
 
 
 def frame_settings(config: dict) -> dict:

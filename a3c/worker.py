@@ -166,12 +166,12 @@ class Worker:
             seconds[0] += clock() - stepped
             self.rewards[t] = torch.from_numpy(rewards)
             lost = self._lives_lost(info, ended)
-            self.dones[t] = torch.from_numpy(terminated if lost is None else terminated | lost)
+            ends_returns = lost is not None and self.config.life_loss_ends_returns
+            self.dones[t] = torch.from_numpy(terminated | lost if ends_returns else terminated)
             if ended.any():
                 self._end_episodes(t, ended, truncated & ~terminated, info, state)
-                restart_mask = torch.from_numpy(~ended).to(self.frames.dtype).unsqueeze(1)
-            else:
-                restart_mask = None
+            restarts = ended | lost if lost is not None and self.config.life_loss_resets_state else ended
+            restart_mask = torch.from_numpy(~restarts).to(self.frames.dtype).unsqueeze(1) if restarts.any() else None
         started = clock()
         _, bootstrap, _ = model.step(torch.from_numpy(obs).to(self.frames.dtype), state, restart_mask)
         seconds[1] += clock() - started
@@ -185,12 +185,14 @@ class Worker:
         self.step_h[t], self.step_c[t] = h, c
 
     def _lives_lost(self, info, ended) -> np.ndarray | None:
-        """Games that lost a life at this step and go on (life_loss_ends_returns): their
-        returns and advantages stop there, as at an episode's end, while the game and its
-        LSTM state carry on. None when the setting is off."""
+        """Games that lost a life at this step and go on. With life_loss_ends_returns their
+        returns and advantages stop there, as at an episode's end; with
+        life_loss_resets_state their LSTM starts again from zero; the game carries on. None
+        when neither setting is on, or the game reports no lives."""
         lives, previous = info.get("lives"), self.lives
         self.lives = lives
-        if not self.config.life_loss_ends_returns or lives is None or previous is None:
+        config = self.config
+        if not (config.life_loss_ends_returns or config.life_loss_resets_state) or lives is None or previous is None:
             return None
         return (lives < previous) & ~ended  # an ended game's info already holds its next episode's lives
 

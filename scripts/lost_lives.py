@@ -29,7 +29,7 @@ from a3c.checkpoint import CheckpointError
 from a3c.cli import ArgumentParser
 from a3c.config import ConfigError
 from a3c.envs import FUEL_RAM, make_env
-from a3c.policy import frame_settings, load_agent, select_action
+from a3c.policy import frame_settings, load_agent, next_life_state, resets_state, select_action
 
 BRIDGE_SCORE = 500  # River Raid's points for a bridge (nothing else scores 500)
 FUEL_BEFORE = 40  # agent steps before the counter drops: inside the ~30 steps the gauge is frozen
@@ -42,7 +42,7 @@ def lost_lives(checkpoint: str, episodes: int, before: list[int], seed: int):
     each step])."""
     model, normalizer, env_id, payload = load_agent(checkpoint)
     env = make_env(env_id, seed=seed, render_mode="rgb_array", **frame_settings(payload["config"]))
-    generator = torch.Generator().manual_seed(seed)
+    generator, resets = torch.Generator().manual_seed(seed), resets_state(payload["config"])
     names = env.unwrapped.get_action_meanings()
     found, scores, taken, entropies = [], [], Counter(), []
     for episode in range(episodes):
@@ -64,6 +64,7 @@ def lost_lives(checkpoint: str, episodes: int, before: list[int], seed: int):
             life_bridges += info["raw_reward"] == BRIDGE_SCORE
             screens.append(env.render())
             fuel.append(int(env.unwrapped.ale.getRAM()[FUEL_RAM]))
+            state, _ = next_life_state(model, state, lives, info["lives"], resets)
             if info["lives"] < lives or terminated:
                 found.append((episode, step, [screens[max(0, len(screens) - 1 - b)] for b in before],
                               life_score, life_bridges, fuel[0]))

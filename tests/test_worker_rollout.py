@@ -148,6 +148,11 @@ VARIANTS = {
     "feedforward-self-imitation-ppo-replays": {"core": "feedforward", "frame_stack": 2, "sil_batch": 3,
                                                "sil_capacity": 50, "sil_value_coef": 0.3, "epochs": 2,
                                                "clip_range": 0.02, "life_loss_ends_returns": True},
+    "a-lost-life-resets-the-state": {"life_loss_ends_returns": True, "life_loss_resets_state": True},
+    "a-lost-life-resets-the-state-returns-go-on": {"life_loss_ends_returns": False, "life_loss_resets_state": True},
+    "a-lost-life-resets-the-state-self-imitation-ppo-replays": {
+        "life_loss_ends_returns": True, "life_loss_resets_state": True, "sil_batch": 3, "sil_capacity": 50,
+        "sil_value_coef": 0.3, "epochs": 2, "clip_range": 0.02},
     "nature-convolutions": {"conv_stack": "nature", "life_loss_ends_returns": True},
     "rewards-scaled-not-clipped": {"reward_scale": 0.01, "reward_clip": 10.0, "life_loss_ends_returns": True},
     "rewards-scaled-and-clipped": {"reward_scale": 0.01, "reward_clip": 1.0, "life_loss_ends_returns": True},
@@ -220,12 +225,16 @@ def ends_by_step() -> dict[int, dict[int, str]]:
     return ends
 
 
-def restart_mask(ends, step):
-    """(B, 1) zeros for the games whose episode ended at ``step`` (their state restarts), or None."""
-    if step not in ends:
+def restart_mask(ends, step, lives_reset=False):
+    """(B, 1) zeros for the games whose episode ended at ``step``, and with ``lives_reset``
+    those that lost a life there (their state restarts), or None."""
+    restarting = set(ends.get(step, {}))
+    if lives_reset:
+        restarting |= {game for game in range(BATCH) if step in LIFE_LOSSES[game]}
+    if not restarting:
         return None
     mask = torch.ones(BATCH, 1, dtype=F64)
-    mask[list(ends[step])] = 0.0
+    mask[sorted(restarting)] = 0.0
     return mask
 
 
@@ -234,13 +243,13 @@ def reference_updates(served, games, actions, config, clip_counts=None, imitatio
     with the weights ``served`` at each pull; each rollout's replays (config.epochs - 1)
     follow its update.
 
-    A lost life, when it ends returns, is a done flag (no bootstrapping across it) that
-    leaves the LSTM state alone. ``clip_counts`` collects (clipped steps, steps) per replay.
+    A lost life, when it ends returns, is a done flag (no bootstrapping across it); it
+    restarts the LSTM state only with life_loss_resets_state. ``clip_counts`` collects (clipped steps, steps) per replay.
     ``imitation_batches``: {rollout: the self-imitation batch its update adds}; ``played_steps``
     collects each step's (rollout, game, frame, the LSTM state it started from, action, reward
     learnt from, value, done)."""
     life_loss_ends_returns, normalize_advantages = config.life_loss_ends_returns, config.normalize_advantages
-    epochs, clip_range = config.epochs, config.clip_range
+    epochs, clip_range, resets = config.epochs, config.clip_range, config.life_loss_resets_state
     ends, gamma = ends_by_step(), SETTINGS["gamma"]
     seen = torch.tensor(np.stack([np.stack(game.seen) for game in games], 1))  # (steps, B, K, 42, 42)
     points = torch.tensor([game.rewards for game in games], dtype=F64).t()  # (steps, B): the game's own
@@ -255,7 +264,7 @@ def reference_updates(served, games, actions, config, clip_counts=None, imitatio
         targets = rewards[start:start + STEPS].clone()
         dones = torch.zeros(STEPS, BATCH, dtype=F64)
         for t in range(start, start + STEPS):
-            mask = restart_mask(ends, t - 1)
+            mask = restart_mask(ends, t - 1, resets)
             started = state if mask is None else (state[0] * mask, state[1] * mask)
             logits, values, state = reference(seen[t], state, mask)
             starts.append(started)
@@ -275,7 +284,7 @@ def reference_updates(served, games, actions, config, clip_counts=None, imitatio
         following = seen[last + 1] if last + 1 < len(seen) else \
             torch.tensor(np.stack([game.current for game in games]))
         with torch.no_grad():
-            _, bootstrap, _ = reference(following, state, restart_mask(ends, last))
+            _, bootstrap, _ = reference(following, state, restart_mask(ends, last, resets))
         logits, values = torch.stack(logits_seq), torch.stack(values_seq)
         returns, advantages = reference_targets(targets, dones, values.detach(), bootstrap.squeeze(1),
                                                 gamma, SETTINGS["gae_lambda"])
@@ -305,7 +314,7 @@ def reference_updates(served, games, actions, config, clip_counts=None, imitatio
                 served[rollout * epochs + replay])
             replay_state, replay_logits, replay_values = start_state, [], []
             for t in range(start, start + STEPS):
-                logits, values, replay_state = network(seen[t], replay_state, restart_mask(ends, t - 1))
+                logits, values, replay_state = network(seen[t], replay_state, restart_mask(ends, t - 1, resets))
                 replay_logits.append(logits)
                 replay_values.append(values.squeeze(1))
             log_probs = torch.log_softmax(torch.stack(replay_logits), 2)
