@@ -106,15 +106,16 @@ class Config:
     """A lost life also starts the LSTM from a zero state, as a new episode does (the game
     goes on from its last bridge; the gradient does not flow back across the loss). Off:
     the memory of the life that ended carries into the next. Evaluation plays a checkpoint
-    as it was trained."""
+    as it was trained. On: behind at 2M agent steps on two seeds, 3,572 against 3,873
+    (scripts/RESULTS.md)."""
     reward_scale: float = 1.0
     """Rewards are multiplied by this before clipping (the logs keep the raw score)."""
     reward_clip: float = 1.0
     """Rewards are clipped to [-reward_clip, reward_clip] for learning: 1 with scale 1 keeps
     only their sign; 0.01 and 10 keep River Raid's scores apart (a bridge 5, a tanker 0.3)."""
     gamma: float = 0.99
-    """Discount factor. 0.98: ahead on the mean of two seeds to 1.75M agent steps, level at
-    2M (3,904 against 3,873), a win on one seed of the two (2026-12-06, scripts/RESULTS.md)."""
+    """Discount factor. 0.98: a win at 2M agent steps on one seed of three, 3,838 on their
+    mean against 3,897 (scripts/RESULTS.md)."""
     gae_lambda: float = 1.0
     """GAE(lambda) parameter; 1.0 gives plain n-step advantages."""
     normalize_advantages: bool = False
