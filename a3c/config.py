@@ -100,8 +100,9 @@ class Config:
     Adam 3e-4 was the default until 2026-11-30)."""
     life_loss_ends_returns: bool = True
     """A lost life ends the returns and advantages like an episode's end (no bootstrapping
-    across it); the game and the LSTM state go on (ALE's info["lives"]). On since
-    2026-11-30: with the jet-centred view it adds ~400 points at 2M steps (scripts/RESULTS.md)."""
+    across it); the game goes on, and the LSTM state too unless life_loss_resets_state
+    (ALE's info["lives"]). On since 2026-11-30: with the jet-centred view it adds ~400
+    points at 2M steps (scripts/RESULTS.md)."""
     life_loss_resets_state: bool = False
     """A lost life also starts the LSTM from a zero state, as a new episode does (the game
     goes on from its last bridge; the gradient does not flow back across the loss). Off:

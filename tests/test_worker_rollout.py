@@ -6,8 +6,9 @@ vector env, episode statistics and reward wrapper (clipped or scaled) as trainin
 consecutive rollouts cover: episodes ending at different steps of one rollout, an episode
 cut by its time limit on a rollout's last step (its reset reaches the next rollout) and one
 terminated on the last rollout's last step, truncations inside a rollout (bootstrapped from
-the final frame), lives lost mid-rollout and at a rollout's first and last steps, and the
-LSTM state carried from one rollout into the next. With ``epochs`` > 1
+the final frame), lives lost mid-rollout and at a rollout's first and last steps (with
+``life_loss_resets_state`` each restarts the LSTM state there), and the LSTM state
+carried from one rollout into the next. With ``epochs`` > 1
 each rollout is replayed with the weights of that moment (a stand-in optimizer moves
 them after every push) and PPO's clipped surrogate, some of whose steps are clipped. With
 ``sil_batch`` each update adds the self-imitation loss of the batch the worker drew from
