@@ -98,8 +98,8 @@ class Config:
     lr: float = 7e-4
     """Learning rate of the shared optimizer (7e-4 with RMSProp, as the A2C baselines; with
     Adam 3e-4 was the default until 2026-11-30). On the 84x84 default, 5e-4 was below every
-    default run at 2M steps on two seeds and 1e-3 led to 1M, then won on one seed of two
-    (scripts/RESULTS.md)."""
+    default run at 2M steps on two seeds; 1e-3 led on the mean to 1M, then won at 2M on one
+    seed of two (scripts/RESULTS.md)."""
     life_loss_ends_returns: bool = True
     """A lost life ends the returns and advantages like an episode's end (no bootstrapping
     across it); the game goes on, and the LSTM state too unless life_loss_resets_state
