@@ -131,6 +131,22 @@ class Config:
     clip_range: float = 0.1
     """PPO's epsilon for the replays (epochs > 1): a step's ratio pi / pi_old outside
     [1 - eps, 1 + eps] in the direction its advantage pushes stops contributing."""
+    replay_ratio: int = 0
+    """Off-policy replays per rollout: after each rollout's update the worker keeps the
+    rollout in a memory of its last replay_capacity and pushes this many more updates, each
+    on a rollout drawn uniformly from it, played again through the global weights of the
+    moment and corrected for the policy that played it with V-trace (Espeholt et al. 2018:
+    truncated importance weights vtrace_rho_clip and vtrace_c_clip). 0: off. Each replay
+    costs about one update's forward and backward; not with epochs > 1."""
+    replay_capacity: int = 64
+    """Rollouts each worker's replay memory keeps (the oldest go first); at 84x84 with 8
+    games x 20 steps each costs ~2.4 MB (the views in half precision)."""
+    vtrace_rho_clip: float = 1.0
+    """V-trace's rho-bar: the importance weight pi / mu of a replayed step is cut at this in
+    its temporal difference and its policy gradient."""
+    vtrace_c_clip: float = 1.0
+    """V-trace's c-bar: the importance weight is cut at this (times gae_lambda) where one
+    step's correction carries to the one before."""
     sil_batch: int = 0
     """Self-imitation (Oh et al. 2018): steps replayed per update from the worker's memory
     of steps whose return, to the end of their life, beat the value the network gave them;
@@ -252,7 +268,7 @@ MAX_SEED = 2**31 - 1_000_000
 LIMITS = {"workers": 1024, "envs_per_worker": 256, "num_steps": 10_000, "early_envs_per_worker": 256,
           "early_num_steps": 10_000, "eval_nice": 19, "conv_channels": 512,
           "hidden_size": 4096, "epochs": 64, "frame_stack": 16, "sil_batch": 65_536,
-          "sil_capacity": 1_000_000}
+          "sil_capacity": 1_000_000, "replay_ratio": 64, "replay_capacity": 100_000}
 
 SMALLEST_NATURE_FRAME = 36
 
@@ -424,6 +440,12 @@ def validate(config: Config) -> None:
     # the LSTM's float32 bias holds it; beyond +-100 the forget gate is shut or open in float32 anyway
     if not -100.0 <= config.forget_bias <= 100.0:
         raise ConfigError(f"forget_bias must be in [-100, 100], got {config.forget_bias}")
+    for key in ["vtrace_rho_clip", "vtrace_c_clip"]:
+        if getattr(config, key) <= 0:
+            raise ConfigError(f"{key} must be positive, got {getattr(config, key)}")
+    if config.replay_ratio and config.epochs > 1:  # two kinds of replay, each tested alone
+        raise ConfigError(f"replay_ratio and epochs > 1 do not go together: replay_ratio={config.replay_ratio} "
+                          f"replays older rollouts, epochs={config.epochs} the latest; choose one")
     if config.sil_clip is not None and config.sil_clip <= 0:
         raise ConfigError(f"sil_clip must be positive, got {config.sil_clip}")
     if config.optimizer_eps is not None and config.optimizer_eps <= 0:
@@ -431,10 +453,10 @@ def validate(config: Config) -> None:
     if not 0.0 < config.clip_range < 1.0:
         raise ConfigError(f"clip_range must be in (0, 1), got {config.clip_range}")
     for key in ["eval_episodes", "eval_max_steps", "envs_per_worker", "early_envs_per_worker", "early_num_steps",
-                "conv_channels", "hidden_size", "epochs", "frame_stack", "sil_capacity"]:
+                "conv_channels", "hidden_size", "epochs", "frame_stack", "sil_capacity", "replay_capacity"]:
         if getattr(config, key) < 1:
             raise ConfigError(f"{key} must be at least 1, got {getattr(config, key)}")
-    for key in ["entropy_coef", "value_loss_coef", "sil_batch", "sil_value_coef", "max_restarts", "workers", "eval_interval", "eval_clip_every",
+    for key in ["entropy_coef", "value_loss_coef", "sil_batch", "replay_ratio", "sil_value_coef", "max_restarts", "workers", "eval_interval", "eval_clip_every",
                 "eval_nice", "early_steps"]:
         if getattr(config, key) < 0:
             raise ConfigError(f"{key} must not be negative, got {getattr(config, key)}")

@@ -4,7 +4,8 @@ A run is one main process, one evaluator (when evaluations are on) and one worke
 ``workers``. The estimate adds, per process, what Python with torch, gymnasium and ale-py
 takes once imported, and per worker its games, its self-imitation memory when it keeps
 one (the ring, allocated whole at the start, and as many steps again waiting for their
-lives to end), and its rollout or self-imitation batch, the larger: everything the forward
+lives to end) and its rollout memory when it replays (``replay_ratio``: the rollouts it
+keeps, at their fullest), and its rollout or self-imitation batch, the larger: everything the forward
 records for the backward (input frames, each convolution's and ELU's output, the LSTM's
 gates), which the backward's temporaries (gradients, gathered input patches) multiply,
 and which the tuned malloc keeps for the next update (a3c/memory.py). The constants were
@@ -52,11 +53,24 @@ def imitation_memory_bytes(config: Config) -> int:
     return 2 * config.sil_capacity * per_step
 
 
+def replay_memory_bytes(config: Config) -> int:
+    """A worker's rollout memory (a3c.replay) at its fullest: per rollout of T steps in B
+    games, T + 1 views in half precision and restart masks, the start state, and per step
+    its action, reward, done flag and log probability, at ``config``'s update size."""
+    if not config.replay_ratio:
+        return 0
+    steps, games = config.num_steps, config.envs_per_worker
+    views = (steps + 1) * games * (2 * config.frame_stack * config.frame_size ** 2 + FLOAT)
+    per_rollout = views + 2 * games * config.hidden_size * FLOAT + steps * games * (8 + 3 * FLOAT)
+    return config.replay_capacity * per_rollout
+
+
 def worker_bytes(config: Config) -> int:
     # a self-imitation batch is one recorded step of sil_batch rows, after the rollout's backward
     rows = max(config.num_steps * config.envs_per_worker, config.sil_batch)
     rollout = rows * recorded_per_step(config) * FLOAT
     return (PROCESS_BASE + config.envs_per_worker * PER_GAME + imitation_memory_bytes(config)
+            + replay_memory_bytes(config)
             + ACTIVATION_FACTOR * rollout + PARAMETER_COPIES_PER_PROCESS * parameter_count(config) * FLOAT)
 
 
@@ -95,7 +109,8 @@ def check_memory(config: Config, available: int | None = None) -> None:
     if available is not None and need > available:
         largest = max(config, config.update_at(0), key=worker_bytes)  # the early update's or the run's own
         early = "early_" if largest is not config else ""
-        memory = ", sil_capacity, sil_batch" if config.sil_batch else ""
+        memory = (", sil_capacity, sil_batch" if config.sil_batch else "") + \
+            (", replay_capacity" if config.replay_ratio else "")
         raise ConfigError(
             f"this run needs about {need / (1 << 30):.1f} GiB of memory ({config.workers} workers x "
             f"{largest.envs_per_worker} games x {largest.num_steps} steps at {config.frame_size}x{config.frame_size}, "

@@ -22,6 +22,19 @@ and rho_t < 1 - eps: the update stops pushing a probability further from the old
 At rho_t = 1 its gradient is the A3C policy term's (the loss values differ: sum rho A
 against sum log pi A).
 
+A replay of an older rollout (``replay_ratio``, a3c.replay) uses V-trace's targets
+(Espeholt et al. 2018, ``vtrace_targets``) in place of R_t and A_t: with
+rho_t = pi(a_t|s_t) / mu(a_t|s_t), the ratio of the current policy to the one that played
+the step, its truncations rhobar_t = min(rho_clip, rho_t) and c_t = lambda min(c_clip, rho_t),
+and V the current values (V_T the bootstrap):
+  delta_t     = rhobar_t (r_t + gamma (1 - d_t) V_{t+1} - V_t)
+  v_t - V_t   = delta_t + gamma (1 - d_t) c_t (v_{t+1} - V_{t+1}),   v_T = V_T
+  A_t         = rhobar_t (r_t + gamma (1 - d_t) v_{t+1} - V_t)
+the value regressed on v_t and the policy term -sum_t log pi(a_t|s_t) A_t, both held
+constant, so the gradients are the A3C ones above with R_t = v_t. On the policy's own
+rollout (rho_t = 1, both clips at least 1) v_t is the lambda-return and, with lambda = 1,
+A_t = R_t - V_t: the A3C update.
+
 Self-imitation (Oh et al. 2018, ``self_imitation_loss``) learns from past steps whose
 return R_i (to the end of their life, as above with lambda = 1: no bootstrap but a time
 limit's, added to its last reward) beat the value the network now gives them; with
@@ -67,6 +80,28 @@ def discounted_targets(rewards, dones, values, bootstrap, gamma: float, gae_lamb
         returns[t], advantages[t] = next_return, next_advantage
         next_value = values[t]
     return returns, advantages
+
+
+def vtrace_targets(log_rhos, rewards, dones, values, bootstrap, *, gamma: float, gae_lambda: float = 1.0,
+                   rho_clip: float = 1.0, c_clip: float = 1.0):
+    """V-trace's value targets v (T, N) and policy advantages A (T, N), the ratio's
+    truncation included, from log(pi / mu) of the taken actions, rewards, dones and the
+    current values (T, N) and the bootstrap V(s_T) (N,): the module docstring's recursion."""
+    rhos = log_rhos.exp()
+    clipped_rhos = rhos.clamp(max=rho_clip)
+    traces = gae_lambda * rhos.clamp(max=c_clip)
+    not_done = 1.0 - dones
+    next_values = torch.cat([values[1:], bootstrap.unsqueeze(0)])
+    deltas = clipped_rhos * (rewards + gamma * not_done * next_values - values)
+    corrections = torch.empty_like(values)  # v_t - V_t
+    following = torch.zeros_like(bootstrap)
+    for t in range(values.shape[0] - 1, -1, -1):
+        following = deltas[t] + gamma * not_done[t] * traces[t] * following
+        corrections[t] = following
+    targets = values + corrections
+    next_targets = torch.cat([targets[1:], bootstrap.unsqueeze(0)])
+    advantages = clipped_rhos * (rewards + gamma * not_done * next_targets - values)
+    return targets, advantages
 
 
 ADVANTAGE_EPS = 1e-8  # a rollout whose advantages are all equal gets zeros, not a division by zero

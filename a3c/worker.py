@@ -5,7 +5,11 @@ their frames, each game keeps its own LSTM state (zeroed by a mask when its epis
 restarts), and one update covers the T x B rollout; with ``epochs`` > 1 the rollout is
 replayed with newer global weights for further, PPO-clipped updates; with ``sil_batch``
 each rollout's first update also learns from a batch of the worker's past steps that did
-better than the network expected (self-imitation, a3c.self_imitation). With ``early_steps``
+better than the network expected (self-imitation, a3c.self_imitation); with
+``replay_ratio`` each rollout goes into a memory of the worker's last rollouts and is
+followed by that many updates on rollouts drawn from it, played again through the global
+weights of the moment and corrected for the policy that played them with V-trace
+(a3c.replay, a3c.loss). With ``early_steps``
 the run starts with a smaller update (fewer games, shorter rollouts), then the worker
 starts its full number of games. It reaches the
 global network through a :class:`Link` that its backend provides (shared memory on this
@@ -22,16 +26,19 @@ import torch
 
 from a3c.config import Config
 from a3c.envs import ObsNormalizer, make_vector_env
-from a3c.loss import a3c_loss, rollout_targets, self_imitation_loss, surrogate_loss, taken_log_probs
+from a3c.loss import (a3c_loss, rollout_targets, self_imitation_loss, surrogate_loss, taken_log_probs,
+                      vtrace_targets)
 from a3c.messages import EpisodeEnded, UpdateDone
 from a3c.model import ActorCritic, network_settings
 from a3c.optim import clip_grad_norm
 from a3c.policy import select_action
+from a3c.replay import RolloutReplay, StoredRollout
 from a3c.self_imitation import SelfImitationMemory
 from a3c.shared import PHASES
 
 
 MEMORY_SEED_OFFSET = 1_000_003  # past any game seed's offsets (1000 per set of games, rank x games)
+REPLAY_SEED_OFFSET = 2_000_003  # the rollout memory's draws: a stream of their own too
 
 
 class Link(Protocol):
@@ -76,12 +83,15 @@ class Worker:
             self.memory = SelfImitationMemory(config.sil_capacity, (config.frame_stack, config.frame_size,
                                                                     config.frame_size),
                                               config.hidden_size, config.gamma, state_dtype=dtype)
+        # kept across the early update's switch too: each stored rollout replays on its own
+        self.replay = RolloutReplay(config.replay_capacity) if config.replay_ratio else None
         self.start_games(config.update_at(link.global_step))
         self.model = ActorCritic(self.n_actions, **network_settings(config), forget_bias=config.forget_bias,
                                  dtype=dtype)
         self.rng = torch.Generator().manual_seed(self.seed)
         # the memory's draws have their own stream: turning self-imitation on leaves the actions' alone
         self.draws = torch.Generator().manual_seed(self.seed + MEMORY_SEED_OFFSET)
+        self.replay_draws = torch.Generator().manual_seed(self.seed + REPLAY_SEED_OFFSET)
         self.clock = [0.0] * len(PHASES)  # this update's seconds per phase, pushed once per update
 
     def start_games(self, config: Config) -> None:
@@ -107,6 +117,7 @@ class Worker:
         # what a replay of the rollout needs: the LSTM state it started from, each step's mask
         self.start_state = None
         self.masks: list[torch.Tensor | None] = [None] * steps
+        self.final_obs, self.final_mask = None, None  # the view after the last step and its mask (the bootstrap's)
         self.lives: np.ndarray | None = None  # each game's lives at the last step (ALE's info["lives"])
         if self.memory is not None:  # the LSTM state each step started from, for the memory
             self.step_h = torch.zeros(steps, batch, config.hidden_size, dtype=dtype)
@@ -173,7 +184,8 @@ class Worker:
             restarts = ended | lost if lost is not None and self.config.life_loss_resets_state else ended
             restart_mask = torch.from_numpy(~restarts).to(self.frames.dtype).unsqueeze(1) if restarts.any() else None
         started = clock()
-        _, bootstrap, _ = model.step(torch.from_numpy(obs).to(self.frames.dtype), state, restart_mask)
+        self.final_obs, self.final_mask = torch.from_numpy(obs).to(self.frames.dtype), restart_mask
+        _, bootstrap, _ = model.step(self.final_obs, state, restart_mask)
         seconds[1] += clock() - started
         return obs, state, restart_mask, bootstrap.view(-1)
 
@@ -233,6 +245,18 @@ class Worker:
             self.clock[3] += time.perf_counter() - started
             grads, terms = self.replay_gradients(bootstrap)
             self._push(grads, terms, 0)  # the steps were counted with the rollout's first update
+        if self.replay is None:
+            return
+        self.replay.add(self.frames, self.final_obs, [*self.masks, self.final_mask], self.start_state,
+                        self.actions, self.rewards, self.dones, taken_log_probs(self.logits, self.actions))
+        for _ in range(self.config.replay_ratio):
+            if self.link.should_stop():
+                return
+            started = time.perf_counter()
+            self.link.pull(self.model)
+            self.clock[3] += time.perf_counter() - started
+            grads, terms = self.vtrace_gradients(self.replay.sample(self.replay_draws, self.dtype))
+            self._push(grads, terms, 0)
 
     def _push(self, grads: list[torch.Tensor], terms: tuple[float, float, float], steps: int,
               imitation: tuple[float, float] | None = None) -> None:
@@ -301,6 +325,32 @@ class Worker:
                                entropy_coef=config.entropy_coef, value_loss_coef=config.value_loss_coef,
                                old_log_probs=taken_log_probs(self.logits, self.actions),
                                clip_range=config.clip_range)
+        self.model.backward(terms.grad_logits, terms.grad_values)
+        self.clock[1] += mid - started
+        self.clock[2] += clock() - mid
+        return [p.grad for p in self.model.parameters()], (terms.policy, terms.value, terms.entropy)
+
+    def vtrace_gradients(self, rollout: StoredRollout) -> tuple[list[torch.Tensor], tuple[float, float, float]]:
+        """A stored rollout played again through the model's current weights, from the LSTM
+        state it started from and with its masks, and its bootstrap from the view after its
+        last step: the A3C loss's gradients with V-trace's targets, by hand."""
+        config, clock = self.config, time.perf_counter
+        started = clock()
+        state, logits, values = (rollout.start_h, rollout.start_c), [], []
+        steps = rollout.actions.shape[0]
+        for t in range(steps):
+            step_logits, step_values, state = self.model.step(rollout.frames[t], state, rollout.masks[t], record=True)
+            logits.append(step_logits)
+            values.append(step_values)
+        _, bootstrap, _ = self.model.step(rollout.frames[steps], state, rollout.masks[steps])
+        mid = clock()
+        logits, values = torch.stack(logits), torch.stack(values)
+        log_rhos = taken_log_probs(logits, rollout.actions) - rollout.behaviour_log_probs
+        targets, advantages = vtrace_targets(log_rhos, rollout.rewards, rollout.dones, values.squeeze(2),
+                                             bootstrap.view(-1), gamma=config.gamma, gae_lambda=config.gae_lambda,
+                                             rho_clip=config.vtrace_rho_clip, c_clip=config.vtrace_c_clip)
+        terms = surrogate_loss(logits, values, rollout.actions, targets, advantages,
+                               entropy_coef=config.entropy_coef, value_loss_coef=config.value_loss_coef)
         self.model.backward(terms.grad_logits, terms.grad_values)
         self.clock[1] += mid - started
         self.clock[2] += clock() - mid

@@ -1,10 +1,12 @@
 """The whole A3C update: model + loss gradients equal an autograd reference (float64)."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
-from a3c.loss import a3c_loss, discounted_targets, normalized, surrogate_loss, taken_log_probs
+from a3c.loss import a3c_loss, discounted_targets, normalized, surrogate_loss, taken_log_probs, vtrace_targets
 from a3c.model import ActorCritic
 from tests.autograd_reference import TorchActorCritic
 from tests.helpers import assert_close
@@ -203,3 +205,111 @@ def test_at_ratio_one_the_clipped_surrogate_has_the_a3c_policy_gradient():
                             old_log_probs=taken_log_probs(logits, actions), clip_range=0.1)
     assert replay.policy == pytest.approx(-advantages.sum().item(), rel=1e-12)
     assert_close(replay.grad_logits, a3c.grad_logits, 1e-12, "logits")
+
+
+def reference_vtrace(log_rhos, rewards, dones, values, bootstrap, gamma, gae_lambda, rho_clip, c_clip):
+    """V-trace as Espeholt et al. (2018) write it, one env at a time in plain Python floats:
+    v_s = V(x_s) + sum_{t>=s} gamma^(t-s) (prod_{s<=i<t} c_i) rhobar_t delta_t V, the sum and
+    the product stopping at a done flag; the policy's advantage rhobar_s (r_s + gamma v_{s+1} - V(x_s))."""
+    steps, n = rewards.shape
+    targets, advantages = torch.zeros(steps, n, dtype=F64), torch.zeros(steps, n, dtype=F64)
+    for env in range(n):
+        value = [float(values[t, env]) for t in range(steps)] + [float(bootstrap[env])]
+        rho = [math.exp(float(log_rhos[t, env])) for t in range(steps)]
+        keep = [1.0 - float(dones[t, env]) for t in range(steps)]
+        for s in range(steps):
+            total, weight = value[s], 1.0  # weight: gamma^(t-s) prod c_i, zero past a done
+            for t in range(s, steps):
+                delta = min(rho_clip, rho[t]) * (float(rewards[t, env]) + gamma * keep[t] * value[t + 1] - value[t])
+                total += weight * delta
+                weight *= gamma * keep[t] * gae_lambda * min(c_clip, rho[t])
+            targets[s, env] = total
+        for s in range(steps):
+            following = float(targets[s + 1, env]) if s + 1 < steps else value[steps]
+            advantages[s, env] = min(rho_clip, rho[s]) * (float(rewards[s, env]) + gamma * keep[s] * following
+                                                          - value[s])
+    return targets, advantages
+
+
+def off_policy_rollout(steps, batch, seed, spread=0.6):
+    """Rewards, dones (about one in five), values, a bootstrap and log(pi / mu) spread both
+    sides of 0, so that ratios fall under and over a clip of 1."""
+    generator = torch.Generator().manual_seed(seed)
+    rewards = torch.randint(-1, 2, (steps, batch), generator=generator).to(F64)
+    dones = (torch.rand(steps, batch, generator=generator) < 0.2).to(F64)
+    values = torch.randn(steps, batch, dtype=F64, generator=generator)
+    bootstrap = torch.randn(batch, dtype=F64, generator=generator)
+    log_rhos = torch.empty(steps, batch, dtype=F64).uniform_(-spread, spread, generator=generator)
+    return log_rhos, rewards, dones, values, bootstrap
+
+
+@pytest.mark.parametrize("steps,batch,gamma,gae_lambda,rho_clip,c_clip,seed", [
+    (5, 3, 0.99, 1.0, 1.0, 1.0, 20), (12, 2, 0.9, 0.95, 1.0, 1.0, 21), (1, 4, 0.99, 1.0, 1.0, 1.0, 22),
+    (8, 5, 0.97, 1.0, 2.0, 0.5, 23), (20, 8, 0.99, 0.9, 0.7, 1.3, 24)])
+def test_vtrace_targets_match_the_papers_sum(steps, batch, gamma, gae_lambda, rho_clip, c_clip, seed):
+    log_rhos, rewards, dones, values, bootstrap = off_policy_rollout(steps, batch, seed)
+    ours = vtrace_targets(log_rhos, rewards, dones, values, bootstrap, gamma=gamma, gae_lambda=gae_lambda,
+                          rho_clip=rho_clip, c_clip=c_clip)
+    expected = reference_vtrace(log_rhos, rewards, dones, values, bootstrap, gamma, gae_lambda, rho_clip, c_clip)
+    assert_close(ours[0], expected[0], 1e-12, "targets")
+    assert_close(ours[1], expected[1], 1e-12, "advantages")
+
+
+@pytest.mark.parametrize("gae_lambda", [1.0, 0.9])
+def test_on_the_policys_own_rollout_vtrace_gives_the_a3c_targets(gae_lambda):
+    """rho = 1 everywhere: the targets are the lambda-returns V + GAE, and with lambda = 1
+    the advantages are R - V, the A3C update's."""
+    _, rewards, dones, values, bootstrap = off_policy_rollout(9, 4, 25)
+    targets, advantages = vtrace_targets(torch.zeros(9, 4, dtype=F64), rewards, dones, values, bootstrap,
+                                         gamma=0.95, gae_lambda=gae_lambda)
+    returns, gae = discounted_targets(rewards, dones, values, bootstrap, 0.95, gae_lambda)
+    assert_close(targets, values + gae, 1e-12, "targets")
+    if gae_lambda == 1.0:
+        assert_close(targets, returns, 1e-12, "targets")
+        assert_close(advantages, gae, 1e-12, "advantages")
+
+
+def test_a_step_the_current_policy_would_not_take_moves_little_and_stops_the_trace():
+    """rho near 0 at one step: its own TD error barely counts, and what lies after it does
+    not reach the steps before (the target of the step before is its own TD target)."""
+    log_rhos, rewards, dones, values, bootstrap = off_policy_rollout(4, 1, 26)
+    dones.zero_()
+    log_rhos[:] = 0.0
+    log_rhos[2] = -50.0
+    targets, advantages = vtrace_targets(log_rhos, rewards, dones, values, bootstrap, gamma=0.9)
+    assert abs(float(advantages[2, 0])) < 1e-12 and abs(float(targets[2, 0] - values[2, 0])) < 1e-12
+    assert_close(targets[1], rewards[1] + 0.9 * values[2], 1e-12, "target before the cut trace")
+
+
+@pytest.mark.parametrize("steps,batch,seed", [(5, 3, 30), (12, 1, 31), (3, 8, 32)])
+def test_vtrace_replay_gradients_equal_autograd(steps, batch, seed):
+    """The replay's loss by hand (V-trace's targets, held constant, in the A3C loss)
+    against autograd, with ratios under and over the clips."""
+    generator = torch.Generator().manual_seed(seed)
+    logits = torch.randn(steps, batch, ACTIONS, dtype=F64, generator=generator)
+    values = torch.randn(steps, batch, 1, dtype=F64, generator=generator)
+    actions = torch.randint(0, ACTIONS, (steps, batch), generator=generator)
+    _, rewards, dones, _, bootstrap = off_policy_rollout(steps, batch, seed)
+    behaviour = taken_log_probs(logits, actions) - torch.empty(steps, batch, dtype=F64).uniform_(
+        -0.6, 0.6, generator=generator)
+
+    logits_ref, values_ref = logits.clone().requires_grad_(), values.clone().requires_grad_()
+    log_probs = torch.log_softmax(logits_ref, 2)
+    taken = log_probs.gather(2, actions.unsqueeze(2)).squeeze(2)
+    targets, advantages = reference_vtrace((taken - behaviour).detach(), rewards, dones, values.squeeze(2), bootstrap,
+                                           HYPER["gamma"], 1.0, 1.0, 1.0)
+    policy = -(taken * advantages).sum()
+    entropy = -(log_probs.exp() * log_probs).sum()
+    value = 0.5 * ((targets - values_ref.squeeze(2)) ** 2).sum()
+    (policy + HYPER["value_loss_coef"] * value - HYPER["entropy_coef"] * entropy).backward()
+
+    ours_targets, ours_advantages = vtrace_targets(taken_log_probs(logits, actions) - behaviour, rewards, dones,
+                                                   values.squeeze(2), bootstrap, gamma=HYPER["gamma"])
+    terms = surrogate_loss(logits, values, actions, ours_targets, ours_advantages,
+                           entropy_coef=HYPER["entropy_coef"], value_loss_coef=HYPER["value_loss_coef"])
+    assert terms.policy == pytest.approx(policy.item(), rel=1e-10, abs=1e-10)
+    assert terms.value == pytest.approx(value.item(), rel=1e-10)
+    assert_close(terms.grad_logits, logits_ref.grad, what="logits")
+    assert_close(terms.grad_values, values_ref.grad, what="values")
+    ratios = (taken - behaviour).detach().exp()
+    assert 0 < int((ratios > 1).sum()) < ratios.numel()  # the clip binds on some steps, not all

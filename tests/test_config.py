@@ -108,6 +108,12 @@ def test_every_field_has_a_docstring_shown_by_help():
     ({"sil_batch": 300, "sil_capacity": 200}, r"sil_batch must be at most sil_capacity \(200\), got 300"),
     ({"sil_value_coef": -0.1}, "sil_value_coef must not be negative, got -0.1"),
     ({"sil_clip": 0}, "sil_clip must be positive, got 0.0"),
+    ({"replay_ratio": -1}, "replay_ratio must not be negative, got -1"),
+    ({"replay_ratio": 65}, "replay_ratio must be at most 64, got 65"),
+    ({"replay_capacity": 0}, "replay_capacity must be at least 1, got 0"),
+    ({"vtrace_rho_clip": 0}, "vtrace_rho_clip must be positive, got 0.0"),
+    ({"vtrace_c_clip": -1}, "vtrace_c_clip must be positive, got -1.0"),
+    ({"replay_ratio": 1, "epochs": 2}, "replay_ratio and epochs > 1 do not go together"),
 ])
 def test_bad_settings_raise_config_error(overrides, message):
     with pytest.raises(ConfigError, match=message):

@@ -8,9 +8,12 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
 
 from a3c.config import ConfigError, load_config
-from a3c.footprint import MIB, available_bytes, check_memory, estimate_bytes, recorded_per_step, worker_bytes
+from a3c.footprint import (MIB, available_bytes, check_memory, estimate_bytes, recorded_per_step, replay_memory_bytes,
+                           worker_bytes)
+from a3c.replay import RolloutReplay
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT = ROOT / "configs" / "riverraid.yaml"
@@ -72,6 +75,21 @@ def test_a_self_imitation_memory_adds_its_size_to_each_worker():
     with pytest.raises(ConfigError, match=r"lower workers, envs_per_worker, num_steps, frame_size, sil_capacity, "
                                           r"sil_batch or conv_channels"):
         check_memory(load_config(str(DEFAULT), {"sil_batch": 160, "sil_capacity": 1_000_000}), available=8 << 30)
+
+
+def test_a_rollout_memory_adds_what_its_full_ring_holds_to_each_worker():
+    settings = {"workers": 2, "envs_per_worker": 3, "num_steps": 4, "frame_size": 42, "hidden_size": 16}
+    default = load_config(str(DEFAULT), settings)
+    replaying = load_config(str(DEFAULT), {**settings, "replay_ratio": 1, "replay_capacity": 5})
+    memory = RolloutReplay(5)
+    for _ in range(7):  # past its capacity: the ring holds 5
+        memory.add(torch.rand(4, 3, 1, 42, 42), torch.rand(3, 1, 42, 42), [None] * 5,
+                   (torch.zeros(3, 16), torch.zeros(3, 16)), torch.zeros(4, 3, dtype=torch.int64),
+                   torch.zeros(4, 3), torch.zeros(4, 3), torch.zeros(4, 3))
+    held = sum(tensor.nbytes for rollout in memory.rollouts for tensor in vars(rollout).values())
+    assert estimate_bytes(replaying) - estimate_bytes(default) == 2 * replay_memory_bytes(replaying) == 2 * held
+    with pytest.raises(ConfigError, match=r"frame_size, replay_capacity or conv_channels"):
+        check_memory(load_config(str(DEFAULT), {"replay_ratio": 1, "replay_capacity": 100_000}), available=8 << 30)
 
 
 def test_a_run_larger_than_the_memory_available_is_refused_with_the_estimate():

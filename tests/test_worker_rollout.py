@@ -14,6 +14,10 @@ them after every push) and PPO's clipped surrogate, some of whose steps are clip
 ``sil_batch`` each update adds the self-imitation loss of the batch the worker drew from
 its memory, and every step drawn is one the games played, with the state it started from,
 its action and its return to the end of its life, kept because that return beat its value.
+With ``replay_ratio`` each rollout's update is followed by updates on rollouts drawn from
+the worker's rollout memory, each played again from its start state through the weights
+of that moment (moved as for PPO's replays) with V-trace's targets, some of whose
+importance weights are cut; every rollout drawn is one the games played, stored by then.
 """
 from __future__ import annotations
 
@@ -33,7 +37,7 @@ from a3c.model import ActorCritic
 from a3c.worker import Worker
 from tests.autograd_reference import TorchActorCritic
 from tests.helpers import assert_close
-from tests.test_a3c_update import reference_targets
+from tests.test_a3c_update import reference_targets, reference_vtrace
 
 F64 = torch.float64
 STEPS, BATCH, ROLLOUTS = 5, 3, 2
@@ -161,8 +165,22 @@ VARIANTS = {
     "self-imitation-lives-ignored": {"sil_batch": 2, "sil_capacity": 6, "sil_value_coef": 0.3},
     "self-imitation-clipped-ppo-replays": {"sil_batch": 3, "sil_capacity": 50, "sil_value_coef": 0.3, "sil_clip": 0.4,
                                            "epochs": 2, "clip_range": 0.02, "life_loss_ends_returns": True},
+    "v-trace-replays": {"replay_ratio": 2, "replay_capacity": 50, "vtrace_rho_clip": 1.0, "vtrace_c_clip": 1.0,
+                        "life_loss_ends_returns": True},
+    # the bootstrap's own restart mask matters only where a lost life resets the state and the returns go on
+    "v-trace-replays-one-kept-a-lost-life-resets-the-state-returns-go-on": {
+        "replay_ratio": 1, "replay_capacity": 1, "vtrace_rho_clip": 0.98, "vtrace_c_clip": 1.02,
+        "life_loss_ends_returns": False, "life_loss_resets_state": True},
+    "v-trace-replays-self-imitation-feedforward": {
+        "replay_ratio": 2, "replay_capacity": 50, "sil_batch": 3, "sil_capacity": 50, "sil_value_coef": 0.3,
+        "core": "feedforward", "frame_stack": 2, "life_loss_ends_returns": True},
 }
 REPLAY_STEP_SIZE = 0.02  # moves the policy enough between passes that some ratios leave [0.9, 1.1]
+
+
+def updates_per_rollout(config) -> int:
+    """The rollout's own update, its PPO replays (epochs - 1) and its V-trace replays."""
+    return config.epochs + config.replay_ratio
 
 
 class Played(NamedTuple):
@@ -192,17 +210,26 @@ def played(monkeypatch, request):
     config = load_config(None, {"workers": 1, "envs_per_worker": BATCH, "num_steps": STEPS,
                                 "max_grad_norm": 1e12, **request.param, **SETTINGS})
     link = RecordingLink(ActorCritic(18, frame_stack=config.frame_stack, core=config.core, conv_stack=config.conv_stack, seed=5,
-                                     dtype=F64), REPLAY_STEP_SIZE if config.epochs > 1 else 0.0)
+                                     dtype=F64), REPLAY_STEP_SIZE if updates_per_rollout(config) > 1 else 0.0)
     worker = Worker(0, config, link, dtype=F64)
     link.imitation_batches = {}  # rollout -> the self-imitation batch its update drew
     if config.sil_batch:
         draw = worker.memory.sample
 
         def recorded_draw(*args, **kwargs):
-            link.imitation_batches[len(link.updates) // config.epochs] = batch = draw(*args, **kwargs)
+            link.imitation_batches[len(link.updates) // updates_per_rollout(config)] = batch = draw(*args, **kwargs)
             return batch
 
         worker.memory.sample = recorded_draw
+    link.replayed = {}  # update index -> the stored rollout its V-trace replay drew
+    if config.replay_ratio:
+        draw_rollout = worker.replay.sample
+
+        def recorded_rollout_draw(*args, **kwargs):
+            link.replayed[len(link.updates)] = rollout = draw_rollout(*args, **kwargs)
+            return rollout
+
+        worker.replay.sample = recorded_rollout_draw
     worker.normalizer.frozen = True  # never updated: the identity, so the network sees the games' own frames
     obs, _ = worker.envs.reset(seed=[0, 1, 2])
     state, mask, frames, actions = worker.model.initial_state(BATCH), None, [], []
@@ -239,7 +266,8 @@ def restart_mask(ends, step, lives_reset=False):
     return mask
 
 
-def reference_updates(served, games, actions, config, clip_counts=None, imitation_batches=None, played_steps=None):
+def reference_updates(served, games, actions, config, clip_counts=None, imitation_batches=None, played_steps=None,
+                      replayed=None):
     """Autograd through the same network and loss on the games' own logs, rollout by rollout,
     with the weights ``served`` at each pull; each rollout's replays (config.epochs - 1)
     follow its update.
@@ -248,9 +276,13 @@ def reference_updates(served, games, actions, config, clip_counts=None, imitatio
     restarts the LSTM state only with life_loss_resets_state. ``clip_counts`` collects (clipped steps, steps) per replay.
     ``imitation_batches``: {rollout: the self-imitation batch its update adds}; ``played_steps``
     collects each step's (rollout, game, frame, the LSTM state it started from, action, reward
-    learnt from, value, done)."""
+    learnt from, value, done). ``replayed``: {update index: the stored rollout its V-trace
+    replay drew}; the reference finds which played rollout that is by its views and replays
+    its own record of it (``clip_counts`` then collects (steps whose weight was cut, steps))."""
     life_loss_ends_returns, normalize_advantages = config.life_loss_ends_returns, config.normalize_advantages
     epochs, clip_range, resets = config.epochs, config.clip_range, config.life_loss_resets_state
+    per_rollout = updates_per_rollout(config)
+    kept = []  # per rollout played: what its V-trace replays need
     ends, gamma = ends_by_step(), SETTINGS["gamma"]
     seen = torch.tensor(np.stack([np.stack(game.seen) for game in games], 1))  # (steps, B, K, 42, 42)
     points = torch.tensor([game.rewards for game in games], dtype=F64).t()  # (steps, B): the game's own
@@ -258,7 +290,7 @@ def reference_updates(served, games, actions, config, clip_counts=None, imitatio
     state = (torch.zeros(BATCH, 256, dtype=F64), torch.zeros(BATCH, 256, dtype=F64))
     updates = []
     for rollout, start in enumerate(range(0, STEPS * ROLLOUTS, STEPS)):
-        reference = TorchActorCritic(18, frame_stack=config.frame_stack, core=config.core, conv_stack=config.conv_stack).double().load_from(served[rollout * epochs])
+        reference = TorchActorCritic(18, frame_stack=config.frame_stack, core=config.core, conv_stack=config.conv_stack).double().load_from(served[rollout * per_rollout])
         state = (state[0].detach(), state[1].detach())  # truncated BPTT between rollouts
         start_state = state
         logits_seq, values_seq, starts = [], [], []
@@ -312,7 +344,7 @@ def reference_updates(served, games, actions, config, clip_counts=None, imitatio
         old_log_probs = log_probs.gather(2, taken).squeeze(2).detach()
         for replay in range(1, epochs):
             network = TorchActorCritic(18, frame_stack=config.frame_stack, core=config.core, conv_stack=config.conv_stack).double().load_from(
-                served[rollout * epochs + replay])
+                served[rollout * per_rollout + replay])
             replay_state, replay_logits, replay_values = start_state, [], []
             for t in range(start, start + STEPS):
                 logits, values, replay_state = network(seen[t], replay_state, restart_mask(ends, t - 1, resets))
@@ -330,6 +362,42 @@ def reference_updates(served, games, actions, config, clip_counts=None, imitatio
             if clip_counts is not None:
                 held = ((advantages > 0) & (ratio > 1 + clip_range)) | ((advantages < 0) & (ratio < 1 - clip_range))
                 clip_counts.append((int(held.sum()), held.numel()))
+        kept.append(dict(start=start, state=start_state, rewards=targets, dones=dones, behaviour=old_log_probs,
+                         following=following, last_mask=restart_mask(ends, last, resets)))
+        for replay in range(epochs, epochs + config.replay_ratio):
+            index = rollout * per_rollout + replay
+            drawn = replayed[index]
+            # which played rollout it is: its views, as kept in half precision
+            number = next(k for k, record in enumerate(kept) if torch.equal(
+                drawn.frames[:STEPS], seen[record["start"]:record["start"] + STEPS].half().double()))
+            record = kept[number]
+            network = TorchActorCritic(18, frame_stack=config.frame_stack, core=config.core,
+                                       conv_stack=config.conv_stack).double().load_from(served[index])
+            replay_state, replay_logits, replay_values = record["state"], [], []
+            for t in range(record["start"], record["start"] + STEPS):
+                logits, values, replay_state = network(seen[t].half().double(), replay_state,
+                                                       restart_mask(ends, t - 1, resets))
+                replay_logits.append(logits)
+                replay_values.append(values.squeeze(1))
+            with torch.no_grad():
+                _, bootstrap, _ = network(record["following"].half().double(), replay_state, record["last_mask"])
+            log_probs = torch.log_softmax(torch.stack(replay_logits), 2)
+            taken = actions[record["start"]:record["start"] + STEPS].unsqueeze(2)
+            taken_log_probs = log_probs.gather(2, taken).squeeze(2)
+            values = torch.stack(replay_values)
+            log_rhos = (taken_log_probs - record["behaviour"]).detach()
+            targets, advantages = reference_vtrace(log_rhos, record["rewards"], record["dones"], values.detach(),
+                                                   bootstrap.squeeze(1), gamma, SETTINGS["gae_lambda"],
+                                                   config.vtrace_rho_clip, config.vtrace_c_clip)
+            policy = -(taken_log_probs * advantages).sum()
+            entropy = -(log_probs.exp() * log_probs).sum()
+            value = 0.5 * ((targets - values) ** 2).sum()
+            (policy + SETTINGS["value_loss_coef"] * value - SETTINGS["entropy_coef"] * entropy).backward()
+            grads = network.gradients_like(served[0])
+            updates.append({name: grads[name].clone() for name in grads})
+            if clip_counts is not None:
+                cut = log_rhos.exp() > config.vtrace_rho_clip
+                clip_counts.append((int(cut.sum()), cut.numel()))
     return updates
 
 
@@ -355,23 +423,23 @@ def test_the_worker_feeds_the_network_what_each_game_showed(played):
 
 def test_every_update_equals_autograd_on_a_replay_of_the_games(played):
     worker, link = played.worker, played.link
-    epochs = worker.config.epochs
-    assert len(link.updates) == len(link.served) == ROLLOUTS * epochs
+    replays = updates_per_rollout(worker.config) - 1
+    assert len(link.updates) == len(link.served) == ROLLOUTS * (1 + replays)
     clip_counts = []
     expected = reference_updates(link.served, played.games, played.actions, worker.config, clip_counts,
-                                 link.imitation_batches)
+                                 link.imitation_batches, replayed=link.replayed)
     names = [name for name, _ in worker.model.named_parameters()]
     for k, (ours, reference) in enumerate(zip(link.updates, expected)):
         for name, grad in zip(names, ours):
             assert_close(grad, reference[name], what=f"update {k + 1}, {name}")
-    if epochs > 1:  # the replays saw moved weights: the clip held some steps and not others
+    if replays:  # the replays saw moved weights: the clip held some steps and not others
         clipped, total = map(sum, zip(*clip_counts))
         assert 0 < clipped < total
 
 
 def test_a_rollouts_agent_steps_are_counted_once_by_its_first_update(played):
-    epochs = played.worker.config.epochs
-    assert played.link.steps == ([STEPS * BATCH] + [0] * (epochs - 1)) * ROLLOUTS
+    replays = updates_per_rollout(played.worker.config) - 1
+    assert played.link.steps == ([STEPS * BATCH] + [0] * replays) * ROLLOUTS
 
 
 def test_each_finished_episode_is_reported_with_its_game_score_and_length(played):
@@ -385,12 +453,12 @@ def test_each_finished_episode_is_reported_with_its_game_score_and_length(played
             score = sum(games[game].rewards[previous_end + 1:step + 1])
             expected.append((0, game, score, step - previous_end))
     assert [(m.worker, m.env_index, m.raw_return, m.length) for m in episodes] == expected
-    assert sum(1 for m in messages if isinstance(m, UpdateDone)) == ROLLOUTS * played.worker.config.epochs
+    assert sum(1 for m in messages if isinstance(m, UpdateDone)) == ROLLOUTS * updates_per_rollout(played.worker.config)
 
 
 def test_a_non_finite_gradient_is_never_pushed_and_the_update_is_reported_skipped(played):
     worker, messages = played.worker, played.messages
-    updates, epochs = played.link.updates, worker.config.epochs
+    updates, per_rollout = played.link.updates, updates_per_rollout(worker.config)
     pushed = len(updates)
     bootstrap = torch.zeros(BATCH, dtype=F64)
     worker.rewards[0, 0] = float("nan")  # a NaN reward makes every gradient NaN
@@ -398,8 +466,16 @@ def test_a_non_finite_gradient_is_never_pushed_and_the_update_is_reported_skippe
     for t in range(STEPS):  # record a rollout's forward steps again, on its own frames
         _, _, state = worker.model.step(worker.frames[t], state, record=True)
     worker.learn(bootstrap)
-    assert len(updates) == pushed + epochs and updates[-epochs:] == [None] * epochs
-    assert all(isinstance(m, UpdateDone) and m.skipped for m in messages[-epochs:])
+    assert len(updates) == pushed + per_rollout and updates[-per_rollout] is None
+    reports = messages[-per_rollout:]
+    assert all(isinstance(m, UpdateDone) for m in reports)
+    assert [m.skipped for m in reports] == [update is None for update in updates[-per_rollout:]]
+    # a PPO replay plays the same rollout again; a V-trace replay drawing it does too, and one
+    # drawing an earlier rollout pushes that rollout's finite gradients
+    drawn_it = [k for k, rollout in played.link.replayed.items() if torch.isnan(rollout.rewards).any()]
+    assert sorted(k for k in range(len(updates) - per_rollout, len(updates)) if updates[k] is None) == \
+        [len(updates) - per_rollout + k for k in range(worker.config.epochs)] + drawn_it
+    assert all(torch.isfinite(grad).all() for update in updates if update is not None for grad in update)
 
 
 IMITATING = [name for name, settings in VARIANTS.items() if settings.get("sil_batch")]
@@ -413,7 +489,8 @@ def expected_memory(played):
     waiting steps at the end."""
     worker = played.worker
     steps = []
-    reference_updates(played.link.served, played.games, played.actions, worker.config, played_steps=steps)
+    reference_updates(played.link.served, played.games, played.actions, worker.config, played_steps=steps,
+                      replayed=played.link.replayed)
     gamma, share = SETTINGS["gamma"], max(1, worker.config.sil_capacity // BATCH)
     stored, waiting = [], []
     for game in range(BATCH):
@@ -493,3 +570,25 @@ def test_the_memory_outlives_the_early_updates_games(monkeypatch):
     worker.start_games(worker.run_config)  # the switch to the run's own games
     assert worker.memory is memory and len(memory) == kept and memory.waiting == [0] * BATCH
     assert worker.step_h.shape == worker.step_c.shape == (STEPS, BATCH, 256)
+
+
+REPLAYING = [name for name, settings in VARIANTS.items() if settings.get("replay_ratio")]
+
+
+@pytest.mark.parametrize("played", [VARIANTS[name] for name in REPLAYING], ids=REPLAYING, indirect=True)
+def test_each_v_trace_replay_draws_a_rollout_the_games_played_stored_by_then(played):
+    config, link = played.worker.config, played.link
+    assert len(link.replayed) == ROLLOUTS * config.replay_ratio
+    older = 0
+    for index, drawn in link.replayed.items():
+        rollout = index // updates_per_rollout(config)
+        numbers = [k for k in range(ROLLOUTS) if torch.equal(
+            drawn.frames[:STEPS], played.frames[k * STEPS:(k + 1) * STEPS].half().double())]
+        assert len(numbers) == 1 and numbers[0] <= rollout, f"update {index + 1} drew a rollout not stored by then"
+        number = numbers[0]
+        assert torch.equal(drawn.actions, played.actions[number * STEPS:(number + 1) * STEPS])
+        if config.replay_capacity == 1:  # only the latest is kept
+            assert number == rollout
+        older += number < rollout
+    if config.replay_capacity > 1:  # some replays were off-policy by a whole rollout's updates
+        assert older > 0
