@@ -32,6 +32,9 @@ class UpdateDone:
     # self-imitation (sil_batch): its policy loss and the share of its batch it imitated; nan when off
     imitation_loss: float = float("nan")
     imitated: float = float("nan")
+    # a V-trace replay's update (replay_ratio): the share of its steps whose importance weight
+    # pi / mu was cut at vtrace_rho_clip; nan for a rollout's own update
+    replay_cut: float = float("nan")
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,13 @@ GRAD_NORM_TAG = "grad/norm"  # before clipping (max_grad_norm)
 LR_TAG = "optim/lr"
 # with sil_batch: the self-imitation loss's policy term and the share of each batch it imitated
 IMITATION_TAGS = {"imitation_loss": "self_imitation/policy_loss", "imitated": "self_imitation/imitated"}
+# with replay_ratio: the V-trace replays' gradient norm (kept apart from grad/norm, the rollouts'
+# own updates') and the share of their steps whose importance weight was cut
+REPLAY_TAGS = {"grad_norm": "replay/grad_norm", "cut": "replay/cut"}
 STEPS_PER_SECOND_TAG = "train/steps_per_second"
 TRAINING_TAGS = (*LOSS_TAGS.values(), GRAD_NORM_TAG, LR_TAG, STEPS_PER_SECOND_TAG)
-# what the report scripts read and keep: every run's, and self-imitation's where a run had it
-REPORTED_TAGS = (*TRAINING_TAGS, *IMITATION_TAGS.values())
+# what the report scripts read and keep: every run's, and self-imitation's and the replays' where a run had them
+REPORTED_TAGS = (*TRAINING_TAGS, *IMITATION_TAGS.values(), *REPLAY_TAGS.values())
 
 
 class RunMetrics:
@@ -54,6 +57,7 @@ class RunMetrics:
         self._last_line = time.monotonic()
         self._losses = {"policy": 0.0, "value": 0.0, "entropy": 0.0, "grad_norm": 0.0, "n": 0}
         self._imitation = {"imitation_loss": 0.0, "imitated": 0.0, "n": 0}
+        self._replay = {"grad_norm": 0.0, "cut": 0.0, "n": 0}
         self._lr: float | None = None
         self.bar = None
         if self.stream.isatty():
@@ -76,13 +80,19 @@ class RunMetrics:
         self.writer.add_scalar(EPISODE_LENGTH_TAG, length, step)
 
     def update(self, step, policy, value, entropy, grad_norm, lr, skipped, imitation_loss=math.nan,
-               imitated=math.nan) -> None:
+               imitated=math.nan, replay_cut=math.nan) -> None:
         """One update's losses, averaged until the next line; the self-imitation ones (nan:
-        off, or its memory still filling) over the updates that had them."""
+        off, or its memory still filling) over the updates that had them. A V-trace replay's
+        update (``replay_cut`` a number) counts under the replay tags only."""
         self._lr = lr
         if skipped:
             self.skipped += 1
             self.writer.add_scalar("train/skipped_updates", self.skipped, step)
+            return
+        if math.isfinite(replay_cut):
+            self._replay["grad_norm"] += grad_norm
+            self._replay["cut"] += replay_cut
+            self._replay["n"] += 1
             return
         losses = self._losses
         losses["policy"] += policy
@@ -153,6 +163,10 @@ class RunMetrics:
             for key, tag in IMITATION_TAGS.items():
                 self.writer.add_scalar(tag, self._imitation[key] / self._imitation["n"], step)
             self._imitation = {key: 0.0 for key in self._imitation} | {"n": 0}
+        if self._replay["n"]:
+            for key, tag in REPLAY_TAGS.items():
+                self.writer.add_scalar(tag, self._replay[key] / self._replay["n"], step)
+            self._replay = {key: 0.0 for key in self._replay} | {"n": 0}
         if self.bar is None:
             score = f"{self.mean_return:.0f}" if self.mean_return is not None else "-"
             skipped = f"  skipped updates {self.skipped}" if self.skipped else ""

@@ -255,11 +255,11 @@ class Worker:
             started = time.perf_counter()
             self.link.pull(self.model)
             self.clock[3] += time.perf_counter() - started
-            grads, terms = self.vtrace_gradients(self.replay.sample(self.replay_draws, self.dtype))
-            self._push(grads, terms, 0)
+            grads, terms, cut = self.vtrace_gradients(self.replay.sample(self.replay_draws, self.dtype))
+            self._push(grads, terms, 0, replay_cut=cut)
 
     def _push(self, grads: list[torch.Tensor], terms: tuple[float, float, float], steps: int,
-              imitation: tuple[float, float] | None = None) -> None:
+              imitation: tuple[float, float] | None = None, replay_cut: float = math.nan) -> None:
         config, clock = self.config, time.perf_counter
         started = clock()
         grad_norm = clip_grad_norm(grads, config.max_grad_norm)
@@ -273,7 +273,7 @@ class Worker:
         policy, value, entropy = terms
         imitation_loss, imitated = imitation or (math.nan, math.nan)
         self.link.report(UpdateDone(self.rank, self.link.global_step, policy, value, entropy, grad_norm, skipped,
-                                    imitation_loss, imitated))
+                                    imitation_loss, imitated, replay_cut))
 
     def gradients(self, bootstrap: torch.Tensor) -> tuple[list[torch.Tensor], tuple[float, float, float]]:
         """d(loss)/d(parameters) of the recorded rollout, by hand; and the (policy, value,
@@ -330,10 +330,11 @@ class Worker:
         self.clock[2] += clock() - mid
         return [p.grad for p in self.model.parameters()], (terms.policy, terms.value, terms.entropy)
 
-    def vtrace_gradients(self, rollout: StoredRollout) -> tuple[list[torch.Tensor], tuple[float, float, float]]:
+    def vtrace_gradients(self, rollout: StoredRollout) -> tuple[list[torch.Tensor], tuple[float, float, float], float]:
         """A stored rollout played again through the model's current weights, from the LSTM
         state it started from and with its masks, and its bootstrap from the view after its
-        last step: the A3C loss's gradients with V-trace's targets, by hand."""
+        last step: the A3C loss's gradients with V-trace's targets, by hand; and the share of
+        its steps whose importance weight was cut."""
         config, clock = self.config, time.perf_counter
         started = clock()
         state, logits, values = (rollout.start_h, rollout.start_c), [], []
@@ -354,4 +355,5 @@ class Worker:
         self.model.backward(terms.grad_logits, terms.grad_values)
         self.clock[1] += mid - started
         self.clock[2] += clock() - mid
-        return [p.grad for p in self.model.parameters()], (terms.policy, terms.value, terms.entropy)
+        cut = float((log_rhos > math.log(config.vtrace_rho_clip)).to(torch.float64).mean())
+        return [p.grad for p in self.model.parameters()], (terms.policy, terms.value, terms.entropy), cut

@@ -129,6 +129,20 @@ def test_a_run_with_self_imitation_logs_what_it_imitated(tmp_path):
     assert load_checkpoint(run_dir / "checkpoints" / "latest.pt")["config"]["sil_batch"] == 16
 
 
+def test_a_run_with_v_trace_replays_logs_their_gradient_norm_and_cut_weights_apart(tmp_path):
+    run_dir = tmp_path / "run"
+    proc, log = start_run(run_dir, "workers=1", "envs_per_worker=2", "total_steps=2000", "eval_interval=0",
+                          "replay_ratio=2", "replay_capacity=4")
+    assert proc.wait(timeout=240) == 0, log.read_text()
+    cut = [point.value for point in scalars(run_dir, "replay/cut")]
+    norms = [point.value for point in scalars(run_dir, "replay/grad_norm")]
+    assert cut and len(norms) == len(cut) == len(scalars(run_dir, "grad/norm"))
+    assert all(0.0 <= share < 1.0 for share in cut) and all(norm > 0.0 for norm in norms)
+    checkpoint = load_checkpoint(run_dir / "checkpoints" / "latest.pt")
+    # the replays' updates are applied too, and count no agent steps
+    assert checkpoint["optimizer"]["updates"] == 3 * checkpoint["global_step"] // (2 * 20)
+
+
 def test_a_killed_worker_is_restarted_and_the_run_completes(tmp_path):
     run_dir = tmp_path / "run"
     proc, log = start_run(run_dir, "total_steps=5000")

@@ -21,6 +21,7 @@ importance weights are cut; every rollout drawn is one the games played, stored 
 """
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import gymnasium as gym
@@ -435,6 +436,12 @@ def test_every_update_equals_autograd_on_a_replay_of_the_games(played):
     if replays:  # the replays saw moved weights: the clip held some steps and not others
         clipped, total = map(sum, zip(*clip_counts))
         assert 0 < clipped < total
+    if worker.config.replay_ratio:  # each V-trace replay reports the share of its weights cut; the others nan
+        reported = [m.replay_cut for m in played.messages if isinstance(m, UpdateDone)]
+        per_rollout = updates_per_rollout(worker.config)
+        assert all(math.isnan(share) for share in reported[::per_rollout])
+        replayed = [share for k, share in enumerate(reported) if k % per_rollout]
+        assert replayed == pytest.approx([cut / steps for cut, steps in clip_counts], abs=1e-12)
 
 
 def test_a_rollouts_agent_steps_are_counted_once_by_its_first_update(played):
