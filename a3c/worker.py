@@ -140,9 +140,7 @@ class Worker:
                 self.envs.close()
                 self.start_games(self.run_config)
                 obs, state, restart_mask = self.reset_games()
-            started = time.perf_counter()
-            link.pull(self.model)
-            self.clock[3] += time.perf_counter() - started
+            self._pull()
             rollout = self.collect(obs, state, restart_mask)
             if rollout is None:  # stop requested mid-rollout: a partial rollout is not learned from
                 return
@@ -240,9 +238,7 @@ class Worker:
         for _ in range(self.config.epochs - 1):
             if self.link.should_stop():
                 return
-            started = time.perf_counter()
-            self.link.pull(self.model)
-            self.clock[3] += time.perf_counter() - started
+            self._pull()
             grads, terms = self.replay_gradients(bootstrap)
             self._push(grads, terms, 0)  # the steps were counted with the rollout's first update
         if self.replay is None:
@@ -252,11 +248,26 @@ class Worker:
         for _ in range(self.config.replay_ratio):
             if self.link.should_stop():
                 return
-            started = time.perf_counter()
-            self.link.pull(self.model)
-            self.clock[3] += time.perf_counter() - started
+            self._pull()
             grads, terms, cut = self.vtrace_gradients(self.replay.sample(self.replay_draws, self.dtype))
             self._push(grads, terms, 0, replay_cut=cut)
+
+    def _pull(self) -> None:
+        """The global weights into the model (timed with the optimizer's phase)."""
+        started = time.perf_counter()
+        self.link.pull(self.model)
+        self.clock[3] += time.perf_counter() - started
+
+    def _played_again(self, frames, state, masks):
+        """A rollout's steps played again through the model's current weights, recorded for
+        the backward, from the LSTM state it started from and with its restart masks ->
+        (logits (T, B, A), values (T, B, 1), the state after the last step)."""
+        logits, values = [], []
+        for t in range(len(frames)):
+            step_logits, step_values, state = self.model.step(frames[t], state, masks[t], record=True)
+            logits.append(step_logits)
+            values.append(step_values)
+        return torch.stack(logits), torch.stack(values), state
 
     def _push(self, grads: list[torch.Tensor], terms: tuple[float, float, float], steps: int,
               imitation: tuple[float, float] | None = None, replay_cut: float = math.nan) -> None:
@@ -312,16 +323,12 @@ class Worker:
         The targets (returns, advantages) and the old policy stay the rollout's own."""
         config, clock = self.config, time.perf_counter
         started = clock()
-        state, logits, values = self.start_state, [], []
-        for t in range(config.num_steps):
-            step_logits, step_values, state = self.model.step(self.frames[t], state, self.masks[t], record=True)
-            logits.append(step_logits)
-            values.append(step_values)
+        logits, values, _ = self._played_again(self.frames, self.start_state, self.masks)
         mid = clock()
         returns, advantages = rollout_targets(self.values, self.rewards, self.dones, bootstrap, gamma=config.gamma,
                                               gae_lambda=config.gae_lambda,
                                               normalize_advantages=config.normalize_advantages)
-        terms = surrogate_loss(torch.stack(logits), torch.stack(values), self.actions, returns, advantages,
+        terms = surrogate_loss(logits, values, self.actions, returns, advantages,
                                entropy_coef=config.entropy_coef, value_loss_coef=config.value_loss_coef,
                                old_log_probs=taken_log_probs(self.logits, self.actions),
                                clip_range=config.clip_range)
@@ -337,15 +344,11 @@ class Worker:
         its steps whose importance weight was cut."""
         config, clock = self.config, time.perf_counter
         started = clock()
-        state, logits, values = (rollout.start_h, rollout.start_c), [], []
         steps = rollout.actions.shape[0]
-        for t in range(steps):
-            step_logits, step_values, state = self.model.step(rollout.frames[t], state, rollout.masks[t], record=True)
-            logits.append(step_logits)
-            values.append(step_values)
+        logits, values, state = self._played_again(rollout.frames[:steps], (rollout.start_h, rollout.start_c),
+                                                   rollout.masks)
         _, bootstrap, _ = self.model.step(rollout.frames[steps], state, rollout.masks[steps])
         mid = clock()
-        logits, values = torch.stack(logits), torch.stack(values)
         log_rhos = taken_log_probs(logits, rollout.actions) - rollout.behaviour_log_probs
         targets, advantages = vtrace_targets(log_rhos, rollout.rewards, rollout.dones, values.squeeze(2),
                                              bootstrap.view(-1), gamma=config.gamma, gae_lambda=config.gae_lambda,
