@@ -80,6 +80,11 @@ class Config:
     'feedforward' with frame_stack=4: a win at 2M agent steps on one seed of two, 3,707 on
     their mean against the LSTM's 3,873, at 1.07x its steps/s (scripts/RESULTS.md).
     Checkpoints that record no core had 'lstm'."""
+    action_reward_input: bool = False
+    """The core also reads the step before's action (one-hot) and reward (as learned from,
+    clipped), as the IMPALA and UNREAL agents' LSTMs do: zeros at an episode's first step.
+    Checkpoints that record none had no such input. Not with sil_batch (its memory keeps no
+    step before)."""
     num_steps: int = 20
     """Rollout length: steps per worker between two updates (the BPTT window). Against 20:
     10 won on one seed of two at 2M agent steps, 40 was behind on both at 1M
@@ -448,6 +453,9 @@ def validate(config: Config) -> None:
     if config.replay_ratio and config.epochs > 1:  # two kinds of replay, each tested alone
         raise ConfigError(f"replay_ratio and epochs > 1 do not go together: replay_ratio={config.replay_ratio} "
                           f"replays older rollouts, epochs={config.epochs} the latest; choose one")
+    if config.action_reward_input and config.sil_batch:
+        raise ConfigError("action_reward_input and sil_batch do not go together: the self-imitation memory "
+                          "keeps no step before each of its steps")
     if config.sil_clip is not None and config.sil_clip <= 0:
         raise ConfigError(f"sil_clip must be positive, got {config.sil_clip}")
     if config.optimizer_eps is not None and config.optimizer_eps <= 0:

@@ -23,7 +23,7 @@ from a3c.checkpoint import CheckpointError
 from a3c.cli import ArgumentParser
 from a3c.config import ConfigError, check_run_dir
 from a3c.envs import make_env
-from a3c.policy import frame_settings, play_episode, resets_state
+from a3c.policy import frame_settings, play_episode, resets_state, reward_settings
 
 
 class EvalError(ValueError):
@@ -112,7 +112,7 @@ def evaluate(checkpoint: Path, episodes: int = 10, policy: str = "sample", seed:
         warnings.filterwarnings("ignore", message=".*Overwriting existing videos.*")
         env = make_env(env_id, seed=seed,
                        render_mode="rgb_array" if video_dir is not None else None, wrap_game=wrap_game,
-                       **frame_settings(payload["config"]))
+                       **frame_settings(payload["config"]), **reward_settings(payload["config"]))
     action_names = env.unwrapped.get_action_meanings()
     generator = torch.Generator().manual_seed(seed)
 

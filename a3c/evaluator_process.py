@@ -70,7 +70,8 @@ def run_evaluator(config: Config, shared: SharedState, queue, n_actions: int, be
             step, obs_norm = shared.global_step, shared.obs_norm.clone()
             normalizer = ObsNormalizer.frozen_from_workers(obs_norm.tolist())
             env = make_env(config.env_id, render_mode="rgb_array",
-                           frame=config.frame, frame_size=config.frame_size, frame_stack=config.frame_stack)
+                           frame=config.frame, frame_size=config.frame_size, frame_stack=config.frame_stack,
+                           reward_scale=config.reward_scale, reward_clip=config.reward_clip)
             means = {}
             for policy in policies:
                 scores, lengths = [], []

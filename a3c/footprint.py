@@ -53,14 +53,15 @@ def imitation_memory_bytes(config: Config) -> int:
     return 2 * config.sil_capacity * per_step
 
 
-def replay_memory_bytes(config: Config) -> int:
+def replay_memory_bytes(config: Config, n_actions: int = 18) -> int:
     """A worker's rollout memory (a3c.replay) at its fullest: per rollout of T steps in B
-    games, T + 1 views in half precision and restart masks, the start state, and per step
-    its action, reward, done flag and log probability, at ``config``'s update size."""
+    games, T + 1 views in half precision, restart masks and action-and-reward inputs, the
+    start state, and per step its action, reward, done flag and log probability, at
+    ``config``'s update size."""
     if not config.replay_ratio:
         return 0
     steps, games = config.num_steps, config.envs_per_worker
-    views = (steps + 1) * games * (2 * config.frame_stack * config.frame_size ** 2 + FLOAT)
+    views = (steps + 1) * games * (2 * config.frame_stack * config.frame_size ** 2 + (n_actions + 2) * FLOAT)
     per_rollout = views + 2 * games * config.hidden_size * FLOAT + steps * games * (8 + 3 * FLOAT)
     return config.replay_capacity * per_rollout
 

@@ -12,6 +12,12 @@ and the LSTM size are settings (``network_settings``). The default run
 of the four 3x3 ones, each still followed by an ELU: the network of the DQN, Quantile and
 PPO agents the issue compares against. At 84x84 it hands 3,136 features to the core.
 
+``action_reward_input=True`` hands the core, beside the features, the step before's action
+(one-hot) and reward (as learned from: clipped), as IMPALA's and UNREAL's agents do: the
+core then knows what it just did and what that earned. A row whose episode starts at this
+step (its mask 0) reads zeros there, as its state is zeroed. The caller builds that input
+with ``action_reward_inputs``; a network without it ignores ``previous``.
+
 ``core="feedforward"`` puts Linear(features, hidden) -> ELU where the LSTM was: the A3C
 paper's feed-forward agent, which sees motion only through stacked frames. It has no
 state: it hands back the state it was given (zeros from ``initial_state``), so the
@@ -41,7 +47,8 @@ CORES = ("lstm", "feedforward")
 CONV_STACK = "a3c"
 CONV_STACKS = ("a3c", "nature")
 NETWORK_DEFAULTS = {"frame_stack": FRAME_STACK, "frame_size": FRAME_SIZE, "conv_channels": CONV_CHANNELS,
-                    "hidden_size": HIDDEN_SIZE, "core": CORE, "conv_stack": CONV_STACK}
+                    "hidden_size": HIDDEN_SIZE, "core": CORE, "conv_stack": CONV_STACK,
+                    "action_reward_input": False}
 
 
 def network_settings(settings) -> dict:
@@ -50,6 +57,15 @@ def network_settings(settings) -> dict:
     if not isinstance(settings, dict):
         settings = vars(settings)
     return {key: type(default)(settings.get(key, default)) for key, default in NETWORK_DEFAULTS.items()}
+
+
+def action_reward_inputs(actions: torch.Tensor, rewards: torch.Tensor, n_actions: int) -> torch.Tensor:
+    """The core's extra input for the step after: actions (N,) one-hot, then rewards (N,)
+    -> (N, n_actions + 1), in the rewards' dtype."""
+    inputs = torch.zeros(actions.shape[0], n_actions + 1, dtype=rewards.dtype, device=rewards.device)
+    inputs[torch.arange(actions.shape[0]), actions] = 1.0
+    inputs[:, n_actions] = rewards
+    return inputs
 
 
 def conv_specs(conv_stack: str = CONV_STACK, frame_stack: int = FRAME_STACK,
@@ -88,7 +104,8 @@ def check_frame_size(frame_size: int, conv_stack: str) -> None:
 
 def parameter_shapes(n_actions: int, frame_stack: int = FRAME_STACK, frame_size: int = FRAME_SIZE,
                      conv_channels: int = CONV_CHANNELS, hidden_size: int = HIDDEN_SIZE,
-                     core: str = CORE, conv_stack: str = CONV_STACK) -> dict[str, tuple[int, ...]]:
+                     core: str = CORE, conv_stack: str = CONV_STACK,
+                     action_reward_input: bool = False) -> dict[str, tuple[int, ...]]:
     """The shape of every parameter of ``ActorCritic`` with these sizes, by name, without
     building it (a checkpoint's weights are checked against its own settings with this)."""
     shapes = {}
@@ -98,7 +115,7 @@ def parameter_shapes(n_actions: int, frame_stack: int = FRAME_STACK, frame_size:
         shapes[f"conv{k}.bias"] = (out_channels,)
     check_frame_size(frame_size, conv_stack)
     side = conv_sides(frame_size, conv_stack)[-1]
-    features = specs[-1][1] * side * side
+    features = specs[-1][1] * side * side + (n_actions + 1 if action_reward_input else 0)
     if core == "lstm":
         gates = 4 * hidden_size
         shapes.update({"lstm.weight_ih": (gates, features), "lstm.weight_hh": (gates, hidden_size),
@@ -113,7 +130,8 @@ def parameter_shapes(n_actions: int, frame_stack: int = FRAME_STACK, frame_size:
 class ActorCritic:
     def __init__(self, n_actions: int, *, frame_stack: int = FRAME_STACK, frame_size: int = FRAME_SIZE,
                  conv_channels: int = CONV_CHANNELS, hidden_size: int = HIDDEN_SIZE, core: str = CORE,
-                 conv_stack: str = CONV_STACK, forget_bias: float = 0.0, weight_init: str = "a3c",
+                 conv_stack: str = CONV_STACK, action_reward_input: bool = False, forget_bias: float = 0.0,
+                 weight_init: str = "a3c",
                  seed: int | None = None, dtype: torch.dtype | None = None) -> None:
         if core not in CORES:
             raise ValueError(f"ActorCritic: core must be one of {', '.join(CORES)}, got {core!r}")
@@ -130,9 +148,11 @@ class ActorCritic:
             side = conv.output_size(side, side)[0]
         # a3c with 32 channels: 288 features for 42x42 frames, 1152 for 84x84; nature: 3136 for 84x84
         self.feature_size = self.convs[-1].out_channels * side * side
+        self.action_reward_input = action_reward_input
+        core_inputs = self.feature_size + (n_actions + 1 if action_reward_input else 0)
         # one of the two cores; the other is None
-        self.lstm = LSTMCell(self.feature_size, hidden_size, dtype=dtype) if core == "lstm" else None
-        self.fc = Linear(self.feature_size, hidden_size, dtype=dtype) if core == "feedforward" else None
+        self.lstm = LSTMCell(core_inputs, hidden_size, dtype=dtype) if core == "lstm" else None
+        self.fc = Linear(core_inputs, hidden_size, dtype=dtype) if core == "feedforward" else None
         self.fc_elu = ELU() if core == "feedforward" else None
         self.critic = Linear(hidden_size, 1, dtype=dtype)
         self.actor = Linear(hidden_size, n_actions, dtype=dtype)
@@ -229,14 +249,25 @@ class ActorCritic:
         return zeros, zeros.clone()
 
     # --- forward -----------------------------------------------------------------------
-    def step(self, frames: torch.Tensor, state, mask: torch.Tensor | None = None, *, record: bool = False):
+    def step(self, frames: torch.Tensor, state, mask: torch.Tensor | None = None, *, previous=None,
+             record: bool = False):
         """frames (N, C, S, S) (S = frame_size), state (h, c) each (N, hidden_size), mask (N, 1) zeroing the
-        state of rows that start an episode -> (logits (N, A), values (N, 1), (h, c))."""
+        state of rows that start an episode, previous (N, A + 1) the step before's action and
+        reward (``action_reward_inputs``; read only with action_reward_input)
+        -> (logits (N, A), values (N, 1), (h, c))."""
         x = frames
         for conv, elu in zip(self.convs, self.elus):
             x = elu.forward(conv.forward(x, record=record), record=record)
         self._conv_out_shape = tuple(x.shape[1:])
         features = x.reshape(x.shape[0], self.feature_size)
+        if self.action_reward_input:
+            expected = (features.shape[0], self.n_actions + 1)
+            if previous is None or tuple(previous.shape) != expected:
+                raise ValueError(f"ActorCritic: action_reward_input needs previous {expected}, got "
+                                 f"{None if previous is None else tuple(previous.shape)}")
+            if mask is not None:  # a new episode has no step before: zeros, as its state
+                previous = previous * mask
+            features = torch.cat([features, previous.to(features.dtype)], 1)
         if self.lstm is not None:
             h, c = self.lstm.forward(features, state, mask, record=record)
             state = (h, c)
@@ -274,7 +305,9 @@ class ActorCritic:
             grad_features, _, _ = self.lstm.backward_through_time(grad_h.view(steps, n, -1))
         else:  # every step at once, as the heads: nothing links one step to the next
             grad_features = self.fc.backward(self.fc_elu.backward(grad_h))
-        grad_x = grad_features.view(steps * n, *self._conv_out_shape)
+        # the action and reward inputs are data: only the convolutions' features go on down
+        grad_features = grad_features.reshape(steps * n, -1)[:, :self.feature_size]
+        grad_x = grad_features.reshape(steps * n, *self._conv_out_shape)
         for k in range(len(self.convs) - 1, -1, -1):  # the frames need no gradient
             grad_x = self.convs[k].backward(self.elus[k].backward(grad_x), input_grad=k > 0)
         self._steps_recorded = 0

@@ -14,7 +14,7 @@ import torch
 from a3c.checkpoint import load_checkpoint, restore_model
 from a3c.config import UNRECORDED_MEANT, check_env_id
 from a3c.envs import ObsNormalizer, make_env
-from a3c.model import FRAME_STACK, ActorCritic, network_settings
+from a3c.model import FRAME_STACK, ActorCritic, action_reward_inputs, network_settings
 
 PRETRAINED = Path(__file__).resolve().parent / "pretrained" / "riverraid.pt"
 """The trained agent that ships with the package: ``--checkpoint pretrained``."""
@@ -51,20 +51,33 @@ def play_episode(env, model: ActorCritic, normalizer: ObsNormalizer, policy: str
     start = time.monotonic()
     obs, info = env.reset(seed=seed)
     state, lives = model.initial_state(1), info.get("lives")
+    previous = previous_input(model)
     score, length, done = 0.0, 0, False
     while not done and (max_steps is None or length < max_steps) and not (stop is not None and stop.is_set()):
         obs = normalizer(obs, update=False).astype(np.float32, copy=False)
-        logits, _, state = model.step(torch.from_numpy(obs).unsqueeze(0), state)
+        logits, _, state = model.step(torch.from_numpy(obs).unsqueeze(0), state, previous=previous)
         actions, probs = select_action(logits, policy, generator)
         action = int(actions[0])
         if on_step is not None:
             on_step(obs, probs[0], action)
-        obs, _, terminated, truncated, info = env.step(action)
+        obs, reward, terminated, truncated, info = env.step(action)
         score += info["raw_reward"]
         length += 1
         done = terminated or truncated
+        played_on = state
         state, lives = next_life_state(model, state, lives, info.get("lives"), life_loss_resets_state)
+        previous = previous_input(model, action, reward) if state is played_on else previous_input(model)
     return score, length, time.monotonic() - start
+
+
+def previous_input(model: ActorCritic, action: int | None = None, reward: float = 0.0) -> torch.Tensor:
+    """The core's action-and-reward input (1, A + 1) for the step after ``action`` earned
+    ``reward`` (the reward learnt from: the env's, clipped as in training); zeros for a
+    first step (no action) or one after the state was reset. Built for every network: one
+    without action_reward_input ignores it."""
+    if action is None:
+        return torch.zeros(1, model.n_actions + 1)
+    return action_reward_inputs(torch.tensor([action]), torch.tensor([reward], dtype=torch.float32), model.n_actions)
 
 
 def next_life_state(model: ActorCritic, state, lives, now, life_loss_resets_state: bool):
@@ -79,6 +92,14 @@ def resets_state(config: dict) -> bool:
     """Whether a checkpoint's network was trained with its LSTM reset at each lost life
     (its config, as a dict; one older than the setting was not)."""
     return bool(config.get("life_loss_resets_state", False))
+
+
+def reward_settings(config: dict) -> dict:
+    """How a run's rewards were scaled and clipped to learn from (a checkpoint's config, as
+    a dict): an env made with these hands the network with action_reward_input the
+    rewards it was trained to read."""
+    return {"reward_scale": float(config.get("reward_scale", 1.0)),
+            "reward_clip": float(config.get("reward_clip", 1.0))}
 
 
 def frame_settings(config: dict) -> dict:

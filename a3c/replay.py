@@ -7,7 +7,8 @@ weights needs: each step's view and the one after the last (for the bootstrap), 
 restart masks the LSTM saw, the state it started from, the actions, the rewards and done
 flags it learnt from (a time limit's bootstrap included, as played), and the log
 probability the playing policy gave each action, mu(a_t|s_t), which V-trace's ratios
-need (a3c.loss). A drawn rollout is replayed from its start state as it was played, so
+need (a3c.loss), and each step's action and reward before (the core's input with
+``action_reward_input``). A drawn rollout is replayed from its start state as it was played, so
 the LSTM sees the river as it did.
 
 Views are kept in half precision, as the self-imitation memory keeps them (the
@@ -35,6 +36,7 @@ class StoredRollout:
     rewards: torch.Tensor  # (T, B): the rewards learnt from
     dones: torch.Tensor  # (T, B): 1 where the returns stop after the step
     behaviour_log_probs: torch.Tensor  # (T, B): log mu(a_t|s_t) of the policy that played
+    previous: torch.Tensor  # (T + 1, B, A + 1): each step's action and reward before (a3c.model.action_reward_inputs)
 
     def to(self, dtype: torch.dtype) -> "StoredRollout":
         """Every floating tensor in ``dtype`` (the actions stay int64)."""
@@ -55,11 +57,13 @@ class RolloutReplay:
     def __len__(self) -> int:
         return len(self.rollouts)
 
-    def add(self, frames, final_frames, masks, start_state, actions, rewards, dones, behaviour_log_probs) -> None:
+    def add(self, frames, final_frames, masks, start_state, actions, rewards, dones, behaviour_log_probs,
+            previous) -> None:
         """A played rollout: frames (T, B, C, S, S) and final_frames (B, C, S, S), the view
         after its last step; masks, a list of T + 1 (B, 1) restart masks or None (no game
         restarted before that step; the last is the bootstrap's); start_state (h, c); actions,
-        rewards, dones and behaviour_log_probs (T, B). Everything is copied: the worker
+        rewards, dones and behaviour_log_probs (T, B); previous (T + 1, B, A + 1), each
+        step's action and reward before, the bootstrap's last. Everything is copied: the worker
         reuses its buffers."""
         batch = frames.shape[1]
         ones = torch.ones(batch, 1, dtype=rewards.dtype)
@@ -68,7 +72,7 @@ class RolloutReplay:
             masks=torch.stack([ones if mask is None else mask.to(rewards.dtype) for mask in masks]),
             start_h=start_state[0].clone(), start_c=start_state[1].clone(),
             actions=actions.clone(), rewards=rewards.clone(), dones=dones.clone(),
-            behaviour_log_probs=behaviour_log_probs.clone())
+            behaviour_log_probs=behaviour_log_probs.clone(), previous=previous.to(rewards.dtype, copy=True))
         if len(self.rollouts) < self.capacity:
             self.rollouts.append(rollout)
         else:  # the oldest goes

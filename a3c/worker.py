@@ -9,7 +9,8 @@ better than the network expected (self-imitation, a3c.self_imitation); with
 ``replay_ratio`` each rollout goes into a memory of the worker's last rollouts and is
 followed by that many updates on rollouts drawn from it, played again through the global
 weights of the moment and corrected for the policy that played them with V-trace
-(a3c.replay, a3c.loss). With ``early_steps``
+(a3c.replay, a3c.loss). With ``action_reward_input`` the network also reads each
+step's action and learnt reward before, which the worker keeps per step for replays. With ``early_steps``
 the run starts with a smaller update (fewer games, shorter rollouts), then the worker
 starts its full number of games. It reaches the
 global network through a :class:`Link` that its backend provides (shared memory on this
@@ -29,7 +30,7 @@ from a3c.envs import ObsNormalizer, make_vector_env
 from a3c.loss import (a3c_loss, rollout_targets, self_imitation_loss, surrogate_loss, taken_log_probs,
                       vtrace_targets)
 from a3c.messages import EpisodeEnded, UpdateDone
-from a3c.model import ActorCritic, network_settings
+from a3c.model import ActorCritic, action_reward_inputs, network_settings
 from a3c.optim import clip_grad_norm
 from a3c.policy import select_action
 from a3c.replay import RolloutReplay, StoredRollout
@@ -114,6 +115,9 @@ class Worker:
         self.actions = torch.zeros(steps, batch, dtype=torch.int64)
         self.rewards = torch.zeros(steps, batch, dtype=dtype)
         self.dones = torch.zeros(steps, batch, dtype=dtype)  # 1 where the episode ended at this step
+        # each step's action and reward before (the core's input with action_reward_input), then
+        # the bootstrap's; kept for every network: a few numbers per game
+        self.previous = torch.zeros(steps + 1, batch, self.n_actions + 1, dtype=dtype)
         # what a replay of the rollout needs: the LSTM state it started from, each step's mask
         self.start_state = None
         self.masks: list[torch.Tensor | None] = [None] * steps
@@ -128,6 +132,7 @@ class Worker:
         """Every game from its start: (normalised frames, fresh LSTM state, no restart mask)."""
         obs, info = self.envs.reset(seed=[self.seed + k for k in range(self.num_envs)])
         self.lives = info.get("lives")
+        self.previous[self.config.num_steps].zero_()  # the next rollout's first step: none before
         return self.normalizer.normalize_batch(obs), self.model.initial_state(self.num_envs), None
 
     def run(self) -> None:
@@ -155,6 +160,8 @@ class Worker:
         """
         model, clock, seconds = self.model, time.perf_counter, self.clock
         self.start_state = state
+        steps = self.config.num_steps
+        self.previous[0] = self.previous[steps]  # the last rollout's bootstrap step is this one's first
         for t in range(self.config.num_steps):
             if self.link.stop_requested():
                 return None
@@ -164,7 +171,7 @@ class Worker:
             self.masks[t] = restart_mask
             if self.memory is not None:
                 self._keep_state(t, state, restart_mask)
-            logits, values, state = model.step(frames, state, restart_mask, record=True)
+            logits, values, state = model.step(frames, state, restart_mask, previous=self.previous[t], record=True)
             actions, _ = select_action(logits, "sample", self.rng)
             self.logits[t], self.values[t], self.actions[t] = logits, values, actions
             stepped = clock()
@@ -174,6 +181,7 @@ class Worker:
             seconds[1] += stepped - started
             seconds[0] += clock() - stepped
             self.rewards[t] = torch.from_numpy(rewards)
+            self.previous[t + 1] = action_reward_inputs(actions, self.rewards[t], self.n_actions)
             lost = self._lives_lost(info, ended)
             ends_returns = lost is not None and self.config.life_loss_ends_returns
             self.dones[t] = torch.from_numpy(terminated | lost if ends_returns else terminated)
@@ -183,7 +191,7 @@ class Worker:
             restart_mask = torch.from_numpy(~restarts).to(self.frames.dtype).unsqueeze(1) if restarts.any() else None
         started = clock()
         self.final_obs, self.final_mask = torch.from_numpy(obs).to(self.frames.dtype), restart_mask
-        _, bootstrap, _ = model.step(self.final_obs, state, restart_mask)
+        _, bootstrap, _ = model.step(self.final_obs, state, restart_mask, previous=self.previous[steps])
         seconds[1] += clock() - started
         return obs, state, restart_mask, bootstrap.view(-1)
 
@@ -222,7 +230,8 @@ class Worker:
             rows = torch.from_numpy(cut.nonzero()[0])
             final = np.stack(info["final_obs"][cut])  # gymnasium gives an object array of frames
             final = torch.from_numpy(final).to(self.frames.dtype)
-            _, final_values, _ = self.model.step(final, (state[0][rows], state[1][rows]))
+            _, final_values, _ = self.model.step(final, (state[0][rows], state[1][rows]),
+                                                 previous=self.previous[t + 1][rows])
             self.rewards[t, rows] += self.config.gamma * final_values.view(-1)
             self.dones[t, rows] = 1.0
 
@@ -244,7 +253,8 @@ class Worker:
         if self.replay is None:
             return
         self.replay.add(self.frames, self.final_obs, [*self.masks, self.final_mask], self.start_state,
-                        self.actions, self.rewards, self.dones, taken_log_probs(self.logits, self.actions))
+                        self.actions, self.rewards, self.dones, taken_log_probs(self.logits, self.actions),
+                        self.previous)
         for _ in range(self.config.replay_ratio):
             if self.link.should_stop():
                 return
@@ -258,13 +268,15 @@ class Worker:
         self.link.pull(self.model)
         self.clock[3] += time.perf_counter() - started
 
-    def _played_again(self, frames, state, masks):
+    def _played_again(self, frames, state, masks, previous):
         """A rollout's steps played again through the model's current weights, recorded for
-        the backward, from the LSTM state it started from and with its restart masks ->
-        (logits (T, B, A), values (T, B, 1), the state after the last step)."""
+        the backward, from the LSTM state it started from, with its restart masks and each
+        step's action and reward before -> (logits (T, B, A), values (T, B, 1), the state
+        after the last step)."""
         logits, values = [], []
         for t in range(len(frames)):
-            step_logits, step_values, state = self.model.step(frames[t], state, masks[t], record=True)
+            step_logits, step_values, state = self.model.step(frames[t], state, masks[t], previous=previous[t],
+                                                              record=True)
             logits.append(step_logits)
             values.append(step_values)
         return torch.stack(logits), torch.stack(values), state
@@ -323,7 +335,7 @@ class Worker:
         The targets (returns, advantages) and the old policy stay the rollout's own."""
         config, clock = self.config, time.perf_counter
         started = clock()
-        logits, values, _ = self._played_again(self.frames, self.start_state, self.masks)
+        logits, values, _ = self._played_again(self.frames, self.start_state, self.masks, self.previous)
         mid = clock()
         returns, advantages = rollout_targets(self.values, self.rewards, self.dones, bootstrap, gamma=config.gamma,
                                               gae_lambda=config.gae_lambda,
@@ -346,8 +358,9 @@ class Worker:
         started = clock()
         steps = rollout.actions.shape[0]
         logits, values, state = self._played_again(rollout.frames[:steps], (rollout.start_h, rollout.start_c),
-                                                   rollout.masks)
-        _, bootstrap, _ = self.model.step(rollout.frames[steps], state, rollout.masks[steps])
+                                                   rollout.masks, rollout.previous)
+        _, bootstrap, _ = self.model.step(rollout.frames[steps], state, rollout.masks[steps],
+                                          previous=rollout.previous[steps])
         mid = clock()
         log_rhos = taken_log_probs(logits, rollout.actions) - rollout.behaviour_log_probs
         targets, advantages = vtrace_targets(log_rhos, rollout.rewards, rollout.dones, values.squeeze(2),

@@ -33,13 +33,13 @@ class AutogradNetwork:
         hidden = self.net.actor.in_features  # the LSTM's size, or the feed-forward core's
         return torch.zeros(batch, hidden), torch.zeros(batch, hidden)
 
-    def step(self, frames, state, mask=None, *, record: bool = False):
+    def step(self, frames, state, mask=None, *, previous=None, record: bool = False):
         if record:
             frames = frames.clone()  # the worker reuses its frame buffer; autograd needs these intact
             if not self.recorded:
                 state = (state[0].detach(), state[1].detach())
         with torch.set_grad_enabled(record):
-            logits, values, state = self.net(frames, state, mask)
+            logits, values, state = self.net(frames, state, mask, previous)
         if record:
             self.recorded.append((logits, values))
         return logits.detach(), values.detach(), state

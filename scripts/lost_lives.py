@@ -29,7 +29,8 @@ from a3c.checkpoint import CheckpointError
 from a3c.cli import ArgumentParser
 from a3c.config import ConfigError
 from a3c.envs import FUEL_RAM, make_env
-from a3c.policy import frame_settings, load_agent, next_life_state, resets_state, select_action
+from a3c.policy import (frame_settings, load_agent, next_life_state, previous_input, resets_state, reward_settings,
+                        select_action)
 
 BRIDGE_SCORE = 500  # River Raid's points for a bridge (nothing else scores 500)
 FUEL_BEFORE = 40  # agent steps before the counter drops: inside the ~30 steps the gauge is frozen
@@ -41,30 +42,34 @@ def lost_lives(checkpoint: str, episodes: int, before: list[int], seed: int):
     episode's raw score], Counter of the actions' names taken, [the policy's entropy at
     each step])."""
     model, normalizer, env_id, payload = load_agent(checkpoint)
-    env = make_env(env_id, seed=seed, render_mode="rgb_array", **frame_settings(payload["config"]))
+    env = make_env(env_id, seed=seed, render_mode="rgb_array", **frame_settings(payload["config"]),
+                   **reward_settings(payload["config"]))
     generator, resets = torch.Generator().manual_seed(seed), resets_state(payload["config"])
     names = env.unwrapped.get_action_meanings()
     found, scores, taken, entropies = [], [], Counter(), []
     for episode in range(episodes):
         obs, info = env.reset(seed=seed + episode)
         state, lives, step, done = model.initial_state(1), info["lives"], 0, False
+        previous = previous_input(model)
         life_score, life_bridges, score = 0.0, 0, 0.0
         screens = deque(maxlen=max(before) + 1)
         fuel = deque(maxlen=FUEL_BEFORE + 1)
         while not done:
             frame = torch.from_numpy(normalizer(obs, update=False).astype(np.float32)).unsqueeze(0)
-            logits, _, state = model.step(frame, state)
+            logits, _, state = model.step(frame, state, previous=previous)
             actions, probs = select_action(logits, "sample", generator)
             taken[names[int(actions[0])]] += 1
             entropies.append(float(-(probs * probs.clamp_min(1e-12).log()).sum()))
-            obs, _, terminated, truncated, info = env.step(int(actions[0]))
+            obs, reward, terminated, truncated, info = env.step(int(actions[0]))
             done, step = terminated or truncated, step + 1
             life_score += info["raw_reward"]
             score += info["raw_reward"]
             life_bridges += info["raw_reward"] == BRIDGE_SCORE
             screens.append(env.render())
             fuel.append(int(env.unwrapped.ale.getRAM()[FUEL_RAM]))
+            played_on = state
             state, _ = next_life_state(model, state, lives, info["lives"], resets)
+            previous = previous_input(model, int(actions[0]), reward) if state is played_on else previous_input(model)
             if info["lives"] < lives or terminated:
                 found.append((episode, step, [screens[max(0, len(screens) - 1 - b)] for b in before],
                               life_score, life_bridges, fuel[0]))

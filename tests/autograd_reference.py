@@ -13,7 +13,7 @@ class TorchActorCritic(nn.Module):
 
     def __init__(self, n_actions: int = 18, *, frame_stack: int = 1, frame_size: int = 42,
                  conv_channels: int = 32, hidden_size: int = 256, core: str = "lstm",
-                 conv_stack: str = "a3c"):
+                 conv_stack: str = "a3c", action_reward_input: bool = False):
         super().__init__()
         c = conv_channels
         if conv_stack == "a3c":  # four 3x3, stride 2, padding 1
@@ -26,6 +26,8 @@ class TorchActorCritic(nn.Module):
             raise ValueError(f"TorchActorCritic: unknown conv_stack {conv_stack!r}")
         with torch.no_grad():  # the features' size, as torch itself computes it
             features = nn.Sequential(*self.convs)(torch.zeros(1, frame_stack, frame_size, frame_size)).numel()
+        self.action_reward_input = action_reward_input
+        features += n_actions + 1 if action_reward_input else 0  # one-hot action before, reward before
         if core == "lstm":
             self.lstm = nn.LSTMCell(features, hidden_size)
         else:  # the feed-forward core: no memory, the state passed through as given
@@ -34,17 +36,20 @@ class TorchActorCritic(nn.Module):
         self.critic = nn.Linear(hidden_size, 1)
         self.actor = nn.Linear(hidden_size, n_actions)
 
-    def forward(self, frames, state, mask=None):
+    def forward(self, frames, state, mask=None, previous=None):
         x = frames
         for conv in self.convs:
             x = nn.functional.elu(conv(x))
+        x = x.flatten(1)
+        if self.action_reward_input:
+            x = torch.cat([x, previous if mask is None else previous * mask], 1)
         if self.core == "feedforward":
-            h = nn.functional.elu(self.fc(x.flatten(1)))
+            h = nn.functional.elu(self.fc(x))
             return self.actor(h), self.critic(h), state
         h, c = state
         if mask is not None:
             h, c = h * mask, c * mask
-        h, c = self.lstm(x.flatten(1), (h, c))
+        h, c = self.lstm(x, (h, c))
         return self.actor(h), self.critic(h), (h, c)
 
     def load_from(self, model) -> "TorchActorCritic":

@@ -114,6 +114,7 @@ def test_every_field_has_a_docstring_shown_by_help():
     ({"vtrace_rho_clip": 0}, "vtrace_rho_clip must be positive, got 0.0"),
     ({"vtrace_c_clip": -1}, "vtrace_c_clip must be positive, got -1.0"),
     ({"replay_ratio": 1, "epochs": 2}, "replay_ratio and epochs > 1 do not go together"),
+    ({"action_reward_input": True, "sil_batch": 16}, "action_reward_input and sil_batch do not go together"),
 ])
 def test_bad_settings_raise_config_error(overrides, message):
     with pytest.raises(ConfigError, match=message):

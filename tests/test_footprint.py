@@ -85,7 +85,7 @@ def test_a_rollout_memory_adds_what_its_full_ring_holds_to_each_worker():
     for _ in range(7):  # past its capacity: the ring holds 5
         memory.add(torch.rand(4, 3, 1, 42, 42), torch.rand(3, 1, 42, 42), [None] * 5,
                    (torch.zeros(3, 16), torch.zeros(3, 16)), torch.zeros(4, 3, dtype=torch.int64),
-                   torch.zeros(4, 3), torch.zeros(4, 3), torch.zeros(4, 3))
+                   torch.zeros(4, 3), torch.zeros(4, 3), torch.zeros(4, 3), torch.zeros(5, 3, 18 + 1))
     held = sum(tensor.nbytes for rollout in memory.rollouts for tensor in vars(rollout).values())
     assert estimate_bytes(replaying) - estimate_bytes(default) == 2 * replay_memory_bytes(replaying) == 2 * held
     with pytest.raises(ConfigError, match=r"frame_size, replay_capacity or conv_channels"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from a3c.model import ActorCritic
+from a3c.model import ActorCritic, action_reward_inputs
 from tests.autograd_reference import TorchActorCritic
 from tests.helpers import assert_close
 
@@ -19,16 +19,23 @@ SHAPES = [("a3c", "lstm", 1, 42, 32, 256), ("a3c", "feedforward", 4, 42, 32, 256
           ("a3c", "feedforward", 2, 84, 8, 32), ("a3c", "feedforward", 3, 23, 5, 7),
           ("nature", "lstm", 1, 84, 8, 32), ("nature", "lstm", 2, 36, 4, 8), ("nature", "lstm", 1, 45, 3, 16),
           ("nature", "feedforward", 4, 84, 8, 32), ("nature", "feedforward", 3, 50, 5, 7)]
+# the core reading the step before's action and reward too: either core, either stack
+WITH_ACTION_REWARD = [("a3c", "lstm", 1, 42, 32, 256), ("a3c", "lstm", 2, 23, 5, 7), ("a3c", "feedforward", 1, 16, 4, 8),
+                      ("nature", "lstm", 1, 36, 4, 8), ("nature", "feedforward", 2, 45, 3, 16)]
 
 
-@pytest.mark.parametrize("conv_stack, core, stack, size, channels, hidden", SHAPES)
-def test_rollout_gradients_match_autograd_for_every_parameter(conv_stack, core, stack, size, channels, hidden):
+@pytest.mark.parametrize("action_reward_input, conv_stack, core, stack, size, channels, hidden",
+                         [(False, *shape) for shape in SHAPES] + [(True, *shape) for shape in WITH_ACTION_REWARD])
+def test_rollout_gradients_match_autograd_for_every_parameter(action_reward_input, conv_stack, core, stack, size,
+                                                              channels, hidden):
     torch.manual_seed(0)
     sizes = dict(frame_stack=stack, frame_size=size, conv_channels=channels, hidden_size=hidden, core=core,
-                 conv_stack=conv_stack)
+                 conv_stack=conv_stack, action_reward_input=action_reward_input)
     model = ActorCritic(ACTIONS, **sizes, seed=0, dtype=F64)
     reference = TorchActorCritic(ACTIONS, **sizes).double().load_from(model)
     frames = torch.rand(STEPS, BATCH, stack, size, size, dtype=F64)
+    # any numbers, not only one-hot actions and clipped rewards: the input is data to the network
+    previous = torch.randn(STEPS, BATCH, ACTIONS + 1, dtype=F64)
     # episode starts inside the rollout: row 1 resets at step 7, row 0 at step 13
     masks = torch.ones(STEPS, BATCH, 1, dtype=F64)
     masks[7, 1] = masks[13, 0] = 0.0
@@ -38,14 +45,14 @@ def test_rollout_gradients_match_autograd_for_every_parameter(conv_stack, core, 
 
     state, logits_ref, values_ref = (h0, c0), [], []
     for t in range(STEPS):
-        logits, values, state = reference(frames[t], state, masks[t])
+        logits, values, state = reference(frames[t], state, masks[t], previous[t])
         logits_ref.append(logits)
         values_ref.append(values)
     ((torch.stack(logits_ref) * grad_logits).sum() + (torch.stack(values_ref) * grad_values).sum()).backward()
 
     state = (h0, c0)
     for t in range(STEPS):
-        logits, values, state = model.step(frames[t], state, masks[t], record=True)
+        logits, values, state = model.step(frames[t], state, masks[t], previous=previous[t], record=True)
         assert_close(logits, logits_ref[t].detach(), what=f"logits at step {t}")
         assert_close(values, values_ref[t].detach(), what=f"values at step {t}")
     model.backward(grad_logits, grad_values)
@@ -104,3 +111,23 @@ def test_an_unknown_conv_stack_or_a_frame_too_small_for_it_is_refused():
     with pytest.raises(ValueError, match="frame_size must be at least 36 for conv_stack=nature, got 35"):
         ActorCritic(ACTIONS, frame_size=35, conv_stack="nature")
     ActorCritic(ACTIONS, frame_size=36, conv_stack="nature")  # its last convolution sees one position
+
+
+@pytest.mark.parametrize("core", ["lstm", "feedforward"])
+def test_the_action_and_reward_input_is_read_and_zeroed_where_an_episode_starts(core):
+    model = ActorCritic(ACTIONS, hidden_size=16, core=core, action_reward_input=True, seed=0, dtype=F64)
+    frames, state = torch.rand(2, 1, 42, 42, dtype=F64), model.initial_state(2)
+    before = action_reward_inputs(torch.tensor([3, 7]), torch.tensor([1.0, -1.0], dtype=F64), ACTIONS)
+    assert before[0, 3] == 1 and before[1, 7] == 1 and before[:, :ACTIONS].sum() == 2
+    assert before[:, ACTIONS].tolist() == [1.0, -1.0]
+    none = torch.zeros_like(before)
+    read, _, _ = model.step(frames, state, previous=before)
+    unread, _, _ = model.step(frames, state, previous=none)
+    assert not torch.allclose(read, unread)  # the input changes the policy
+    restarts = torch.tensor([[0.0], [1.0]], dtype=F64)  # row 0 starts an episode: nothing before it
+    masked, _, _ = model.step(frames, state, restarts, previous=before)
+    assert torch.equal(masked[0], unread[0]) and torch.equal(masked[1], read[1])
+    with pytest.raises(ValueError, match=r"action_reward_input needs previous \(2, 19\), got None"):
+        model.step(frames, state)
+    plain = ActorCritic(ACTIONS, hidden_size=16, core=core, seed=0, dtype=F64)
+    assert torch.equal(plain.step(frames, state, previous=before)[0], plain.step(frames, state)[0])  # ignored

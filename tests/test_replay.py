@@ -6,7 +6,7 @@ import torch
 
 from a3c.replay import RolloutReplay
 
-STEPS, GAMES, HIDDEN = 4, 3, 5
+STEPS, GAMES, HIDDEN, ACTIONS = 4, 3, 5, 6
 
 
 def rollout(number: int, games: int = GAMES) -> dict:
@@ -22,7 +22,8 @@ def rollout(number: int, games: int = GAMES) -> dict:
         start_state=(torch.full((games, HIDDEN), tag), torch.full((games, HIDDEN), -tag)),
         actions=torch.full((STEPS, games), number, dtype=torch.int64),
         rewards=torch.full((STEPS, games), tag), dones=torch.zeros(STEPS, games),
-        behaviour_log_probs=torch.full((STEPS, games), -tag))
+        behaviour_log_probs=torch.full((STEPS, games), -tag),
+        previous=torch.full((STEPS + 1, games, ACTIONS + 1), tag))
 
 
 def test_a_stored_rollout_comes_back_as_played_with_its_views_in_half_precision():
@@ -37,7 +38,7 @@ def test_a_stored_rollout_comes_back_as_played_with_its_views_in_half_precision(
     assert torch.equal(stored.masks[[0, 1, 3, 4]], torch.ones(4, GAMES, 1, dtype=torch.float64))  # None: no restart
     assert torch.equal(stored.start_h, played["start_state"][0].double())
     assert torch.equal(stored.start_c, played["start_state"][1].double())
-    for key in ["actions", "rewards", "dones", "behaviour_log_probs"]:
+    for key in ["actions", "rewards", "dones", "behaviour_log_probs", "previous"]:
         assert torch.equal(getattr(stored, key), played[key].to(getattr(stored, key).dtype)), key
     assert stored.actions.dtype == torch.int64 and stored.rewards.dtype == torch.float64
 
@@ -45,12 +46,12 @@ def test_a_stored_rollout_comes_back_as_played_with_its_views_in_half_precision(
 def test_the_memory_copies_what_it_stores_so_the_workers_buffers_can_be_reused():
     memory, played = RolloutReplay(2), rollout(1)
     memory.add(**played)
-    for key in ["frames", "final_frames", "actions", "rewards", "dones", "behaviour_log_probs"]:
+    for key in ["frames", "final_frames", "actions", "rewards", "dones", "behaviour_log_probs", "previous"]:
         played[key].fill_(99)
     played["start_state"][0].fill_(99)
     stored = memory.sample(torch.Generator().manual_seed(0))
     assert stored.frames.max() < 3 and stored.start_h.max() == 1 and int(stored.actions.max()) == 1
-    assert stored.rewards.max() == 1 and stored.behaviour_log_probs.min() == -1
+    assert stored.rewards.max() == 1 and stored.behaviour_log_probs.min() == -1 and stored.previous.max() == 1
 
 
 def test_the_ring_keeps_the_last_capacity_rollouts_and_draws_each_of_them():

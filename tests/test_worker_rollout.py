@@ -18,6 +18,8 @@ With ``replay_ratio`` each rollout's update is followed by updates on rollouts d
 the worker's rollout memory, each played again from its start state through the weights
 of that moment (moved as for PPO's replays) with V-trace's targets, some of whose
 importance weights are cut; every rollout drawn is one the games played, stored by then.
+With ``action_reward_input`` the core also reads each step's action and reward before,
+which the reference builds from the games' own logs (zeros where a game restarts).
 """
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ import a3c.worker as worker_module
 from a3c.config import load_config
 from a3c.envs import ClipRewardKeepScore
 from a3c.messages import EpisodeEnded, UpdateDone
-from a3c.model import ActorCritic
+from a3c.model import ActorCritic, network_settings
 from a3c.worker import Worker
 from tests.autograd_reference import TorchActorCritic
 from tests.helpers import assert_close
@@ -175,8 +177,33 @@ VARIANTS = {
     "v-trace-replays-self-imitation-feedforward": {
         "replay_ratio": 2, "replay_capacity": 50, "sil_batch": 3, "sil_capacity": 50, "sil_value_coef": 0.3,
         "core": "feedforward", "frame_stack": 2, "life_loss_ends_returns": True},
+    "action-and-reward-input": {"action_reward_input": True, "life_loss_ends_returns": True},
+    # scaled rewards: the reward read is the one learnt from, not the game's points nor their sign
+    "action-and-reward-input-rewards-scaled-ppo-replays": {
+        "action_reward_input": True, "reward_scale": 0.01, "reward_clip": 10.0, "epochs": 2, "clip_range": 0.02},
+    "action-and-reward-input-v-trace-replays-a-lost-life-resets-the-state": {
+        "action_reward_input": True, "replay_ratio": 1, "replay_capacity": 50, "life_loss_ends_returns": False,
+        "life_loss_resets_state": True},
+    "action-and-reward-input-feedforward": {"action_reward_input": True, "core": "feedforward", "frame_stack": 2,
+                                            "life_loss_ends_returns": True},
 }
 REPLAY_STEP_SIZE = 0.02  # moves the policy enough between passes that some ratios leave [0.9, 1.1]
+
+
+def reference_network(config, weights) -> TorchActorCritic:
+    """The torch.nn twin of the worker's network (float64), with ``weights``'s values."""
+    return TorchActorCritic(18, **network_settings(config)).double().load_from(weights)
+
+
+def previous_inputs(actions, rewards, step, rows=slice(None)):
+    """The core's action-and-reward input at global ``step``, from the games' logs: the
+    action taken one-hot and the reward learnt from at the step before (zeros at the
+    first); ``rows``: those games only."""
+    inputs = torch.zeros(BATCH, 18 + 1, dtype=F64)
+    if step > 0:
+        inputs[torch.arange(BATCH), actions[step - 1]] = 1.0
+        inputs[:, 18] = rewards[step - 1]
+    return inputs[rows]
 
 
 def updates_per_rollout(config) -> int:
@@ -210,8 +237,8 @@ def played(monkeypatch, request):
     # max_grad_norm: no clipping, so the pushed gradients are the raw ones autograd gives
     config = load_config(None, {"workers": 1, "envs_per_worker": BATCH, "num_steps": STEPS,
                                 "max_grad_norm": 1e12, **request.param, **SETTINGS})
-    link = RecordingLink(ActorCritic(18, frame_stack=config.frame_stack, core=config.core, conv_stack=config.conv_stack, seed=5,
-                                     dtype=F64), REPLAY_STEP_SIZE if updates_per_rollout(config) > 1 else 0.0)
+    link = RecordingLink(ActorCritic(18, **network_settings(config), seed=5, dtype=F64),
+                         REPLAY_STEP_SIZE if updates_per_rollout(config) > 1 else 0.0)
     worker = Worker(0, config, link, dtype=F64)
     link.imitation_batches = {}  # rollout -> the self-imitation batch its update drew
     if config.sil_batch:
@@ -291,7 +318,7 @@ def reference_updates(served, games, actions, config, clip_counts=None, imitatio
     state = (torch.zeros(BATCH, 256, dtype=F64), torch.zeros(BATCH, 256, dtype=F64))
     updates = []
     for rollout, start in enumerate(range(0, STEPS * ROLLOUTS, STEPS)):
-        reference = TorchActorCritic(18, frame_stack=config.frame_stack, core=config.core, conv_stack=config.conv_stack).double().load_from(served[rollout * per_rollout])
+        reference = reference_network(config, served[rollout * per_rollout])
         state = (state[0].detach(), state[1].detach())  # truncated BPTT between rollouts
         start_state = state
         logits_seq, values_seq, starts = [], [], []
@@ -300,7 +327,7 @@ def reference_updates(served, games, actions, config, clip_counts=None, imitatio
         for t in range(start, start + STEPS):
             mask = restart_mask(ends, t - 1, resets)
             started = state if mask is None else (state[0] * mask, state[1] * mask)
-            logits, values, state = reference(seen[t], state, mask)
+            logits, values, state = reference(seen[t], state, mask, previous_inputs(actions, rewards, t))
             starts.append(started)
             logits_seq.append(logits)
             values_seq.append(values.squeeze(1))
@@ -312,13 +339,15 @@ def reference_updates(served, games, actions, config, clip_counts=None, imitatio
                 if ending == "truncated":  # r + gamma V(final frame), from this game's state
                     final = torch.from_numpy(games[game].final_frames[t]).unsqueeze(0)
                     with torch.no_grad():
-                        _, value, _ = reference(final, (state[0][game:game + 1], state[1][game:game + 1]))
+                        _, value, _ = reference(final, (state[0][game:game + 1], state[1][game:game + 1]), None,
+                                                previous_inputs(actions, rewards, t + 1, slice(game, game + 1)))
                     targets[t - start, game] += gamma * value.item()
         last = start + STEPS - 1
         following = seen[last + 1] if last + 1 < len(seen) else \
             torch.tensor(np.stack([game.current for game in games]))
         with torch.no_grad():
-            _, bootstrap, _ = reference(following, state, restart_mask(ends, last, resets))
+            _, bootstrap, _ = reference(following, state, restart_mask(ends, last, resets),
+                                        previous_inputs(actions, rewards, last + 1))
         logits, values = torch.stack(logits_seq), torch.stack(values_seq)
         returns, advantages = reference_targets(targets, dones, values.detach(), bootstrap.squeeze(1),
                                                 gamma, SETTINGS["gae_lambda"])
@@ -344,11 +373,11 @@ def reference_updates(served, games, actions, config, clip_counts=None, imitatio
                                          float(values[t, game].detach()), bool(dones[t, game])))
         old_log_probs = log_probs.gather(2, taken).squeeze(2).detach()
         for replay in range(1, epochs):
-            network = TorchActorCritic(18, frame_stack=config.frame_stack, core=config.core, conv_stack=config.conv_stack).double().load_from(
-                served[rollout * per_rollout + replay])
+            network = reference_network(config, served[rollout * per_rollout + replay])
             replay_state, replay_logits, replay_values = start_state, [], []
             for t in range(start, start + STEPS):
-                logits, values, replay_state = network(seen[t], replay_state, restart_mask(ends, t - 1, resets))
+                logits, values, replay_state = network(seen[t], replay_state, restart_mask(ends, t - 1, resets),
+                                                       previous_inputs(actions, rewards, t))
                 replay_logits.append(logits)
                 replay_values.append(values.squeeze(1))
             log_probs = torch.log_softmax(torch.stack(replay_logits), 2)
@@ -372,16 +401,17 @@ def reference_updates(served, games, actions, config, clip_counts=None, imitatio
             number = next(k for k, record in enumerate(kept) if torch.equal(
                 drawn.frames[:STEPS], seen[record["start"]:record["start"] + STEPS].half().double()))
             record = kept[number]
-            network = TorchActorCritic(18, frame_stack=config.frame_stack, core=config.core,
-                                       conv_stack=config.conv_stack).double().load_from(served[index])
+            network = reference_network(config, served[index])
             replay_state, replay_logits, replay_values = record["state"], [], []
             for t in range(record["start"], record["start"] + STEPS):
                 logits, values, replay_state = network(seen[t].half().double(), replay_state,
-                                                       restart_mask(ends, t - 1, resets))
+                                                       restart_mask(ends, t - 1, resets),
+                                                       previous_inputs(actions, rewards, t))
                 replay_logits.append(logits)
                 replay_values.append(values.squeeze(1))
             with torch.no_grad():
-                _, bootstrap, _ = network(record["following"].half().double(), replay_state, record["last_mask"])
+                _, bootstrap, _ = network(record["following"].half().double(), replay_state, record["last_mask"],
+                                          previous_inputs(actions, rewards, record["start"] + STEPS))
             log_probs = torch.log_softmax(torch.stack(replay_logits), 2)
             taken = actions[record["start"]:record["start"] + STEPS].unsqueeze(2)
             taken_log_probs = log_probs.gather(2, taken).squeeze(2)
@@ -471,7 +501,7 @@ def test_a_non_finite_gradient_is_never_pushed_and_the_update_is_reported_skippe
     worker.rewards[0, 0] = float("nan")  # a NaN reward makes every gradient NaN
     state = worker.model.initial_state(BATCH)
     for t in range(STEPS):  # record a rollout's forward steps again, on its own frames
-        _, _, state = worker.model.step(worker.frames[t], state, record=True)
+        _, _, state = worker.model.step(worker.frames[t], state, previous=worker.previous[t], record=True)
     worker.learn(bootstrap)
     assert len(updates) == pushed + per_rollout and updates[-per_rollout] is None
     reports = messages[-per_rollout:]
