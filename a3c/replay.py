@@ -65,10 +65,16 @@ class RolloutReplay:
         rewards, dones and behaviour_log_probs (T, B); previous (T + 1, B, A + 1), each
         step's action and reward before, the bootstrap's last. Everything is copied: the worker
         reuses its buffers."""
-        batch = frames.shape[1]
+        steps, batch = frames.shape[:2]
         ones = torch.ones(batch, 1, dtype=rewards.dtype)
+        # the views written straight into their half-precision copy: a full-precision one in
+        # between would leave a hole twice its size in the heap each time, which the next
+        # stored views only half fill (measured: ~4.4 MB per kept 2.4 MB rollout at 84x84)
+        views = torch.empty((steps + 1, *frames.shape[1:]), dtype=self.frame_dtype)
+        views[:steps].copy_(frames)
+        views[steps].copy_(final_frames)
         rollout = StoredRollout(
-            frames=torch.cat([frames, final_frames.unsqueeze(0)]).to(self.frame_dtype),
+            frames=views,
             masks=torch.stack([ones if mask is None else mask.to(rewards.dtype) for mask in masks]),
             start_h=start_state[0].clone(), start_c=start_state[1].clone(),
             actions=actions.clone(), rewards=rewards.clone(), dones=dones.clone(),
