@@ -71,7 +71,9 @@ class Config:
     2M (3,451 against 3,873), at ~1.06x the steps/s (scripts/RESULTS.md). Checkpoints that
     record none had 'a3c'."""
     hidden_size: int = 256
-    """Size of the LSTM's state, or of the feed-forward core's layer (the heads read it)."""
+    """Size of the LSTM's state, or of the feed-forward core's layer (the heads read it).
+    512: behind at 2M agent steps on two seeds at 42x42, level to 0.69M at 84x84
+    (scripts/RESULTS.md)."""
     core: str = "lstm"
     """What sits between the convolutions and the heads: 'lstm' (the A3C-LSTM agent's
     memory, trained through each rollout) or 'feedforward' (Linear + ELU of hidden_size, no
@@ -84,7 +86,8 @@ class Config:
     """The core also reads the step before's action (one-hot) and reward (as learned from,
     clipped), as the IMPALA and UNREAL agents' LSTMs do: zeros at an episode's first step.
     Checkpoints that record none had no such input. Not with sil_batch (its memory keeps no
-    step before)."""
+    step before). Level with the default at every mark to 2M agent steps on two seeds
+    (3,808 against 3,873 at 2M on their means: scripts/RESULTS.md)."""
     num_steps: int = 20
     """Rollout length: steps per worker between two updates (the BPTT window). Against 20:
     10 won on one seed of two at 2M agent steps, 40 was behind on both at 1M
