@@ -64,9 +64,8 @@ def play_episode(env, model: ActorCritic, normalizer: ObsNormalizer, policy: str
         score += info["raw_reward"]
         length += 1
         done = terminated or truncated
-        played_on = state
-        state, lives = next_life_state(model, state, lives, info.get("lives"), life_loss_resets_state)
-        previous = previous_input(model, action, reward) if state is played_on else previous_input(model)
+        state, lives, previous = next_step_inputs(model, state, lives, info.get("lives"), life_loss_resets_state,
+                                                  action, reward)
     return score, length, time.monotonic() - start
 
 
@@ -80,12 +79,14 @@ def previous_input(model: ActorCritic, action: int | None = None, reward: float 
     return action_reward_inputs(torch.tensor([action]), torch.tensor([reward], dtype=torch.float32), model.n_actions)
 
 
-def next_life_state(model: ActorCritic, state, lives, now, life_loss_resets_state: bool):
-    """(the LSTM state the next step starts from, the lives now): a zero state where a life
-    was just lost and the run's setting ``life_loss_resets_state`` says so, else ``state``."""
+def next_step_inputs(model: ActorCritic, state, lives, now, life_loss_resets_state: bool, action: int,
+                     reward: float):
+    """(the LSTM state the next step starts from, the lives now, its action-and-reward
+    input): a zero state and zero input where a life was just lost and the run's setting
+    ``life_loss_resets_state`` says so, else ``state`` and ``action`` with its ``reward``."""
     if life_loss_resets_state and lives is not None and now is not None and now < lives:
-        state = model.initial_state(1)
-    return state, now
+        return model.initial_state(1), now, previous_input(model)
+    return state, now, previous_input(model, action, reward)
 
 
 def resets_state(config: dict) -> bool:

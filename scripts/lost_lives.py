@@ -29,7 +29,7 @@ from a3c.checkpoint import CheckpointError
 from a3c.cli import ArgumentParser
 from a3c.config import ConfigError
 from a3c.envs import FUEL_RAM, make_env
-from a3c.policy import (frame_settings, load_agent, next_life_state, previous_input, resets_state, reward_settings,
+from a3c.policy import (frame_settings, load_agent, next_step_inputs, previous_input, resets_state, reward_settings,
                         select_action)
 
 BRIDGE_SCORE = 500  # River Raid's points for a bridge (nothing else scores 500)
@@ -67,9 +67,7 @@ def lost_lives(checkpoint: str, episodes: int, before: list[int], seed: int):
             life_bridges += info["raw_reward"] == BRIDGE_SCORE
             screens.append(env.render())
             fuel.append(int(env.unwrapped.ale.getRAM()[FUEL_RAM]))
-            played_on = state
-            state, _ = next_life_state(model, state, lives, info["lives"], resets)
-            previous = previous_input(model, int(actions[0]), reward) if state is played_on else previous_input(model)
+            state, _, previous = next_step_inputs(model, state, lives, info["lives"], resets, int(actions[0]), reward)
             if info["lives"] < lives or terminated:
                 found.append((episode, step, [screens[max(0, len(screens) - 1 - b)] for b in before],
                               life_score, life_bridges, fuel[0]))
