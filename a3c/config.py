@@ -81,7 +81,9 @@ class Config:
     the LSTM agent's 6,592; it sees motion only through frame_stack, 4 in the paper).
     'feedforward' with frame_stack=4: a win at 2M agent steps on one seed of two, 3,707 on
     their mean against the LSTM's 3,873, at 1.07x its steps/s (scripts/RESULTS.md).
-    Checkpoints that record no core had 'lstm'."""
+    'layernorm_lstm': the LSTM with layer normalisation (Ba et al. 2016) of its two gate
+    inputs and of the cell it reads out, so that their scale stays fixed as the weights
+    grow. Checkpoints that record no core had 'lstm'."""
     action_reward_input: bool = False
     """The core also reads the step before's action (one-hot) and reward (as learned from,
     clipped), as the IMPALA and UNREAL agents' LSTMs do: zeros at an episode's first step.
@@ -284,7 +286,7 @@ SMALLEST_NATURE_FRAME = 36
 
 CHOICES = {"optimizer": ("adam", "rmsprop"), "backend": ("local", "ray"),
            "frame": ("original", "river_and_gauge", "jet_centred", "jet_centred_fuel_bar"), "eval_policy": ("sample", "greedy", "both"),
-           "weight_init": ("a3c", "orthogonal"), "core": ("lstm", "feedforward"),
+           "weight_init": ("a3c", "orthogonal"), "core": ("lstm", "feedforward", "layernorm_lstm"),
            "conv_stack": ("a3c", "nature")}
 
 

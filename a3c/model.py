@@ -18,6 +18,10 @@ core then knows what it just did and what that earned. A row whose episode start
 step (its mask 0) reads zeros there, as its state is zeroed. The caller builds that input
 with ``action_reward_inputs``; a network without it ignores ``previous``.
 
+``core="layernorm_lstm"`` puts the layer-normalised LSTM of Ba et al. (2016)
+(``layers.LayerNormLSTMCell``) where the LSTM was: the same memory, with its gate inputs
+and its output's read of the cell normalised at every step.
+
 ``core="feedforward"`` puts Linear(features, hidden) -> ELU where the LSTM was: the A3C
 paper's feed-forward agent, which sees motion only through stacked frames. It has no
 state: it hands back the state it was given (zeros from ``initial_state``), so the
@@ -35,7 +39,7 @@ import math
 
 import torch
 
-from layers import ELU, Conv2d, Linear, LSTMCell
+from layers import ELU, Conv2d, LayerNormLSTMCell, Linear, LSTMCell
 from layers import init as layer_init
 
 FRAME_SIZE = 42
@@ -43,7 +47,8 @@ CONV_CHANNELS = 32
 HIDDEN_SIZE = 256
 FRAME_STACK = 1
 CORE = "lstm"
-CORES = ("lstm", "feedforward")
+CORES = ("lstm", "feedforward", "layernorm_lstm")
+RECURRENT_CORES = {"lstm": LSTMCell, "layernorm_lstm": LayerNormLSTMCell}
 CONV_STACK = "a3c"
 CONV_STACKS = ("a3c", "nature")
 NETWORK_DEFAULTS = {"frame_stack": FRAME_STACK, "frame_size": FRAME_SIZE, "conv_channels": CONV_CHANNELS,
@@ -116,10 +121,14 @@ def parameter_shapes(n_actions: int, frame_stack: int = FRAME_STACK, frame_size:
     check_frame_size(frame_size, conv_stack)
     side = conv_sides(frame_size, conv_stack)[-1]
     features = specs[-1][1] * side * side + (n_actions + 1 if action_reward_input else 0)
+    gates = 4 * hidden_size
     if core == "lstm":
-        gates = 4 * hidden_size
         shapes.update({"lstm.weight_ih": (gates, features), "lstm.weight_hh": (gates, hidden_size),
                        "lstm.bias_ih": (gates,), "lstm.bias_hh": (gates,)})
+    elif core == "layernorm_lstm":
+        shapes.update({"lstm.weight_ih": (gates, features), "lstm.weight_hh": (gates, hidden_size),
+                       "lstm.bias": (gates,), "lstm.gain_ih": (gates,), "lstm.gain_hh": (gates,),
+                       "lstm.cell_gain": (hidden_size,), "lstm.cell_bias": (hidden_size,)})
     else:
         shapes.update({"fc.weight": (hidden_size, features), "fc.bias": (hidden_size,)})
     shapes.update({"critic.weight": (1, hidden_size), "critic.bias": (1,),
@@ -150,8 +159,8 @@ class ActorCritic:
         self.feature_size = self.convs[-1].out_channels * side * side
         self.action_reward_input = action_reward_input
         core_inputs = self.feature_size + (n_actions + 1 if action_reward_input else 0)
-        # one of the two cores; the other is None
-        self.lstm = LSTMCell(core_inputs, hidden_size, dtype=dtype) if core == "lstm" else None
+        # a recurrent core (plain or layer-normalised LSTM) or the feed-forward one; the other is None
+        self.lstm = RECURRENT_CORES[core](core_inputs, hidden_size, dtype=dtype) if core in RECURRENT_CORES else None
         self.fc = Linear(core_inputs, hidden_size, dtype=dtype) if core == "feedforward" else None
         self.fc_elu = ELU() if core == "feedforward" else None
         self.critic = Linear(hidden_size, 1, dtype=dtype)
@@ -233,7 +242,7 @@ class ActorCritic:
 
     @property
     def core_layer(self):
-        """The LSTMCell, or the feed-forward core's Linear."""
+        """The LSTMCell (plain or layer-normalised), or the feed-forward core's Linear."""
         return self.lstm if self.lstm is not None else self.fc
 
     @property

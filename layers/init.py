@@ -10,6 +10,7 @@ import math
 import torch
 
 from .conv import Conv2d
+from .layernorm_lstm import LayerNormLSTMCell
 from .linear import Linear
 from .lstm import LSTMCell
 
@@ -41,13 +42,22 @@ def fan_uniform_(layer: Conv2d | Linear, generator: torch.Generator | None = Non
         layer.bias.zero_()
 
 
-def lstm_(cell: LSTMCell, forget_bias: float = 0.0, generator: torch.Generator | None = None) -> None:
+def lstm_(cell: LSTMCell | LayerNormLSTMCell, forget_bias: float = 0.0,
+          generator: torch.Generator | None = None) -> None:
     """Weights U(-1/sqrt(H), 1/sqrt(H)) as torch.nn.LSTMCell; biases zero, except the
-    forget gate's total bias (b_ih + b_hh) set to ``forget_bias`` if given."""
+    forget gate's total bias (b_ih + b_hh) set to ``forget_bias`` if given. A
+    layer-normalised cell's gains start at 1 and its biases as the plain cell's (the
+    normalisation undoes any scale of the weights: only their directions matter)."""
     bound = 1.0 / math.sqrt(cell.hidden_size)
     for weight in (cell.weight_ih, cell.weight_hh):
         weight.copy_(torch.rand(weight.shape, generator=generator, dtype=torch.float64) * (2 * bound) - bound)
-    if cell.bias_ih is not None:
+    if isinstance(cell, LayerNormLSTMCell):
+        for gain in (cell.gain_ih, cell.gain_hh, cell.cell_gain):
+            gain.fill_(1.0)
+        cell.cell_bias.zero_()
+        cell.bias.zero_()
+        cell.bias[cell.hidden_size:2 * cell.hidden_size] = forget_bias
+    elif cell.bias_ih is not None:
         cell.bias_ih.zero_()
         cell.bias_hh.zero_()
         cell.bias_ih[cell.hidden_size:2 * cell.hidden_size] = forget_bias
@@ -62,7 +72,7 @@ def orthogonal_(layer: Conv2d | Linear, gain: float, generator: torch.Generator 
         layer.bias.zero_()
 
 
-def lstm_orthogonal_(cell: LSTMCell, forget_bias: float = 0.0, generator: torch.Generator | None = None) -> None:
+def lstm_orthogonal_(cell: LSTMCell | LayerNormLSTMCell, forget_bias: float = 0.0, generator: torch.Generator | None = None) -> None:
     """Orthogonal input and recurrent weights (gain 1, each as one (4H, in) matrix), biases
     as ``lstm_``: zero, except the forget gate's total set to ``forget_bias``."""
     lstm_(cell, forget_bias, generator)

@@ -8,6 +8,31 @@ import torch
 from torch import nn
 
 
+class TorchLayerNormLSTMCell(nn.Module):
+    """``layers.LayerNormLSTMCell`` in torch.nn: Ba et al.'s layer-normalised LSTM written
+    with ``nn.functional.layer_norm`` (same parameter names)."""
+
+    def __init__(self, input_size: int, hidden_size: int):
+        super().__init__()
+        gates = 4 * hidden_size
+        self.hidden_size = hidden_size
+        self.weight_ih = nn.Parameter(torch.randn(gates, input_size) / input_size ** 0.5)
+        self.weight_hh = nn.Parameter(torch.randn(gates, hidden_size) / hidden_size ** 0.5)
+        self.bias = nn.Parameter(torch.zeros(gates))
+        self.gain_ih, self.gain_hh = nn.Parameter(torch.ones(gates)), nn.Parameter(torch.ones(gates))
+        self.cell_gain, self.cell_bias = nn.Parameter(torch.ones(hidden_size)), nn.Parameter(torch.zeros(hidden_size))
+
+    def forward(self, x, state):
+        h, c = state
+        layer_norm, gates = nn.functional.layer_norm, 4 * self.hidden_size
+        a = (layer_norm(x @ self.weight_ih.t(), (gates,), self.gain_ih, None, 1e-5)
+             + layer_norm(h @ self.weight_hh.t(), (gates,), self.gain_hh, None, 1e-5) + self.bias)
+        i, f, g, o = a.chunk(4, 1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(layer_norm(c, (self.hidden_size,), self.cell_gain, self.cell_bias, 1e-5))
+        return h, c
+
+
 class TorchActorCritic(nn.Module):
     """The A3C network of ``a3c.model.ActorCritic`` in torch.nn."""
 
@@ -30,6 +55,8 @@ class TorchActorCritic(nn.Module):
         features += n_actions + 1 if action_reward_input else 0  # one-hot action before, reward before
         if core == "lstm":
             self.lstm = nn.LSTMCell(features, hidden_size)
+        elif core == "layernorm_lstm":
+            self.lstm = TorchLayerNormLSTMCell(features, hidden_size)
         else:  # the feed-forward core: no memory, the state passed through as given
             self.fc = nn.Linear(features, hidden_size)
         self.core = core

@@ -119,6 +119,7 @@ def test_normalized_advantages_with_a_terminal_inside_and_at_the_last_step():
     {"frame_stack": 3, "conv_channels": 8, "hidden_size": 24},
     {"core": "feedforward", "frame_stack": 4, "conv_channels": 8, "hidden_size": 24},
     {"core": "feedforward", "frame_size": 50, "conv_channels": 16, "hidden_size": 40},
+    {"core": "layernorm_lstm", "frame_stack": 2, "conv_channels": 8, "hidden_size": 24},
     {"conv_stack": "nature", "frame_size": 84, "conv_channels": 8, "hidden_size": 24},
     {"conv_stack": "nature", "core": "feedforward", "frame_stack": 4, "frame_size": 40, "conv_channels": 6,
      "hidden_size": 16},

@@ -108,7 +108,7 @@ def test_export_pretrained_keeps_what_playing_needs(smoke_run, tmp_path):
 
 @pytest.mark.parametrize("core, conv_stack, action_reward_input",
                          [("lstm", "a3c", False), ("feedforward", "a3c", False), ("lstm", "nature", False),
-                          ("lstm", "a3c", True), ("feedforward", "a3c", True)])
+                          ("lstm", "a3c", True), ("feedforward", "a3c", True), ("layernorm_lstm", "a3c", False)])
 def test_a_checkpoint_plays_with_the_network_sizes_and_stacked_views_it_was_trained_with(tmp_path, core, conv_stack,
                                                                                          action_reward_input):
     from a3c.checkpoint import save_checkpoint

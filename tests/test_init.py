@@ -10,7 +10,7 @@ import torch
 from a3c.config import Config
 from a3c.model import ActorCritic
 from a3c.trainer import restore_training
-from layers import Conv2d, LSTMCell
+from layers import Conv2d, LayerNormLSTMCell, LSTMCell
 from layers import init as layer_init
 
 
@@ -41,6 +41,21 @@ def test_lstm_biases_zero_with_optional_forget_bias():
     total = cell.bias_ih + cell.bias_hh
     assert torch.equal(total[3:6], torch.ones(3))
     assert not total[:3].any() and not total[6:].any()
+
+
+def test_layernorm_lstm_starts_with_unit_gains_and_biases_as_the_plain_cell():
+    cell = LayerNormLSTMCell(4, 3)
+    for name, param in cell.named_parameters():
+        param.fill_(7.0)
+    layer_init.lstm_(cell, forget_bias=1.0)
+    assert torch.equal(cell.gain_ih, torch.ones(12)) and torch.equal(cell.gain_hh, torch.ones(12))
+    assert torch.equal(cell.cell_gain, torch.ones(3)) and not cell.cell_bias.any()
+    assert torch.equal(cell.bias, torch.tensor([0.0] * 3 + [1.0] * 3 + [0.0] * 6))
+    bound = 1.0 / math.sqrt(3)
+    assert cell.weight_ih.abs().max() <= bound and cell.weight_hh.abs().max() <= bound
+    layer_init.lstm_orthogonal_(cell)
+    assert _rows_orthonormal_times(cell.weight_ih, 1.0) and _rows_orthonormal_times(cell.weight_hh, 1.0)
+    assert not cell.bias.any() and torch.equal(cell.gain_ih, torch.ones(12))
 
 
 def test_seed_fixes_the_initial_weights():

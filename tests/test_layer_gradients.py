@@ -7,8 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from layers import ELU, Conv2d, Linear, LSTMCell
+from layers import ELU, Conv2d, LayerNormLSTMCell, Linear, LSTMCell
 from layers.softmax import entropy, entropy_backward, log_softmax, log_softmax_backward
+from tests.autograd_reference import TorchLayerNormLSTMCell
 from tests.helpers import assert_close
 
 F64 = torch.float64
@@ -101,10 +102,10 @@ def run_lstm_reference(reference, xs, h0, c0, masks):
     return torch.stack(outputs), c
 
 
-def lstm_case(seed: int):
+def lstm_case(seed: int, min_hidden: int = 1):
     rng = random.Random(seed)
     steps, batch = rng.randint(1, 8), rng.randint(1, 4)
-    n_in, hidden, bias = rng.randint(1, 12), rng.randint(1, 10), rng.random() < 0.8
+    n_in, hidden, bias = rng.randint(1, 12), rng.randint(min_hidden, 10), rng.random() < 0.8
     torch.manual_seed(seed)
     reference = torch.nn.LSTMCell(n_in, hidden, bias=bias).double()
     with torch.no_grad():  # large weights saturate some gates (sigma, tanh near 0 or 1)
@@ -148,6 +149,64 @@ def test_lstm_cell_matches_autograd_over_sequences(seed, mode):
     assert_close(grad_c0, c0.grad, what="c0 gradient")
     for name, param in cell.named_parameters():
         assert_close(param.grad, getattr(reference, name).grad, what=name)
+
+
+@pytest.mark.parametrize("mode", ["step_by_step", "through_time"])
+@pytest.mark.parametrize("seed", range(16))
+def test_layernorm_lstm_cell_matches_autograd_over_sequences(seed, mode):
+    """Shapes, masks and saturation as the plain cell's test; the gains and biases drawn
+    away from their initial 1 and 0 so that each of their gradients is exercised. At
+    least 2 units: one entry normalises to 0 whatever it is (no gradient to compare)."""
+    _, xs, h0, c0, masks = lstm_case(seed, min_hidden=2)
+    rng = random.Random(seed)
+    n_in, hidden = xs[0].shape[1], h0.shape[1]
+    reference = TorchLayerNormLSTMCell(n_in, hidden).double()
+    with torch.no_grad():
+        for name, param in reference.named_parameters():
+            if not name.startswith("weight"):
+                param.add_(rng.choice([0.3, 1.0, 3.0]) * torch.randn_like(param))
+    cell = LayerNormLSTMCell(n_in, hidden, dtype=F64)
+    cell.load_state_dict(reference.state_dict())
+    hs_ref, c_last_ref = run_lstm_reference(reference, xs, h0, c0, masks)
+    grad_hs, grad_c_last = torch.randn_like(hs_ref), torch.randn_like(c_last_ref)
+    ((hs_ref * grad_hs).sum() + (c_last_ref * grad_c_last).sum()).backward()
+
+    state, hs = (h0.detach(), c0.detach()), []
+    for x, mask in zip(xs, masks):
+        state = cell.forward(x.detach(), state, mask)
+        hs.append(state[0])
+    assert_close(torch.stack(hs), hs_ref.detach(), what="hidden states")
+    assert_close(state[1], c_last_ref.detach(), what="last cell state")
+
+    if mode == "through_time":
+        grad_xs, grad_h0, grad_c0 = cell.backward_through_time(grad_hs, grad_c_last)
+    else:
+        grad_h, grad_c, grad_x_list = torch.zeros_like(h0), grad_c_last, []
+        for t in reversed(range(len(xs))):
+            grad_x, grad_h, grad_c = cell.backward(grad_hs[t] + grad_h, grad_c)
+            grad_x_list.insert(0, grad_x)
+        grad_xs, grad_h0, grad_c0 = torch.stack(grad_x_list), grad_h, grad_c
+    assert_close(grad_xs, torch.stack([x.grad for x in xs]), what="input gradients")
+    assert_close(grad_h0, h0.grad, what="h0 gradient")
+    assert_close(grad_c0, c0.grad, what="c0 gradient")
+    for name, param in cell.named_parameters():
+        assert_close(param.grad, getattr(reference, name).grad, what=name)
+
+
+def test_layernorm_lstm_keeps_its_gates_at_one_scale_however_large_the_input():
+    """What the normalisation is for: scaling the input (or the weights) by 1,000 leaves
+    every output unchanged (up to the EPS added to the variance), where the plain cell's
+    gates would saturate."""
+    torch.manual_seed(3)
+    cell = LayerNormLSTMCell(6, 4, dtype=F64)
+    for name, param in cell.named_parameters():
+        param.copy_(torch.randn(param.shape, dtype=F64) + (1.0 if "gain" in name else 0.0))
+    x, state = torch.randn(3, 6, dtype=F64), (torch.randn(3, 4, dtype=F64), torch.randn(3, 4, dtype=F64))
+    h, c = cell.forward(x, state, record=False)
+    h_large, c_large = cell.forward(1000.0 * x, state, record=False)
+    assert_close(h_large, h, tol=1e-4, what="h for an input 1,000 times larger")
+    assert_close(c_large, c, tol=1e-4, what="c for an input 1,000 times larger")
+    assert h.abs().max() < 1.0 and not torch.allclose(h, torch.zeros_like(h))
 
 
 def test_lstm_weights_are_views_that_in_place_updates_reach():

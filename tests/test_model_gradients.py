@@ -13,14 +13,18 @@ STEPS, BATCH, ACTIONS = 20, 2, 18
 
 
 # (conv_stack, core, frame_stack, frame_size, conv_channels, hidden_size): the default LSTM,
-# the feed-forward core over several input and layer sizes, and the DQN Nature paper's
-# convolutions with either core, from the smallest frame they take (36) to the default's 84
+# the feed-forward core over several input and layer sizes, the layer-normalised LSTM, and
+# the DQN Nature paper's convolutions with each core, from the smallest frame they take (36)
+# to the default's 84
 SHAPES = [("a3c", "lstm", 1, 42, 32, 256), ("a3c", "feedforward", 4, 42, 32, 256), ("a3c", "feedforward", 1, 16, 4, 8),
           ("a3c", "feedforward", 2, 84, 8, 32), ("a3c", "feedforward", 3, 23, 5, 7),
+          ("a3c", "layernorm_lstm", 1, 42, 32, 256), ("a3c", "layernorm_lstm", 2, 84, 8, 32),
+          ("a3c", "layernorm_lstm", 3, 23, 5, 7), ("nature", "layernorm_lstm", 1, 45, 3, 16),
           ("nature", "lstm", 1, 84, 8, 32), ("nature", "lstm", 2, 36, 4, 8), ("nature", "lstm", 1, 45, 3, 16),
           ("nature", "feedforward", 4, 84, 8, 32), ("nature", "feedforward", 3, 50, 5, 7)]
-# the core reading the step before's action and reward too: either core, either stack
+# the core reading the step before's action and reward too: each core, either stack
 WITH_ACTION_REWARD = [("a3c", "lstm", 1, 42, 32, 256), ("a3c", "lstm", 2, 23, 5, 7), ("a3c", "feedforward", 1, 16, 4, 8),
+                      ("a3c", "layernorm_lstm", 1, 23, 5, 7),
                       ("nature", "lstm", 1, 36, 4, 8), ("nature", "feedforward", 2, 45, 3, 16)]
 
 
@@ -62,7 +66,7 @@ def test_rollout_gradients_match_autograd_for_every_parameter(action_reward_inpu
         assert_close(param.grad, reference_grads[name], what=name)
 
 
-@pytest.mark.parametrize("core", ["lstm", "feedforward"])
+@pytest.mark.parametrize("core", ["lstm", "feedforward", "layernorm_lstm"])
 def test_acting_keeps_no_records(core):
     model = ActorCritic(ACTIONS, core=core, seed=0)
     state = model.initial_state(1)
@@ -90,7 +94,7 @@ def test_the_feedforward_core_has_no_memory():
 
 
 def test_an_unknown_core_is_refused():
-    with pytest.raises(ValueError, match="core must be one of lstm, feedforward"):
+    with pytest.raises(ValueError, match="core must be one of lstm, feedforward, layernorm_lstm, got 'gru'"):
         ActorCritic(ACTIONS, core="gru")
 
 

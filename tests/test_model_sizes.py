@@ -12,6 +12,7 @@ from a3c.model import ActorCritic, conv_sides, parameter_shapes
                                    {"frame_stack": 4, "conv_channels": 8, "hidden_size": 24},
                                    {"frame_stack": 4, "conv_channels": 8, "hidden_size": 24, "core": "feedforward"},
                                    {"frame_size": 84, "core": "feedforward"},
+                                   {"frame_size": 84, "hidden_size": 24, "core": "layernorm_lstm"},
                                    {"frame_size": 84, "conv_stack": "nature"},
                                    {"frame_size": 36, "frame_stack": 4, "conv_channels": 8, "conv_stack": "nature"},
                                    {"frame_size": 61, "hidden_size": 24, "core": "feedforward", "conv_stack": "nature"}])

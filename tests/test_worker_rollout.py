@@ -177,6 +177,10 @@ VARIANTS = {
     "v-trace-replays-self-imitation-feedforward": {
         "replay_ratio": 2, "replay_capacity": 50, "sil_batch": 3, "sil_capacity": 50, "sil_value_coef": 0.3,
         "core": "feedforward", "frame_stack": 2, "life_loss_ends_returns": True},
+    "layernorm-lstm": {"core": "layernorm_lstm", "life_loss_ends_returns": True},
+    "layernorm-lstm-v-trace-replays-a-lost-life-resets-the-state": {
+        "core": "layernorm_lstm", "replay_ratio": 1, "replay_capacity": 50, "life_loss_ends_returns": True,
+        "life_loss_resets_state": True},
     "action-and-reward-input": {"action_reward_input": True, "life_loss_ends_returns": True},
     # scaled rewards: the reward read is the one learnt from, not the game's points nor their sign
     "action-and-reward-input-rewards-scaled-ppo-replays": {
