@@ -72,7 +72,7 @@ class Config:
     record none had 'a3c'."""
     hidden_size: int = 256
     """Size of the LSTM's state, or of the feed-forward core's layer (the heads read it).
-    512: behind at 2M agent steps on two seeds at 42x42, level to 0.69M at 84x84
+    512: behind at 2M agent steps on two seeds at 42x42, level to 0.75M at 84x84
     (scripts/RESULTS.md)."""
     core: str = "lstm"
     """What sits between the convolutions and the heads: 'lstm' (the A3C-LSTM agent's
@@ -83,7 +83,8 @@ class Config:
     their mean against the LSTM's 3,873, at 1.07x its steps/s (scripts/RESULTS.md).
     'layernorm_lstm': the LSTM with layer normalisation (Ba et al. 2016) of its two gate
     inputs and of the cell it reads out, so that their scale stays fixed as the weights
-    grow. Checkpoints that record no core had 'lstm'."""
+    grow: behind from 0.5M agent steps on two seeds, ~870 behind at 1.2M, its policy nearer
+    uniform (scripts/RESULTS.md). Checkpoints that record no core had 'lstm'."""
     action_reward_input: bool = False
     """The core also reads the step before's action (one-hot) and reward (as learned from,
     clipped), as the IMPALA and UNREAL agents' LSTMs do: zeros at an episode's first step.

@@ -72,7 +72,8 @@ def orthogonal_(layer: Conv2d | Linear, gain: float, generator: torch.Generator 
         layer.bias.zero_()
 
 
-def lstm_orthogonal_(cell: LSTMCell | LayerNormLSTMCell, forget_bias: float = 0.0, generator: torch.Generator | None = None) -> None:
+def lstm_orthogonal_(cell: LSTMCell | LayerNormLSTMCell, forget_bias: float = 0.0,
+                     generator: torch.Generator | None = None) -> None:
     """Orthogonal input and recurrent weights (gain 1, each as one (4H, in) matrix), biases
     as ``lstm_``: zero, except the forget gate's total set to ``forget_bias``."""
     lstm_(cell, forget_bias, generator)

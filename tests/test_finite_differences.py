@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
 import torch
 
-from layers import ELU, Conv2d, Linear, LSTMCell
+from layers import ELU, Conv2d, LayerNormLSTMCell, Linear, LSTMCell
 from layers.softmax import entropy, entropy_backward, log_softmax, log_softmax_backward
 from tests.helpers import assert_close
 
@@ -81,8 +82,9 @@ def test_elu():
     check_layer(elu, x, torch.randn(3, 5, dtype=F64), elu.forward)
 
 
-def test_lstm_cell_over_three_steps():
-    cell = LSTMCell(3, 4, dtype=F64)
+@pytest.mark.parametrize("cell_type", [LSTMCell, LayerNormLSTMCell])
+def test_lstm_cell_over_three_steps(cell_type):
+    cell = cell_type(3, 4, dtype=F64)
     init_random(cell, 3)
     xs = torch.randn(3, 2, 3, dtype=F64)
     h0, c0 = torch.randn(2, 4, dtype=F64), torch.randn(2, 4, dtype=F64)
