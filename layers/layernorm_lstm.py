@@ -11,7 +11,7 @@ from typing import NamedTuple
 import torch
 
 from .activations import stable_sigmoid, stable_tanh
-from .base import Layer
+from .recurrent import RecurrentCell
 
 EPS = 1e-5  # added to the variance, as torch.nn.LayerNorm's default
 
@@ -50,7 +50,7 @@ class _Step(NamedTuple):
     mask: torch.Tensor | None  # (N, 1)
 
 
-class LayerNormLSTMCell(Layer):
+class LayerNormLSTMCell(RecurrentCell):
     """One step of the layer-normalised LSTM of Ba et al. (2016), eqs. 20-22 (gate order
     i, f, g, o as ``LSTMCell``).
 
@@ -78,11 +78,8 @@ class LayerNormLSTMCell(Layer):
     _param_names = ("weight_ih", "weight_hh", "bias", "gain_ih", "gain_hh", "cell_gain", "cell_bias")
 
     def __init__(self, input_size: int, hidden_size: int, dtype: torch.dtype | None = None) -> None:
-        super().__init__()
-        dtype = dtype or torch.get_default_dtype()
-        if input_size < 1 or hidden_size < 1:
-            raise ValueError(f"LayerNormLSTMCell: sizes must be positive, got {input_size}, {hidden_size}")
-        self.input_size, self.hidden_size = input_size, hidden_size
+        super().__init__(input_size, hidden_size)
+        dtype = dtype or torch.get_default_dtype()  # None follows torch.set_default_dtype, as torch.nn
         gates = 4 * hidden_size
         self.weight_ih = torch.zeros(gates, input_size, dtype=dtype)
         self.weight_hh = torch.zeros(gates, hidden_size, dtype=dtype)
@@ -95,21 +92,11 @@ class LayerNormLSTMCell(Layer):
     def __repr__(self) -> str:
         return f"LayerNormLSTMCell({self.input_size}, {self.hidden_size})"
 
-    def initial_state(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
-        zeros = torch.zeros(batch, self.hidden_size, dtype=self.weight_ih.dtype, device=self.weight_ih.device)
-        return zeros, zeros.clone()
-
     def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None,
                 mask: torch.Tensor | None = None, *, record: bool = True):
         """x (N, in), state (h, c) each (N, H) or None for zeros, mask (N, 1) -> (h', c')."""
-        self._check_tensor("input", x, (None, self.input_size))
-        n, hidden = x.shape[0], self.hidden_size
-        h, c = self.initial_state(n) if state is None else state
-        self._check_tensor("h", h, (n, hidden))
-        self._check_tensor("c", c, (n, hidden))
-        if mask is not None:
-            self._check_tensor("mask", mask, (n, 1))
-            h, c = h * mask, c * mask
+        h, c = self._state_in(x, state, mask)
+        hidden = self.hidden_size
         normed_x, inverse_std_x = _normalize(x @ self.weight_ih.t())
         normed_h, inverse_std_h = _normalize(h @ self.weight_hh.t())
         gates = torch.addcmul(torch.addcmul(self.bias, normed_x, self.gain_ih), normed_h, self.gain_hh)
@@ -131,10 +118,7 @@ class LayerNormLSTMCell(Layer):
         grad_h, grad_c (N, H) (grad_c None = 0) -> (grad_x (N, in), grad_h_prev, grad_c_prev),
         the last two with respect to the state passed to that forward call.
         """
-        self._check_tensor("upstream gradient grad_h", grad_h, (None, self.hidden_size))
-        if grad_c is not None:
-            self._check_tensor("upstream gradient grad_c", grad_c, tuple(grad_h.shape))
-        (step,) = self._pop_records(grad_h.shape[0], tuple(grad_h.shape))
+        step = self._pop_step(grad_h, grad_c)
         grad_xs, grad_h_prev, grad_c_prev = self._backward_steps([step], grad_h.unsqueeze(0), grad_c)
         return grad_xs[0], grad_h_prev, grad_c_prev
 
@@ -147,18 +131,7 @@ class LayerNormLSTMCell(Layer):
         the input side's normalisation and every weight gradient are done for all T
         steps at once after it.
         """
-        self._check_tensor("upstream gradient grad_hs", grad_hs, (None, None, self.hidden_size))
-        steps, n = grad_hs.shape[:2]
-        if grad_c_last is not None:
-            self._check_tensor("upstream gradient grad_c_last", grad_c_last, (n, self.hidden_size))
-        if steps > len(self._records) or any(r.x.shape[0] != n for r in self._records[-steps:]):
-            raise ValueError(
-                f"{self.name}: grad_hs of shape {tuple(grad_hs.shape)} does not match the "
-                f"recorded steps (batch sizes {[r.x.shape[0] for r in self._records]})"
-            )
-        records = self._records[-steps:]
-        del self._records[-steps:]
-        return self._backward_steps(records, grad_hs, grad_c_last)
+        return self._backward_steps(self._pop_steps(grad_hs, grad_c_last), grad_hs, grad_c_last)
 
     def _backward_steps(self, records: list[_Step], grad_hs: torch.Tensor, grad_c_last: torch.Tensor | None):
         steps, n, hidden = grad_hs.shape[0], grad_hs.shape[1], self.hidden_size

@@ -6,7 +6,7 @@ from typing import NamedTuple
 import torch
 
 from .activations import stable_sigmoid, stable_tanh
-from .base import Layer
+from .recurrent import RecurrentCell
 
 
 class _Step(NamedTuple):
@@ -36,7 +36,7 @@ def _fixed_view(name: str) -> property:
     return property(get, refuse)
 
 
-class LSTMCell(Layer):
+class LSTMCell(RecurrentCell):
     """One step of ``torch.nn.LSTMCell`` (gate order i, f, g, o).
 
     Forward, with x (N, in), h and c (N, H), optional mask (N, 1) that zeroes the
@@ -57,11 +57,8 @@ class LSTMCell(Layer):
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
                  dtype: torch.dtype | None = None) -> None:
-        super().__init__()
+        super().__init__(input_size, hidden_size)
         dtype = dtype or torch.get_default_dtype()  # None follows torch.set_default_dtype, as torch.nn
-        if input_size < 1 or hidden_size < 1:
-            raise ValueError(f"LSTMCell: sizes must be positive, got {input_size}, {hidden_size}")
-        self.input_size, self.hidden_size = input_size, hidden_size
         # W_ih and W_hh side by side in one (4H, in + H) matrix, exposed as two views: the
         # forward is then one matmul of [x, h] instead of two (at batch 1 the matmuls only
         # stream the 2 MB of weights, and one pass over both took 13-22% less time than two)
@@ -113,21 +110,11 @@ class LSTMCell(Layer):
     def __repr__(self) -> str:
         return f"LSTMCell({self.input_size}, {self.hidden_size}, bias={self.bias_ih is not None})"
 
-    def initial_state(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
-        zeros = torch.zeros(batch, self.hidden_size, dtype=self.weight_ih.dtype, device=self.weight_ih.device)
-        return zeros, zeros.clone()
-
     def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None,
                 mask: torch.Tensor | None = None, *, record: bool = True):
         """x (N, in), state (h, c) each (N, H) or None for zeros, mask (N, 1) -> (h', c')."""
-        self._check_tensor("input", x, (None, self.input_size))
-        n, hidden = x.shape[0], self.hidden_size
-        h, c = self.initial_state(n) if state is None else state
-        self._check_tensor("h", h, (n, hidden))
-        self._check_tensor("c", c, (n, hidden))
-        if mask is not None:
-            self._check_tensor("mask", mask, (n, 1))
-            h, c = h * mask, c * mask
+        h, c = self._state_in(x, state, mask)
+        hidden = self.hidden_size
         inputs = torch.cat((x, h), 1)
         weight = self.joint_weight()
         gates = torch.mm(inputs, weight.t()) if self.bias_ih is None else torch.addmm(self.bias_ih, inputs, weight.t())
@@ -160,19 +147,13 @@ class LSTMCell(Layer):
             self._accumulate(self.bias_ih, bias_grad)
             self._accumulate(self.bias_hh, bias_grad.clone())
 
-    def _check_grad(self, what, grad, shape):
-        if grad is not None:
-            self._check_tensor(what, grad, shape)
-
     def backward(self, grad_h: torch.Tensor, grad_c: torch.Tensor | None = None):
         """Back-propagate the latest un-backpropagated step.
 
         grad_h, grad_c (N, H) (grad_c None = 0) -> (grad_x (N, in), grad_h_prev, grad_c_prev),
         the last two with respect to the state passed to that forward call.
         """
-        self._check_tensor("upstream gradient grad_h", grad_h, (None, self.hidden_size))
-        self._check_grad("upstream gradient grad_c", grad_c, tuple(grad_h.shape))
-        (step,) = self._pop_records(grad_h.shape[0], tuple(grad_h.shape))
+        step = self._pop_step(grad_h, grad_c)
         d_gates, dc = self._gate_grads(step, grad_h, grad_c)
         self._accumulate_weights(d_gates, step.x, step.h)
         grad_h_prev = d_gates @ self.weight_hh
@@ -192,16 +173,8 @@ class LSTMCell(Layer):
         where the bracketed factors, o (1 - tanh(c')^2) and mask * f are computed for all
         T steps up front, and the input and weight gradients are one matmul each.
         """
-        self._check_tensor("upstream gradient grad_hs", grad_hs, (None, None, self.hidden_size))
+        records = self._pop_steps(grad_hs, grad_c_last)
         steps, n = grad_hs.shape[:2]
-        self._check_grad("upstream gradient grad_c_last", grad_c_last, (n, self.hidden_size))
-        if steps > len(self._records) or any(r.x.shape[0] != n for r in self._records[-steps:]):
-            raise ValueError(
-                f"{self.name}: grad_hs of shape {tuple(grad_hs.shape)} does not match the "
-                f"recorded steps (batch sizes {[r.x.shape[0] for r in self._records]})"
-            )
-        records = self._records[-steps:]
-        del self._records[-steps:]
         hidden = self.hidden_size
         xs, hs_prev, cs_prev, sigs, gs, tanh_cs, masks = zip(*records)
         sigs, gs, tanh_cs, cs_prev = torch.stack(sigs), torch.stack(gs), torch.stack(tanh_cs), torch.stack(cs_prev)

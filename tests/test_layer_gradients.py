@@ -119,16 +119,13 @@ def lstm_case(seed: int, min_hidden: int = 1):
     return reference, xs, h0, c0, masks
 
 
-@pytest.mark.parametrize("mode", ["step_by_step", "through_time"])
-@pytest.mark.parametrize("seed", range(16))
-def test_lstm_cell_matches_autograd_over_sequences(seed, mode):
-    reference, xs, h0, c0, masks = lstm_case(seed)
+def check_cell_against_reference(cell, reference, xs, h0, c0, masks, mode):
+    """Run a cell and its torch twin (same weights) over the sequence; their states and,
+    back-propagated step by step or through time, every gradient must agree."""
     hs_ref, c_last_ref = run_lstm_reference(reference, xs, h0, c0, masks)
     grad_hs, grad_c_last = torch.randn_like(hs_ref), torch.randn_like(c_last_ref)
     ((hs_ref * grad_hs).sum() + (c_last_ref * grad_c_last).sum()).backward()
 
-    cell = LSTMCell(reference.input_size, reference.hidden_size, bias=reference.bias, dtype=F64)
-    cell.load_state_dict(reference.state_dict())
     state, hs = (h0.detach(), c0.detach()), []
     for x, mask in zip(xs, masks):
         state = cell.forward(x.detach(), state, mask)
@@ -149,6 +146,15 @@ def test_lstm_cell_matches_autograd_over_sequences(seed, mode):
     assert_close(grad_c0, c0.grad, what="c0 gradient")
     for name, param in cell.named_parameters():
         assert_close(param.grad, getattr(reference, name).grad, what=name)
+
+
+@pytest.mark.parametrize("mode", ["step_by_step", "through_time"])
+@pytest.mark.parametrize("seed", range(16))
+def test_lstm_cell_matches_autograd_over_sequences(seed, mode):
+    reference, xs, h0, c0, masks = lstm_case(seed)
+    cell = LSTMCell(reference.input_size, reference.hidden_size, bias=reference.bias, dtype=F64)
+    cell.load_state_dict(reference.state_dict())
+    check_cell_against_reference(cell, reference, xs, h0, c0, masks, mode)
 
 
 @pytest.mark.parametrize("mode", ["step_by_step", "through_time"])
@@ -159,38 +165,14 @@ def test_layernorm_lstm_cell_matches_autograd_over_sequences(seed, mode):
     least 2 units: one entry normalises to 0 whatever it is (no gradient to compare)."""
     _, xs, h0, c0, masks = lstm_case(seed, min_hidden=2)
     rng = random.Random(seed)
-    n_in, hidden = xs[0].shape[1], h0.shape[1]
-    reference = TorchLayerNormLSTMCell(n_in, hidden).double()
+    reference = TorchLayerNormLSTMCell(xs[0].shape[1], h0.shape[1]).double()
     with torch.no_grad():
         for name, param in reference.named_parameters():
             if not name.startswith("weight"):
                 param.add_(rng.choice([0.3, 1.0, 3.0]) * torch.randn_like(param))
-    cell = LayerNormLSTMCell(n_in, hidden, dtype=F64)
+    cell = LayerNormLSTMCell(xs[0].shape[1], h0.shape[1], dtype=F64)
     cell.load_state_dict(reference.state_dict())
-    hs_ref, c_last_ref = run_lstm_reference(reference, xs, h0, c0, masks)
-    grad_hs, grad_c_last = torch.randn_like(hs_ref), torch.randn_like(c_last_ref)
-    ((hs_ref * grad_hs).sum() + (c_last_ref * grad_c_last).sum()).backward()
-
-    state, hs = (h0.detach(), c0.detach()), []
-    for x, mask in zip(xs, masks):
-        state = cell.forward(x.detach(), state, mask)
-        hs.append(state[0])
-    assert_close(torch.stack(hs), hs_ref.detach(), what="hidden states")
-    assert_close(state[1], c_last_ref.detach(), what="last cell state")
-
-    if mode == "through_time":
-        grad_xs, grad_h0, grad_c0 = cell.backward_through_time(grad_hs, grad_c_last)
-    else:
-        grad_h, grad_c, grad_x_list = torch.zeros_like(h0), grad_c_last, []
-        for t in reversed(range(len(xs))):
-            grad_x, grad_h, grad_c = cell.backward(grad_hs[t] + grad_h, grad_c)
-            grad_x_list.insert(0, grad_x)
-        grad_xs, grad_h0, grad_c0 = torch.stack(grad_x_list), grad_h, grad_c
-    assert_close(grad_xs, torch.stack([x.grad for x in xs]), what="input gradients")
-    assert_close(grad_h0, h0.grad, what="h0 gradient")
-    assert_close(grad_c0, c0.grad, what="c0 gradient")
-    for name, param in cell.named_parameters():
-        assert_close(param.grad, getattr(reference, name).grad, what=name)
+    check_cell_against_reference(cell, reference, xs, h0, c0, masks, mode)
 
 
 def test_layernorm_lstm_keeps_its_gates_at_one_scale_however_large_the_input():
