@@ -472,6 +472,8 @@ def validate(config: Config) -> None:
                 "conv_channels", "hidden_size", "epochs", "frame_stack", "sil_capacity", "replay_capacity"]:
         if getattr(config, key) < 1:
             raise ConfigError(f"{key} must be at least 1, got {getattr(config, key)}")
+    if config.core == "layernorm_lstm" and config.hidden_size < 2:  # one unit normalises to 0: no memory read
+        raise ConfigError(f"hidden_size must be at least 2 with core=layernorm_lstm, got {config.hidden_size}")
     for key in ["entropy_coef", "value_loss_coef", "sil_batch", "replay_ratio", "sil_value_coef", "max_restarts", "workers", "eval_interval", "eval_clip_every",
                 "eval_nice", "early_steps"]:
         if getattr(config, key) < 0:

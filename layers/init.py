@@ -47,7 +47,7 @@ def lstm_(cell: LSTMCell | LayerNormLSTMCell, forget_bias: float = 0.0,
     """Weights U(-1/sqrt(H), 1/sqrt(H)) as torch.nn.LSTMCell; biases zero, except the
     forget gate's total bias (b_ih + b_hh) set to ``forget_bias`` if given. A
     layer-normalised cell's gains start at 1 and its biases as the plain cell's (the
-    normalisation undoes any scale of the weights: only their directions matter)."""
+    normalisation undoes the overall scale of each weight matrix)."""
     bound = 1.0 / math.sqrt(cell.hidden_size)
     for weight in (cell.weight_ih, cell.weight_hh):
         weight.copy_(torch.rand(weight.shape, generator=generator, dtype=torch.float64) * (2 * bound) - bound)

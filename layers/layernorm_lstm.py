@@ -62,10 +62,12 @@ class LayerNormLSTMCell(RecurrentCell):
       c' = f c + i g;  h' = o tanh(cell_gain * LN(c') + cell_bias)
     The state carried to the next step is c' itself; only what h' reads of it is
     normalised. The two input terms are normalised apart, so the recurrent term keeps its
-    scale beside a wide input. No bias inside the normalised terms: it would cancel.
+    scale beside a wide input. The paper's shifts of the two normalised terms are folded
+    into ``bias``. At least 2 units: the cell normalised over one entry is always 0, and
+    h' would never read it.
 
     Backward of one step, given dh' and dc' from above, with
-    LN'(g) = (g - mean(g) - n mean(g n)) / std for the normalised n and its std:
+    LN'(u) = (u - mean(u) - n mean(u n)) / std for the gradient u reaching the normalised n:
       dy  = dh' o (1 - t^2)  where t = tanh(cell_gain n_c + cell_bias)
       dc  = dc' + LN'(dy cell_gain)
       da  = [dc g i(1-i), dc c f(1-f), dc i (1-g^2), dh' t o(1-o)]
@@ -79,6 +81,8 @@ class LayerNormLSTMCell(RecurrentCell):
 
     def __init__(self, input_size: int, hidden_size: int, dtype: torch.dtype | None = None) -> None:
         super().__init__(input_size, hidden_size)
+        if hidden_size < 2:
+            raise ValueError(f"LayerNormLSTMCell: hidden_size must be at least 2, got {hidden_size}")
         dtype = dtype or torch.get_default_dtype()  # None follows torch.set_default_dtype, as torch.nn
         gates = 4 * hidden_size
         self.weight_ih = torch.zeros(gates, input_size, dtype=dtype)

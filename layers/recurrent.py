@@ -42,6 +42,9 @@ class RecurrentCell(Layer):
         self._check_tensor("upstream gradient grad_h", grad_h, (None, self.hidden_size))
         if grad_c is not None:
             self._check_tensor("upstream gradient grad_c", grad_c, tuple(grad_h.shape))
+        if self._records and self._records[-1].x.shape[0] != grad_h.shape[0]:
+            raise ValueError(f"{self.name}: upstream gradient of shape {tuple(grad_h.shape)} does not match "
+                             f"the latest step (batch {self._records[-1].x.shape[0]}): one step at a time")
         (step,) = self._pop_records(grad_h.shape[0], tuple(grad_h.shape))
         return step
 
@@ -50,6 +53,8 @@ class RecurrentCell(Layer):
         grad_c_last (N, H) are checked against them."""
         self._check_tensor("upstream gradient grad_hs", grad_hs, (None, None, self.hidden_size))
         steps, n = grad_hs.shape[:2]
+        if steps < 1:  # records[-0:] would be all of them
+            raise ValueError(f"{self.name}: grad_hs of shape {tuple(grad_hs.shape)} covers no step")
         if grad_c_last is not None:
             self._check_tensor("upstream gradient grad_c_last", grad_c_last, (n, self.hidden_size))
         if steps > len(self._records) or any(r.x.shape[0] != n for r in self._records[-steps:]):

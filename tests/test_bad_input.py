@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from a3c.model import ActorCritic
-from layers import ELU, Conv2d, Linear, LSTMCell
+from layers import ELU, Conv2d, LayerNormLSTMCell, Linear, LSTMCell
 
 
 def raises(match: str):
@@ -70,6 +70,24 @@ def test_lstm_backward_without_forward():
         LSTMCell(3, 2).backward(torch.zeros(1, 2))
     with raises(r"LSTMCell.*does not match the recorded steps"):
         LSTMCell(3, 2).backward_through_time(torch.zeros(4, 1, 2))
+
+
+@pytest.mark.parametrize("cell_type", [LSTMCell, LayerNormLSTMCell])
+def test_lstm_backward_takes_one_step_at_a_time_and_at_least_one_through_time(cell_type):
+    cell = cell_type(3, 2)
+    for _ in range(2):
+        cell.forward(torch.zeros(1, 3))
+    with raises(rf"{cell_type.__name__}.*does not match the latest step \(batch 1\): one step at a time"):
+        cell.backward(torch.zeros(2, 2))
+    with raises(rf"{cell_type.__name__}.*grad_hs of shape \(0, 1, 2\) covers no step"):
+        cell.backward_through_time(torch.zeros(0, 1, 2))
+    assert len(cell._records) == 2  # nothing consumed by the refused calls
+    cell.backward_through_time(torch.zeros(2, 1, 2))
+
+
+def test_a_layer_normalised_cell_needs_two_units():
+    with raises(r"LayerNormLSTMCell: hidden_size must be at least 2, got 1"):
+        LayerNormLSTMCell(3, 1)
 
 
 def test_upstream_gradient_of_wrong_shape():

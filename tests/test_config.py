@@ -80,6 +80,7 @@ def test_every_field_has_a_docstring_shown_by_help():
     ({"optimizer": "sgd"}, "optimizer must be one of adam, rmsprop, got 'sgd'"),
     ({"weight_init": "xavier"}, "weight_init must be one of a3c, orthogonal, got 'xavier'"),
     ({"core": "gru"}, "core must be one of lstm, feedforward, layernorm_lstm, got 'gru'"),
+    ({"core": "layernorm_lstm", "hidden_size": 1}, "hidden_size must be at least 2 with core=layernorm_lstm, got 1"),
     ({"conv_stack": "resnet"}, "conv_stack must be one of a3c, nature, got 'resnet'"),
     ({"conv_stack": "nature", "frame_size": 35}, "frame_size must be at least 36 with conv_stack=nature, got 35"),
     ({"lr": float("nan")}, "lr must be a finite number, got nan"),

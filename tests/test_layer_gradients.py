@@ -162,7 +162,7 @@ def test_lstm_cell_matches_autograd_over_sequences(seed, mode):
 def test_layernorm_lstm_cell_matches_autograd_over_sequences(seed, mode):
     """Shapes, masks and saturation as the plain cell's test; the gains and biases drawn
     away from their initial 1 and 0 so that each of their gradients is exercised. At
-    least 2 units: one entry normalises to 0 whatever it is (no gradient to compare)."""
+    least 2 units, as the cell requires."""
     _, xs, h0, c0, masks = lstm_case(seed, min_hidden=2)
     rng = random.Random(seed)
     reference = TorchLayerNormLSTMCell(xs[0].shape[1], h0.shape[1]).double()
