@@ -5,6 +5,7 @@ seeds.
 
     python -m scripts.learning_curve --steps 2000000 --seeds 1 2 3 --run-dir runs/NAME [--config FILE] [key=value ...]
     python -m scripts.learning_curve --read runs/NAME/seed-1 runs/NAME/seed-2 [--every 500000] [--scalar grad/norm]
+    python -m scripts.learning_curve --read runs/NAME/seed-1 runs/NAME/seed-2 --baseline runs/DEFAULT/seed-1 ...
 
 Training runs the seeds one after another (each uses every worker), in RUN_DIR/seed-K;
 ``--jobs N`` trains N seeds at the same time (give ``workers=`` so that they share the
@@ -13,7 +14,11 @@ The report reads ``train/episode_return`` (raw game score, logged against the gl
 agent step at each episode's end) from each run's TensorBoard event files, or from a
 kept run's episodes.csv (``scripts.keep_runs``). ``--scalar TAG`` adds a table of a
 training scalar (e.g. ``grad/norm``, the gradient's norm before clipping), each run's
-median over the points logged between one mark and the next.
+median over the points logged between one mark and the next. ``--baseline DIR ...`` (e.g.
+the default's runs of the same seeds) adds, at each mark both sets reached, the baseline's
+mean, the difference of the means, and how many of the runs read score above every
+baseline run or below every one: with two or three seeds a difference of a few hundred
+points is within one config's own spread, and the counts show whether it holds run by run.
 """
 from __future__ import annotations
 
@@ -51,23 +56,44 @@ def spread(scores: list[float]) -> tuple[float, float, float]:
     return statistics.fmean(scores), std, min(scores)
 
 
-def report(run_dirs: list[Path], every: int, stream=sys.stdout) -> int:
-    """Print the table; a mark appears once every run has reached it. Raises NotARun."""
+def mark_scores(run_dirs: list[Path], every: int) -> dict[int, list[float]]:
+    """{mark: each run's last-100 mean there} for the marks every run has reached. Raises NotARun."""
     curves = []
     for run_dir in run_dirs:
         returns = episode_returns(run_dir)
         curves.append({step: mean for step, mean, _ in curve(returns, every, last=steps_trained(run_dir, returns))})
-    marks = sorted(set.intersection(*(set(c) for c in curves)))
+    return {mark: [c[mark] for c in curves] for mark in sorted(set.intersection(*(set(c) for c in curves)))}
+
+
+def report(run_dirs: list[Path], every: int, stream=sys.stdout) -> int:
+    """Print the table; a mark appears once every run has reached it. Raises NotARun."""
+    table = mark_scores(run_dirs, every)
     for k, run_dir in enumerate(run_dirs):
         print(f"run {k + 1}: {run_dir}", file=stream)
     names = [f"run {k + 1}" for k in range(len(run_dirs))]
     print(f"{'agent steps':>12}  " + "  ".join(f"{name:>7}" for name in names)
           + f"  {'mean':>7}  {'std':>6}  {'min':>7}", file=stream)
-    for mark in marks:
-        scores = [c[mark] for c in curves]
+    for mark, scores in table.items():
         mean, std, low = spread(scores)
         print(f"{mark:>12,}  " + "  ".join(f"{s:>7.0f}" for s in scores) + f"  {mean:>7.0f}  {std:>6.0f}  {low:>7.0f}",
               file=stream)
+    return 0
+
+
+def baseline_report(run_dirs: list[Path], baseline_dirs: list[Path], every: int, stream=sys.stdout) -> int:
+    """Print the runs' mean against the baseline runs' at each mark both reached, their
+    difference, and how many runs are above every baseline run, or below every one."""
+    ours, theirs = mark_scores(run_dirs, every), mark_scores(baseline_dirs, every)
+    print(f"against the baseline: {', '.join(str(d) for d in baseline_dirs)}", file=stream)
+    count = len(run_dirs)
+    print(f"{'agent steps':>12}  {'mean':>7}  {'baseline':>8}  {'diff':>6}  {'above all':>9}  {'below all':>9}",
+          file=stream)
+    for mark in sorted(ours.keys() & theirs.keys()):
+        mean, base = statistics.fmean(ours[mark]), statistics.fmean(theirs[mark])
+        above = sum(score > max(theirs[mark]) for score in ours[mark])
+        below = sum(score < min(theirs[mark]) for score in ours[mark])
+        print(f"{mark:>12,}  {mean:>7.0f}  {base:>8.0f}  {mean - base:>+6.0f}  {f'{above} of {count}':>9}  "
+              f"{f'{below} of {count}':>9}", file=stream)
     return 0
 
 
@@ -149,12 +175,15 @@ def train_seeds(commands: dict[int, list[str]], jobs: int, base: Path) -> int:
     return failure
 
 
-def report_or_error(run_dirs: list[Path], every: int, scalar: str | None = None) -> int:
-    """The table (and ``scalar``'s), or one error line and exit code 2 for a folder that is
-    not a run or has no episode yet (a typo, the parent of seed-K, a budget too small for a
-    whole episode) or lacks the scalar."""
+def report_or_error(run_dirs: list[Path], every: int, scalar: str | None = None,
+                    baseline: list[Path] | None = None) -> int:
+    """The table (and ``scalar``'s, and the comparison with ``baseline``'s runs), or one error
+    line and exit code 2 for a folder that is not a run or has no episode yet (a typo, the
+    parent of seed-K, a budget too small for a whole episode) or lacks the scalar."""
     try:
         code = report(run_dirs, every)
+        if baseline:
+            code = code or baseline_report(run_dirs, baseline, every)
         if scalar is not None:
             code = code or scalar_report(run_dirs, scalar, every)
         return code
@@ -176,13 +205,16 @@ def main() -> int:
                              "another); with more, each seed's output goes to RUN_DIR/seed-K.log")
     parser.add_argument("--scalar", choices=REPORTED_TAGS, metavar="TAG",
                         help=f"also report this training scalar's median per interval: {', '.join(REPORTED_TAGS)}")
+    parser.add_argument("--baseline", type=Path, nargs="+", metavar="DIR",
+                        help="runs to compare with at each mark (e.g. the default's): their mean, the "
+                             "difference, and how many runs score above or below all of them")
     parser.add_argument("--config", help="YAML settings file passed to a3c.train (default: its default)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="passed to a3c.train")
     args = parser.parse_args()
     if args.every <= 0:
         parser.error(f"--every must be a positive number of agent steps, got {args.every}")
     if args.read:
-        return report_or_error(args.read, args.every, args.scalar)
+        return report_or_error(args.read, args.every, args.scalar, args.baseline)
 
     if args.jobs <= 0:
         parser.error(f"--jobs must be a positive number of seeds, got {args.jobs}")
@@ -198,7 +230,7 @@ def main() -> int:
         return 2
     if code != 0:
         return code
-    return report_or_error([base / f"seed-{seed}" for seed in commands], args.every, args.scalar)
+    return report_or_error([base / f"seed-{seed}" for seed in commands], args.every, args.scalar, args.baseline)
 
 
 if __name__ == "__main__":

@@ -66,6 +66,25 @@ def test_learning_curve_gives_each_marks_last_100_episode_mean_per_run_and_their
                                          ["1,500", "1500", "3000", "2250", "1061", "1500"]]
 
 
+def test_learning_curve_compares_runs_with_a_baseline_mark_by_mark(tmp_path, run_module):
+    """The difference of the means, and whether each run clears every baseline run: at 500
+    one run is above both baseline runs and one inside them; at 1,000 both are below both."""
+    ours = [kept_run(tmp_path / "lever" / f"seed-{k}", [(10 * j, value if j <= 50 else 900.0) for j in range(1, 101)],
+                     1000) for k, value in [(1, 2500.0), (2, 2100.0)]]
+    baseline = [kept_run(tmp_path / "default" / f"seed-{k}", [(10 * j, value) for j in range(1, 101)], 1000)
+                for k, value in [(1, 2000.0), (2, 2200.0)]]
+    result = run_module("scripts.learning_curve", "--read", *map(str, ours), "--every", "500",
+                        "--baseline", *map(str, baseline))
+    assert result.returncode == 0, result.stderr
+    comparison = result.stdout.split("against the baseline: ")[1]
+    assert comparison.splitlines()[0] == ", ".join(map(str, baseline))
+    # at 1,000 each run's last 100 episodes are 50 of its score and 50 of 900
+    assert table_rows(comparison) == [["500", "2300", "2100", "+200", "1", "of", "2", "0", "of", "2"],
+                                      ["1,000", "1600", "2100", "-500", "0", "of", "2", "2", "of", "2"]]
+    assert_one_error_line(run_module("scripts.learning_curve", "--read", str(ours[0]), "--baseline",
+                                     str(tmp_path / "default")), "default")
+
+
 def test_learning_curve_reports_a_training_scalars_median_between_marks(tmp_path, run_module):
     from scripts.run_logs import SCALARS_CSV
 
