@@ -150,7 +150,8 @@ class Config:
     truncated importance weights vtrace_rho_clip and vtrace_c_clip). 0: off. Each replay
     costs about one update's forward and backward; not with epochs > 1. 1 led the default
     to 1M steps (+496 at 0.5M on two seeds' means) and was behind at 2M (3,674 against 3,873)
-    at about half the steps/s (scripts/RESULTS.md)."""
+    at about half the steps/s; at half the learning rate ahead to 0.75M and behind at 1.25M
+    (scripts/RESULTS.md)."""
     replay_capacity: int = 64
     """Rollouts each worker's replay memory keeps (the oldest go first); at 84x84 with 8
     games x 20 steps each costs ~2.4 MB (the views in half precision)."""
