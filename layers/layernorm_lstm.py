@@ -158,16 +158,16 @@ class LayerNormLSTMCell(RecurrentCell):
                 grad_h, grad_c = grad_h * step.mask, grad_c * step.mask
             if t > 0:
                 grad_h = grad_h + grad_hs[t - 1]
-        xs, hs_prev, _, normed_x, inverse_std_x, normed_h, _, _, _, normed_c, _, _, _ = zip(*records)
-        normed_x, inverse_std_x = torch.stack(normed_x), torch.stack(inverse_std_x)
+        normed_x = torch.stack([step.normed_x for step in records])
+        inverse_std_x = torch.stack([step.inverse_std_x for step in records])
         d_input = _normalize_backward(d_gates * self.gain_ih, normed_x, inverse_std_x)  # dz_x, all steps
         flat = steps * n
-        self._accumulate(self.weight_ih, d_input.view(flat, -1).t() @ torch.cat(xs))
-        self._accumulate(self.weight_hh, d_recurrent.view(flat, -1).t() @ torch.cat(hs_prev))
+        self._accumulate(self.weight_ih, d_input.view(flat, -1).t() @ torch.cat([step.x for step in records]))
+        self._accumulate(self.weight_hh, d_recurrent.view(flat, -1).t() @ torch.cat([step.h for step in records]))
         self._accumulate(self.bias, d_gates.sum((0, 1)))
         self._accumulate(self.gain_ih, (d_gates * normed_x).sum((0, 1)))
-        self._accumulate(self.gain_hh, (d_gates * torch.stack(normed_h)).sum((0, 1)))
-        self._accumulate(self.cell_gain, (d_cell_out * torch.stack(normed_c)).sum((0, 1)))
+        self._accumulate(self.gain_hh, (d_gates * torch.stack([step.normed_h for step in records])).sum((0, 1)))
+        self._accumulate(self.cell_gain, (d_cell_out * torch.stack([step.normed_c for step in records])).sum((0, 1)))
         self._accumulate(self.cell_bias, d_cell_out.sum((0, 1)))
         grad_xs = (d_input.view(flat, -1) @ self.weight_ih).view(steps, n, self.input_size)
         return grad_xs, grad_h, grad_c

@@ -65,9 +65,8 @@ def mark_scores(run_dirs: list[Path], every: int) -> dict[int, list[float]]:
     return {mark: [c[mark] for c in curves] for mark in sorted(set.intersection(*(set(c) for c in curves)))}
 
 
-def report(run_dirs: list[Path], every: int, stream=sys.stdout) -> int:
-    """Print the table; a mark appears once every run has reached it. Raises NotARun."""
-    table = mark_scores(run_dirs, every)
+def report(run_dirs: list[Path], table: dict[int, list[float]], stream=sys.stdout) -> int:
+    """Print the table of ``mark_scores``: a mark appears once every run has reached it."""
     for k, run_dir in enumerate(run_dirs):
         print(f"run {k + 1}: {run_dir}", file=stream)
     names = [f"run {k + 1}" for k in range(len(run_dirs))]
@@ -80,12 +79,13 @@ def report(run_dirs: list[Path], every: int, stream=sys.stdout) -> int:
     return 0
 
 
-def baseline_report(run_dirs: list[Path], baseline_dirs: list[Path], every: int, stream=sys.stdout) -> int:
-    """Print the runs' mean against the baseline runs' at each mark both reached, their
-    difference, and how many runs are above every baseline run, or below every one."""
-    ours, theirs = mark_scores(run_dirs, every), mark_scores(baseline_dirs, every)
+def baseline_report(ours: dict[int, list[float]], baseline_dirs: list[Path], every: int, stream=sys.stdout) -> int:
+    """Print the runs' mean (``ours``, their ``mark_scores``) against the baseline runs' at
+    each mark both reached, the difference, and how many runs are above every baseline run,
+    or below every one. Raises NotARun."""
+    theirs = mark_scores(baseline_dirs, every)
     print(f"against the baseline: {', '.join(str(d) for d in baseline_dirs)}", file=stream)
-    count = len(run_dirs)
+    count = len(next(iter(ours.values()), []))
     print(f"{'agent steps':>12}  {'mean':>7}  {'baseline':>8}  {'diff':>6}  {'above all':>9}  {'below all':>9}",
           file=stream)
     for mark in sorted(ours.keys() & theirs.keys()):
@@ -181,9 +181,10 @@ def report_or_error(run_dirs: list[Path], every: int, scalar: str | None = None,
     line and exit code 2 for a folder that is not a run or has no episode yet (a typo, the
     parent of seed-K, a budget too small for a whole episode) or lacks the scalar."""
     try:
-        code = report(run_dirs, every)
+        table = mark_scores(run_dirs, every)  # read once for both tables
+        code = report(run_dirs, table)
         if baseline:
-            code = code or baseline_report(run_dirs, baseline, every)
+            code = code or baseline_report(table, baseline, every)
         if scalar is not None:
             code = code or scalar_report(run_dirs, scalar, every)
         return code
