@@ -91,6 +91,20 @@ class Config:
     Checkpoints that record none had no such input. Not with sil_batch (its memory keeps no
     step before). Level with the default at every mark to 2M agent steps on two seeds
     (3,808 against 3,873 at 2M on their means: scripts/RESULTS.md)."""
+    pixel_control: bool = False
+    """UNREAL's pixel-control auxiliary task (Jaderberg et al. 2017): the network gets a
+    head that predicts, for each 4x4-pixel cell over the centre of the view (20 x 20 at
+    84x84) and each action, how much the cell's pixels will change over the next steps,
+    learnt by n-step Q-learning on each rollout (a3c.pixel_control); its gradient trains the
+    shared convolutions and core, the policy never reads the head. Needs frame_size >= 20.
+    Its loss joins each rollout's own update (not replays or self-imitation). Checkpoints
+    that record none had no such head."""
+    pixel_control_coef: float = 0.05
+    """Weight of the pixel-control loss 0.5 sum (R - Q)^2 over the rollout's steps and the
+    grid's cells, the pseudo-rewards in the view's [0, 1] intensities (the paper's range
+    0.01-0.1; 0.05 in common reimplementations). Read with pixel_control only."""
+    pixel_control_gamma: float = 0.9
+    """Discount of the pixel-control returns (the paper's 0.9: changes within ~10 steps)."""
     num_steps: int = 20
     """Rollout length: steps per worker between two updates (the BPTT window). Against 20:
     10 won on one seed of two at 2M agent steps, 40 was behind on both at 1M
@@ -285,6 +299,7 @@ LIMITS = {"workers": 1024, "envs_per_worker": 256, "num_steps": 10_000, "early_e
           "sil_capacity": 1_000_000, "replay_ratio": 64, "replay_capacity": 100_000}
 
 SMALLEST_NATURE_FRAME = 36
+SMALLEST_PIXEL_CONTROL_FRAME = 20
 
 CHOICES = {"optimizer": ("adam", "rmsprop"), "backend": ("local", "ray"),
            "frame": ("original", "river_and_gauge", "jet_centred", "jet_centred_fuel_bar"), "eval_policy": ("sample", "greedy", "both"),
@@ -446,7 +461,7 @@ def validate(config: Config) -> None:
     for key in positive:
         if getattr(config, key) <= 0:
             raise ConfigError(f"{key} must be positive, got {getattr(config, key)}")
-    for key in ["gamma", "gae_lambda"]:
+    for key in ["gamma", "gae_lambda", "pixel_control_gamma"]:
         if not 0.0 <= getattr(config, key) <= 1.0:
             raise ConfigError(f"{key} must be in [0, 1], got {getattr(config, key)}")
     if not 16 <= config.frame_size <= 210:
@@ -463,6 +478,10 @@ def validate(config: Config) -> None:
     if config.action_reward_input and config.sil_batch:
         raise ConfigError("action_reward_input and sil_batch do not go together: the self-imitation memory "
                           "keeps no step before each of its steps")
+    # a3c.pixel_control.grid_cells: 4 cells at least, from 20 pixels (a test keeps the two equal)
+    if config.pixel_control and config.frame_size < SMALLEST_PIXEL_CONTROL_FRAME:
+        raise ConfigError(f"frame_size must be at least {SMALLEST_PIXEL_CONTROL_FRAME} with pixel_control, "
+                          f"got {config.frame_size}")
     if config.sil_clip is not None and config.sil_clip <= 0:
         raise ConfigError(f"sil_clip must be positive, got {config.sil_clip}")
     if config.optimizer_eps is not None and config.optimizer_eps <= 0:
@@ -475,7 +494,7 @@ def validate(config: Config) -> None:
             raise ConfigError(f"{key} must be at least 1, got {getattr(config, key)}")
     if config.core == "layernorm_lstm" and config.hidden_size < 2:  # one unit normalises to 0: no memory read
         raise ConfigError(f"hidden_size must be at least 2 with core=layernorm_lstm, got {config.hidden_size}")
-    for key in ["entropy_coef", "value_loss_coef", "sil_batch", "replay_ratio", "sil_value_coef", "max_restarts", "workers", "eval_interval", "eval_clip_every",
+    for key in ["entropy_coef", "value_loss_coef", "pixel_control_coef", "sil_batch", "replay_ratio", "sil_value_coef", "max_restarts", "workers", "eval_interval", "eval_clip_every",
                 "eval_nice", "early_steps"]:
         if getattr(config, key) < 0:
             raise ConfigError(f"{key} must not be negative, got {getattr(config, key)}")

@@ -212,6 +212,13 @@ class ObsNormalizer:
     def state(self) -> list[float]:
         return [self.mean, self.std, float(self.count)]
 
+    def scale(self) -> float:
+        """What a frame is divided by now (after the mean is taken off): a difference of
+        normalised frames times this is the difference of the frames themselves."""
+        if self.count == 0:
+            return 1.0
+        return self.std / (1 - self.alpha ** self.count) + 1e-8
+
     def load_state(self, state) -> None:
         self.mean, self.std, self.count = float(state[0]), float(state[1]), int(state[2])
 

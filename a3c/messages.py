@@ -35,6 +35,8 @@ class UpdateDone:
     # a V-trace replay's update (replay_ratio): the share of its steps whose importance weight
     # pi / mu was cut at vtrace_rho_clip; nan for a rollout's own update
     replay_cut: float = float("nan")
+    # pixel control (pixel_control): its loss on the rollout's own update; nan when off or a replay
+    pixel_control_loss: float = float("nan")
 
 
 @dataclass(frozen=True)

@@ -23,10 +23,11 @@ IMITATION_TAGS = {"imitation_loss": "self_imitation/policy_loss", "imitated": "s
 # with replay_ratio: the V-trace replays' gradient norm (kept apart from grad/norm, the rollouts'
 # own updates') and the share of their steps whose importance weight was cut
 REPLAY_TAGS = {"grad_norm": "replay/grad_norm", "cut": "replay/cut"}
+PIXEL_CONTROL_TAG = "loss/pixel_control"  # with pixel_control: its loss, weighted, on the rollouts' own updates
 STEPS_PER_SECOND_TAG = "train/steps_per_second"
 TRAINING_TAGS = (*LOSS_TAGS.values(), GRAD_NORM_TAG, LR_TAG, STEPS_PER_SECOND_TAG)
 # what the report scripts read and keep: every run's, and self-imitation's and the replays' where a run had them
-REPORTED_TAGS = (*TRAINING_TAGS, *IMITATION_TAGS.values(), *REPLAY_TAGS.values())
+REPORTED_TAGS = (*TRAINING_TAGS, *IMITATION_TAGS.values(), *REPLAY_TAGS.values(), PIXEL_CONTROL_TAG)
 
 
 class RunMetrics:
@@ -58,6 +59,7 @@ class RunMetrics:
         self._losses = {"policy": 0.0, "value": 0.0, "entropy": 0.0, "grad_norm": 0.0, "n": 0}
         self._imitation = {"imitation_loss": 0.0, "imitated": 0.0, "n": 0}
         self._replay = {"grad_norm": 0.0, "cut": 0.0, "n": 0}
+        self._pixel_control = {"loss": 0.0, "n": 0}
         self._lr: float | None = None
         self.bar = None
         if self.stream.isatty():
@@ -80,10 +82,11 @@ class RunMetrics:
         self.writer.add_scalar(EPISODE_LENGTH_TAG, length, step)
 
     def update(self, step, policy, value, entropy, grad_norm, lr, skipped, imitation_loss=math.nan,
-               imitated=math.nan, replay_cut=math.nan) -> None:
+               imitated=math.nan, replay_cut=math.nan, pixel_control_loss=math.nan) -> None:
         """One update's losses, averaged until the next line; the self-imitation ones (nan:
-        off, or its memory still filling) over the updates that had them. A V-trace replay's
-        update (``replay_cut`` a number) counts under the replay tags only."""
+        off, or its memory still filling) and pixel control's (nan: off) over the updates
+        that had them. A V-trace replay's update (``replay_cut`` a number) counts under the
+        replay tags only."""
         self._lr = lr
         if skipped:
             self.skipped += 1
@@ -104,6 +107,9 @@ class RunMetrics:
             self._imitation["imitation_loss"] += imitation_loss
             self._imitation["imitated"] += imitated
             self._imitation["n"] += 1
+        if math.isfinite(pixel_control_loss):
+            self._pixel_control["loss"] += pixel_control_loss
+            self._pixel_control["n"] += 1
 
     def evaluation(self, step: int, mean_return: float, mean_length: float, policy: str = "sample") -> None:
         """The sampled policy's scores under eval/mean_return and eval/episode_length, the
@@ -163,6 +169,9 @@ class RunMetrics:
             for key, tag in IMITATION_TAGS.items():
                 self.writer.add_scalar(tag, self._imitation[key] / self._imitation["n"], step)
             self._imitation = {key: 0.0 for key in self._imitation} | {"n": 0}
+        if self._pixel_control["n"]:
+            self.writer.add_scalar(PIXEL_CONTROL_TAG, self._pixel_control["loss"] / self._pixel_control["n"], step)
+            self._pixel_control = {"loss": 0.0, "n": 0}
         if self._replay["n"]:
             for key, tag in REPLAY_TAGS.items():
                 self.writer.add_scalar(tag, self._replay[key] / self._replay["n"], step)

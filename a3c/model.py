@@ -22,6 +22,14 @@ with ``action_reward_inputs``; a network without it ignores ``previous``.
 (``layers.LayerNormLSTMCell``) where the LSTM was: the same memory, with its gate inputs
 and its output's read of the cell normalised at every step.
 
+``pixel_control=True`` adds UNREAL's pixel-control head (Jaderberg et al. 2017), an
+auxiliary task whose gradient shapes the shared convolutions and core: from the core's
+output, Linear(hidden, 32 m m) -> ReLU -> ConvTranspose2d(32, 1 + A, 4, stride 2) gives a
+value map and A advantage maps on an n x n grid of 4x4-pixel cells over the centre of the
+view (n = 2 m + 2 = ``a3c.pixel_control.grid_cells``: 20 at 84x84), combined as a dueling
+network's: Q = V + A_a - mean_a A_a. The policy never reads it; its loss
+(``a3c.pixel_control``) reaches the core through ``backward(..., grad_pixel_q)``.
+
 ``core="feedforward"`` puts Linear(features, hidden) -> ELU where the LSTM was: the A3C
 paper's feed-forward agent, which sees motion only through stacked frames. It has no
 state: it hands back the state it was given (zeros from ``initial_state``), so the
@@ -39,7 +47,8 @@ import math
 
 import torch
 
-from layers import ELU, Conv2d, LayerNormLSTMCell, Linear, LSTMCell
+from a3c.pixel_control import grid_cells
+from layers import ELU, Conv2d, ConvTranspose2d, LayerNormLSTMCell, Linear, LSTMCell, ReLU
 from layers import init as layer_init
 
 FRAME_SIZE = 42
@@ -53,7 +62,8 @@ CONV_STACK = "a3c"
 CONV_STACKS = ("a3c", "nature")
 NETWORK_DEFAULTS = {"frame_stack": FRAME_STACK, "frame_size": FRAME_SIZE, "conv_channels": CONV_CHANNELS,
                     "hidden_size": HIDDEN_SIZE, "core": CORE, "conv_stack": CONV_STACK,
-                    "action_reward_input": False}
+                    "action_reward_input": False, "pixel_control": False}
+PIXEL_CHANNELS = 32  # the pixel-control head's maps before its transposed convolution (UNREAL's)
 
 
 def network_settings(settings) -> dict:
@@ -107,10 +117,19 @@ def check_frame_size(frame_size: int, conv_stack: str) -> None:
                          f"conv_stack={conv_stack}, got {frame_size}")
 
 
+def pixel_map_side(frame_size: int) -> int:
+    """m, the side of the pixel-control head's maps before its transposed convolution
+    (4x4, stride 2: 2 m + 2 = the grid's n cells); a ValueError below 20 pixels (n < 4)."""
+    cells = grid_cells(frame_size)
+    if cells < 4:
+        raise ValueError(f"pixel control needs frame_size of at least 20, got {frame_size}")
+    return cells // 2 - 1
+
+
 def parameter_shapes(n_actions: int, frame_stack: int = FRAME_STACK, frame_size: int = FRAME_SIZE,
                      conv_channels: int = CONV_CHANNELS, hidden_size: int = HIDDEN_SIZE,
                      core: str = CORE, conv_stack: str = CONV_STACK,
-                     action_reward_input: bool = False) -> dict[str, tuple[int, ...]]:
+                     action_reward_input: bool = False, pixel_control: bool = False) -> dict[str, tuple[int, ...]]:
     """The shape of every parameter of ``ActorCritic`` with these sizes, by name, without
     building it (a checkpoint's weights are checked against its own settings with this)."""
     shapes = {}
@@ -133,13 +152,19 @@ def parameter_shapes(n_actions: int, frame_stack: int = FRAME_STACK, frame_size:
         shapes.update({"fc.weight": (hidden_size, features), "fc.bias": (hidden_size,)})
     shapes.update({"critic.weight": (1, hidden_size), "critic.bias": (1,),
                    "actor.weight": (n_actions, hidden_size), "actor.bias": (n_actions,)})
+    if pixel_control:
+        maps = PIXEL_CHANNELS * pixel_map_side(frame_size) ** 2
+        shapes.update({"pixel_fc.weight": (maps, hidden_size), "pixel_fc.bias": (maps,),
+                       "pixel_deconv.weight": (PIXEL_CHANNELS, n_actions + 1, 4, 4),
+                       "pixel_deconv.bias": (n_actions + 1,)})
     return shapes
 
 
 class ActorCritic:
     def __init__(self, n_actions: int, *, frame_stack: int = FRAME_STACK, frame_size: int = FRAME_SIZE,
                  conv_channels: int = CONV_CHANNELS, hidden_size: int = HIDDEN_SIZE, core: str = CORE,
-                 conv_stack: str = CONV_STACK, action_reward_input: bool = False, forget_bias: float = 0.0,
+                 conv_stack: str = CONV_STACK, action_reward_input: bool = False, pixel_control: bool = False,
+                 forget_bias: float = 0.0,
                  weight_init: str = "a3c",
                  seed: int | None = None, dtype: torch.dtype | None = None) -> None:
         if core not in CORES:
@@ -165,13 +190,24 @@ class ActorCritic:
         self.fc_elu = ELU() if core == "feedforward" else None
         self.critic = Linear(hidden_size, 1, dtype=dtype)
         self.actor = Linear(hidden_size, n_actions, dtype=dtype)
+        self.pixel_fc = self.pixel_relu = self.pixel_deconv = None
+        self.pixel_cells = 0  # n, the pixel-control grid's side; 0 without the head
+        if pixel_control:
+            side = pixel_map_side(frame_size)
+            self.pixel_cells = 2 * side + 2
+            self.pixel_fc = Linear(hidden_size, PIXEL_CHANNELS * side * side, dtype=dtype)
+            self.pixel_relu = ReLU()
+            self.pixel_deconv = ConvTranspose2d(PIXEL_CHANNELS, n_actions + 1, 4, stride=2, dtype=dtype)
+        self._hidden: list[torch.Tensor] = []  # the core's output at each recorded step (pixel control's input)
+        self.last_hidden: torch.Tensor | None = None  # the core's output at the latest step
         self._steps_recorded = 0
         self._conv_out_shape: tuple[int, ...] = ()
         self.initialize(seed, forget_bias, weight_init)
 
     @property
     def layers(self):
-        return [*self.convs, self.core_layer, self.critic, self.actor]
+        return [*self.convs, self.core_layer, self.critic, self.actor,
+                *([self.pixel_fc, self.pixel_deconv] if self.pixel_fc is not None else [])]
 
     def initialize(self, seed: int | None = None, forget_bias: float = 0.0, weight_init: str = "a3c") -> None:
         """'a3c': the original A3C-LSTM code's scheme (Glorot-uniform convolutions, torch's
@@ -179,7 +215,9 @@ class ActorCritic:
         convolutions); 'orthogonal': the PPO and A2C Atari baselines' (orthogonal, gain sqrt(2)
         for the convolutions and the feed-forward core, whose ELU passes positive inputs as a
         rectifier does; 1 for the LSTM and the value head; 0.01 for the policy head).
-        ``forget_bias`` applies to the LSTM only."""
+        ``forget_bias`` applies to the LSTM only. The pixel-control head, in either scheme,
+        is Glorot-uniform as the convolutions, drawn after every other weight: a seed gives
+        the same network with or without it."""
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
         if weight_init == "a3c":
             for conv in self.convs:
@@ -203,12 +241,16 @@ class ActorCritic:
             layer_init.orthogonal_(self.actor, 0.01, generator)
         else:
             raise ValueError(f"ActorCritic: weight_init must be 'a3c' or 'orthogonal', got {weight_init!r}")
+        if self.pixel_fc is not None:
+            layer_init.fan_uniform_(self.pixel_fc, generator)
+            layer_init.fan_uniform_(self.pixel_deconv, generator)
 
     # --- parameters --------------------------------------------------------------------
     def named_parameters(self):
+        heads = [("pixel_fc", self.pixel_fc), ("pixel_deconv", self.pixel_deconv)] if self.pixel_fc is not None else []
         for prefix, layer in [*((f"conv{k}", c) for k, c in enumerate(self.convs)),
                               (self.core_name, self.core_layer), ("critic", self.critic),
-                              ("actor", self.actor)]:
+                              ("actor", self.actor), *heads]:
             for name, tensor in layer.named_parameters():
                 yield f"{prefix}.{name}", tensor
 
@@ -288,17 +330,40 @@ class ActorCritic:
             h = self.fc_elu.forward(self.fc.forward(features, record=record), record=record)
         values = self.critic.forward(h, record=record)
         logits = self.actor.forward(h, record=record)
+        self.last_hidden = h
         if record:
             self._steps_recorded += 1
+            if self.pixel_fc is not None:
+                self._hidden.append(h)
         return logits, values, state
 
+    def pixel_q(self, hidden: torch.Tensor, *, record: bool = False) -> torch.Tensor:
+        """The pixel-control head: the core's outputs (N, hidden_size) -> Q (N, A, n, n)."""
+        if self.pixel_fc is None:
+            raise ValueError("ActorCritic: this network has no pixel-control head (pixel_control=False)")
+        x = self.pixel_relu.forward(self.pixel_fc.forward(hidden, record=record), record=record)
+        side = self.pixel_cells // 2 - 1
+        maps = self.pixel_deconv.forward(x.view(-1, PIXEL_CHANNELS, side, side), record=record)
+        values, advantages = maps[:, :1], maps[:, 1:]
+        return values + advantages - advantages.mean(1, keepdim=True)
+
+    def recorded_pixel_q(self) -> torch.Tensor:
+        """Q (T, N, A, n, n) of the T recorded steps, recorded in turn for the backward's
+        ``grad_pixel_q``."""
+        if not self._hidden:
+            raise ValueError("ActorCritic: no recorded step to compute pixel control's Q for")
+        q = self.pixel_q(torch.cat(self._hidden), record=True)
+        return q.view(len(self._hidden), -1, *q.shape[1:])
+
     # --- backward ----------------------------------------------------------------------
-    def backward(self, grad_logits: torch.Tensor, grad_values: torch.Tensor) -> None:
+    def backward(self, grad_logits: torch.Tensor, grad_values: torch.Tensor,
+                 grad_pixel_q: torch.Tensor | None = None) -> None:
         """Add d(loss)/d(parameters) into ``.grad`` for all recorded steps.
 
         grad_logits (T, N, A) and grad_values (T, N, 1) for the T recorded steps in
-        order. Gradients do not flow into the state the rollout started from
-        (truncated back-propagation through time, as in A3C).
+        order; grad_pixel_q (T, N, A, n, n) for the Q maps ``recorded_pixel_q`` gave, or
+        None when they were not computed. Gradients do not flow into the state the
+        rollout started from (truncated back-propagation through time, as in A3C).
         """
         steps = self._steps_recorded
         if grad_logits.dim() != 3 or grad_logits.shape[0] != steps or grad_logits.shape[2] != self.n_actions \
@@ -310,6 +375,14 @@ class ActorCritic:
         n = grad_logits.shape[1]
         grad_h = self.actor.backward(grad_logits.reshape(steps * n, self.n_actions))
         grad_h += self.critic.backward(grad_values.reshape(steps * n, 1))
+        self._hidden.clear()
+        if grad_pixel_q is not None:
+            grad_h += self._pixel_backward(grad_pixel_q, steps, n)
+        elif self.pixel_fc is not None:  # a loss without pixel control (a replay): zero, as every parameter has one
+            for layer in (self.pixel_fc, self.pixel_deconv):
+                for param in layer.parameters():
+                    if param.grad is None:
+                        param.grad = torch.zeros_like(param)
         if self.lstm is not None:
             grad_features, _, _ = self.lstm.backward_through_time(grad_h.view(steps, n, -1))
         else:  # every step at once, as the heads: nothing links one step to the next
@@ -320,6 +393,19 @@ class ActorCritic:
         for k in range(len(self.convs) - 1, -1, -1):  # the frames need no gradient
             grad_x = self.convs[k].backward(self.elus[k].backward(grad_x), input_grad=k > 0)
         self._steps_recorded = 0
+
+    def _pixel_backward(self, grad_q: torch.Tensor, steps: int, n: int) -> torch.Tensor:
+        """d(loss)/d(core outputs) (T N, hidden) through the pixel-control head, from
+        d(loss)/dQ (T, N, A, n, n); the dueling sum's backward: dV = sum_a dQ_a,
+        dA_a = dQ_a - mean_b dQ_b."""
+        expected = (steps, n, self.n_actions, self.pixel_cells, self.pixel_cells)
+        if self.pixel_fc is None or tuple(grad_q.shape) != expected:
+            raise ValueError(f"ActorCritic: grad_pixel_q must be {expected} for a network with pixel control, got "
+                             f"{tuple(grad_q.shape)}" + ("" if self.pixel_fc is not None else " (this network has none)"))
+        grad_q = grad_q.reshape(steps * n, *expected[2:])
+        grad_maps = torch.cat([grad_q.sum(1, keepdim=True), grad_q - grad_q.mean(1, keepdim=True)], 1)
+        grad_x = self.pixel_relu.backward(self.pixel_deconv.backward(grad_maps).reshape(steps * n, -1))
+        return self.pixel_fc.backward(grad_x)
 
     # --- sharing between processes -------------------------------------------------------
     def share_memory(self) -> "ActorCritic":

@@ -189,7 +189,8 @@ class Trainer:
                                       f"{message.worker}): the run can no longer learn", exit_code=1)
                 metrics.update(message.global_step, message.policy_loss, message.value_loss, message.entropy,
                                message.grad_norm, self.shared.optimizer.lr_at(message.global_step), message.skipped,
-                               message.imitation_loss, message.imitated, message.replay_cut)
+                               message.imitation_loss, message.imitated, message.replay_cut,
+                               message.pixel_control_loss)
             case Evaluated():
                 metrics.evaluation(message.global_step, message.mean_return, message.mean_length, message.policy)
             case EvalClip():

@@ -6,7 +6,8 @@ restarts), and one update covers the T x B rollout; with ``epochs`` > 1 the roll
 replayed with newer global weights for further, PPO-clipped updates; with ``sil_batch``
 each rollout's first update also learns from a batch of the worker's past steps that did
 better than the network expected (self-imitation, a3c.self_imitation); with
-``replay_ratio`` each rollout goes into a memory of the worker's last rollouts and is
+``pixel_control`` each rollout's own update also learns UNREAL's pixel-control task
+(a3c.pixel_control) from the rollout's views; with ``replay_ratio`` each rollout goes into a memory of the worker's last rollouts and is
 followed by that many updates on rollouts drawn from it, played again through the global
 weights of the moment and corrected for the policy that played them with V-trace
 (a3c.replay, a3c.loss). With ``action_reward_input`` the network also reads each
@@ -32,6 +33,7 @@ from a3c.loss import (a3c_loss, rollout_targets, self_imitation_loss, surrogate_
 from a3c.messages import EpisodeEnded, UpdateDone
 from a3c.model import ActorCritic, action_reward_inputs, network_settings
 from a3c.optim import clip_grad_norm
+from a3c.pixel_control import pixel_change_rewards, pixel_control_loss
 from a3c.policy import select_action
 from a3c.replay import RolloutReplay, StoredRollout
 from a3c.self_imitation import SelfImitationMemory
@@ -115,6 +117,7 @@ class Worker:
         self.actions = torch.zeros(steps, batch, dtype=torch.int64)
         self.rewards = torch.zeros(steps, batch, dtype=dtype)
         self.dones = torch.zeros(steps, batch, dtype=dtype)  # 1 where the episode ended at this step
+        self.ended = torch.zeros(steps, batch, dtype=torch.bool)  # the game itself ended (its next view is a new game's)
         # each step's action and reward before (the core's input with action_reward_input), then
         # the bootstrap's; kept for every network: a few numbers per game
         self.previous = torch.zeros(steps + 1, batch, self.n_actions + 1, dtype=dtype)
@@ -122,6 +125,7 @@ class Worker:
         self.start_state = None
         self.masks: list[torch.Tensor | None] = [None] * steps
         self.final_obs, self.final_mask = None, None  # the view after the last step and its mask (the bootstrap's)
+        self.final_hidden = None  # the core's output at that view (pixel control's bootstrap)
         self.lives: np.ndarray | None = None  # each game's lives at the last step (ALE's info["lives"])
         if self.memory is not None:  # the LSTM state each step started from, for the memory
             self.step_h = torch.zeros(steps, batch, config.hidden_size, dtype=dtype)
@@ -177,6 +181,7 @@ class Worker:
             stepped = clock()
             obs, rewards, terminated, truncated, info = self.envs.step(actions.numpy())
             ended = terminated | truncated
+            self.ended[t] = torch.from_numpy(ended)
             obs = self.normalizer.normalize_batch(obs, ended, info.get("final_obs"))
             seconds[1] += stepped - started
             seconds[0] += clock() - stepped
@@ -192,6 +197,7 @@ class Worker:
         started = clock()
         self.final_obs, self.final_mask = torch.from_numpy(obs).to(self.frames.dtype), restart_mask
         _, bootstrap, _ = model.step(self.final_obs, state, restart_mask, previous=self.previous[steps])
+        self.final_hidden = model.last_hidden
         seconds[1] += clock() - started
         return obs, state, restart_mask, bootstrap.view(-1)
 
@@ -281,7 +287,7 @@ class Worker:
             values.append(step_values)
         return torch.stack(logits), torch.stack(values), state
 
-    def _push(self, grads: list[torch.Tensor], terms: tuple[float, float, float], steps: int,
+    def _push(self, grads: list[torch.Tensor], terms: tuple[float, ...], steps: int,
               imitation: tuple[float, float] | None = None, replay_cut: float = math.nan) -> None:
         config, clock = self.config, time.perf_counter
         started = clock()
@@ -293,14 +299,14 @@ class Worker:
         self.link.push(None if skipped else grads, steps, self.normalizer.state(), timings)
         self.model.zero_grad()
         self.clock = [0.0, 0.0, 0.0, clock() - pushed]  # the push itself counts in the next update's split
-        policy, value, entropy = terms
+        policy, value, entropy, *pixel = terms  # pixel control's loss, on a rollout's own update with it
         imitation_loss, imitated = imitation or (math.nan, math.nan)
         self.link.report(UpdateDone(self.rank, self.link.global_step, policy, value, entropy, grad_norm, skipped,
-                                    imitation_loss, imitated, replay_cut))
+                                    imitation_loss, imitated, replay_cut, *pixel))
 
-    def gradients(self, bootstrap: torch.Tensor) -> tuple[list[torch.Tensor], tuple[float, float, float]]:
+    def gradients(self, bootstrap: torch.Tensor) -> tuple[list[torch.Tensor], tuple[float, ...]]:
         """d(loss)/d(parameters) of the recorded rollout, by hand; and the (policy, value,
-        entropy) sums for the logs."""
+        entropy) sums for the logs, then pixel control's loss with it."""
         config = self.config
         terms = a3c_loss(
             self.logits, self.values, self.actions, self.rewards, self.dones, bootstrap,
@@ -308,8 +314,24 @@ class Worker:
             entropy_coef=config.entropy_coef, value_loss_coef=config.value_loss_coef,
             normalize_advantages=config.normalize_advantages,
         )
-        self.model.backward(terms.grad_logits, terms.grad_values)
-        return [p.grad for p in self.model.parameters()], (terms.policy, terms.value, terms.entropy)
+        logged = (terms.policy, terms.value, terms.entropy)
+        pixel = self.pixel_control_terms() if config.pixel_control else None
+        self.model.backward(terms.grad_logits, terms.grad_values, None if pixel is None else pixel.grad_q)
+        if pixel is not None:
+            logged += (pixel.loss,)
+        return [p.grad for p in self.model.parameters()], logged
+
+    def pixel_control_terms(self):
+        """Pixel control's loss and dL/dQ on the recorded rollout: the pseudo-rewards from
+        its views (the newest of each step's stack, back in the view's own intensities),
+        none where a game ended (the view after is a new game's), and the bootstrap from
+        the view after the last step."""
+        views = torch.cat([self.frames[:, :, -1], self.final_obs[None, :, -1]])
+        rewards = pixel_change_rewards(views, self.model.pixel_cells) * self.normalizer.scale()
+        rewards[self.ended] = 0.0
+        return pixel_control_loss(self.model.recorded_pixel_q(), self.actions, rewards, self.dones,
+                                  self.model.pixel_q(self.final_hidden), gamma=self.config.pixel_control_gamma,
+                                  coef=self.config.pixel_control_coef)
 
     def imitation_gradients(self) -> tuple[float, float] | None:
         """The rollout's steps into the self-imitation memory (those whose life ended); then,

@@ -1,4 +1,4 @@
-"""Numerically careful sigmoid and tanh, and the ELU layer.
+"""Numerically careful sigmoid and tanh, and the ELU and ReLU layers.
 
 The textbook forms overflow or cancel in float32: ``1 / (1 + exp(-x))`` needs
 ``exp(88.8)`` and beyond, ``(e^x - e^-x) / (e^x + e^-x)`` is ``inf / inf`` at
@@ -76,3 +76,33 @@ class ELU(Layer):
         else:
             slope = torch.where(y > 0, 1.0, y + self.alpha)
         return slope.mul_(grad_out)
+
+
+class ReLU(Layer):
+    """y = max(x, 0).
+
+    Backward: dx = dy where y > 0, else 0 (the subgradient 0 at x = 0, as torch's), so
+    only the output is recorded."""
+
+    def __repr__(self) -> str:
+        return "ReLU()"
+
+    def forward(self, x: torch.Tensor, *, record: bool = True) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor) or x.dim() < 1:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"{self.name}: input must be a tensor with a batch dimension, got {shape}")
+        y = torch.relu(x)
+        if record:
+            self._records.append((y,))
+        return y
+
+    def backward(self, grad_out: torch.Tensor) -> torch.Tensor:
+        """dx = dy * (y > 0); shapes (N, *) -> (N, *)."""
+        records = self._pop_records(grad_out.shape[0] if grad_out.dim() else -1, tuple(grad_out.shape))
+        y = records[0][0] if len(records) == 1 else torch.cat([r[0] for r in records])
+        if grad_out.shape != y.shape:
+            raise ValueError(
+                f"{self.name}: upstream gradient has shape {tuple(grad_out.shape)}, "
+                f"output had {tuple(y.shape)}"
+            )
+        return grad_out * (y > 0)

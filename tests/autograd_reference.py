@@ -38,7 +38,7 @@ class TorchActorCritic(nn.Module):
 
     def __init__(self, n_actions: int = 18, *, frame_stack: int = 1, frame_size: int = 42,
                  conv_channels: int = 32, hidden_size: int = 256, core: str = "lstm",
-                 conv_stack: str = "a3c", action_reward_input: bool = False):
+                 conv_stack: str = "a3c", action_reward_input: bool = False, pixel_control: bool = False):
         super().__init__()
         c = conv_channels
         if conv_stack == "a3c":  # four 3x3, stride 2, padding 1
@@ -62,6 +62,16 @@ class TorchActorCritic(nn.Module):
         self.core = core
         self.critic = nn.Linear(hidden_size, 1)
         self.actor = nn.Linear(hidden_size, n_actions)
+        if pixel_control:  # UNREAL's head: Linear -> ReLU -> 4x4 stride-2 transposed convolution, dueling
+            self.pixel_side = (2 * ((frame_size - 4) // 8)) // 2 - 1
+            self.pixel_fc = nn.Linear(hidden_size, 32 * self.pixel_side ** 2)
+            self.pixel_deconv = nn.ConvTranspose2d(32, n_actions + 1, 4, stride=2)
+        self.last_hidden = None
+
+    def pixel_q(self, h):
+        """Q (N, A, n, n) of the pixel-control head from the core's outputs h (N, hidden)."""
+        maps = self.pixel_deconv(nn.functional.relu(self.pixel_fc(h)).view(-1, 32, self.pixel_side, self.pixel_side))
+        return maps[:, :1] + maps[:, 1:] - maps[:, 1:].mean(1, keepdim=True)
 
     def forward(self, frames, state, mask=None, previous=None):
         x = frames
@@ -72,11 +82,13 @@ class TorchActorCritic(nn.Module):
             x = torch.cat([x, previous if mask is None else previous * mask], 1)
         if self.core == "feedforward":
             h = nn.functional.elu(self.fc(x))
+            self.last_hidden = h
             return self.actor(h), self.critic(h), state
         h, c = state
         if mask is not None:
             h, c = h * mask, c * mask
         h, c = self.lstm(x, (h, c))
+        self.last_hidden = h
         return self.actor(h), self.critic(h), (h, c)
 
     def load_from(self, model) -> "TorchActorCritic":
@@ -92,10 +104,12 @@ class TorchActorCritic(nn.Module):
         return self
 
     def gradients_like(self, model) -> dict[str, torch.Tensor]:
-        """This module's .grad tensors under ``model``'s parameter names."""
+        """This module's .grad tensors under ``model``'s parameter names (zeros for one without)."""
         grads = {}
         for name, _ in model.named_parameters():
             layer, param = name.split(".")
             module = self.convs[int(layer[4:])] if layer.startswith("conv") else getattr(self, layer)
-            grads[name] = getattr(module, param).grad
+            tensor = getattr(module, param)
+            # a parameter no loss term reached (the pixel-control head in a replay): zero, as the model gives
+            grads[name] = tensor.grad if tensor.grad is not None else torch.zeros_like(tensor)
         return grads

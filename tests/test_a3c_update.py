@@ -8,6 +8,7 @@ import torch
 
 from a3c.loss import a3c_loss, discounted_targets, normalized, surrogate_loss, taken_log_probs, vtrace_targets
 from a3c.model import ActorCritic
+from a3c.pixel_control import pixel_control_loss
 from tests.autograd_reference import TorchActorCritic
 from tests.helpers import assert_close
 
@@ -32,11 +33,24 @@ def reference_targets(rewards, dones, values, bootstrap, gamma, gae_lambda):
     return returns, advantages
 
 
-def run_update(steps, batch, dones, masks, bootstrap_zero, seed=0, normalize_advantages=False, network=None):
+def reference_pixel_targets(rewards, dones, bootstrap_q, gamma):
+    """Pixel control's n-step Q-learning targets, one env at a time: (T, N, n, n)."""
+    steps, n = dones.shape
+    targets = torch.zeros_like(rewards)
+    for env in range(n):
+        target = bootstrap_q[env].max(0).values
+        for t in reversed(range(steps)):
+            target = rewards[t, env] + gamma * (1.0 - float(dones[t, env])) * target
+            targets[t, env] = target
+    return targets
+
+
+def run_update(steps, batch, dones, masks, bootstrap_zero, seed=0, normalize_advantages=False, network=None,
+               pixel=None):
     """``network``: sizes other than the default (frame_stack, frame_size, conv_channels, hidden_size, core,
-    conv_stack)."""
+    conv_stack); ``pixel``: {"coef", "gamma"} of a pixel-control loss added to the update."""
     torch.manual_seed(seed)
-    network = network or {}
+    network = {**(network or {}), **({"pixel_control": True} if pixel else {})}
     model = ActorCritic(ACTIONS, seed=seed, dtype=F64, **network)
     reference = TorchActorCritic(ACTIONS, **network).double().load_from(model)
     side = network.get("frame_size", 42)
@@ -47,11 +61,12 @@ def run_update(steps, batch, dones, masks, bootstrap_zero, seed=0, normalize_adv
     # reference: autograd through the same network and loss
     hidden = network.get("hidden_size", 256)
     state = (torch.zeros(batch, hidden, dtype=F64), torch.zeros(batch, hidden, dtype=F64))
-    logits_ref, values_ref = [], []
+    logits_ref, values_ref, hidden_ref = [], [], []
     for t in range(steps):
         logits, values, state = reference(frames[t], state, masks[t])
         logits_ref.append(logits)
         values_ref.append(values)
+        hidden_ref.append(reference.last_hidden)
     logits_ref, values_ref = torch.stack(logits_ref), torch.stack(values_ref).squeeze(2)
     bootstrap = torch.zeros(batch, dtype=F64) if bootstrap_zero else torch.randn(batch, dtype=F64)
     returns, advantages = reference_targets(rewards, dones, values_ref.detach(), bootstrap,
@@ -63,6 +78,15 @@ def run_update(steps, batch, dones, masks, bootstrap_zero, seed=0, normalize_adv
     entropy = -(log_probs.exp() * log_probs).sum()
     value_loss = 0.5 * ((returns - values_ref) ** 2).sum()
     total = policy_loss + HYPER["value_loss_coef"] * value_loss - HYPER["entropy_coef"] * entropy
+    if pixel:  # pseudo-rewards and the bootstrap's Q are data to the loss
+        q_ref = torch.stack([reference.pixel_q(h) for h in hidden_ref])  # (T, N, A, n, n)
+        cells = q_ref.shape[-1]
+        pixel_rewards = torch.rand(steps, batch, cells, cells, dtype=F64)
+        bootstrap_q = torch.randn(batch, ACTIONS, cells, cells, dtype=F64)
+        pixel_targets = reference_pixel_targets(pixel_rewards, dones, bootstrap_q, pixel["gamma"])
+        taken_q = q_ref.gather(2, actions.view(steps, batch, 1, 1, 1).expand(-1, -1, 1, cells, cells)).squeeze(2)
+        pixel_loss = pixel["coef"] * 0.5 * ((pixel_targets - taken_q) ** 2).sum()
+        total = total + pixel_loss
     total.backward()
 
     # ours: record the rollout, loss gradients by hand, backward by hand
@@ -74,7 +98,13 @@ def run_update(steps, batch, dones, masks, bootstrap_zero, seed=0, normalize_adv
         values_seq.append(values)
     terms = a3c_loss(torch.stack(logits_seq), torch.stack(values_seq), actions, rewards, dones, bootstrap,
                      **HYPER, normalize_advantages=normalize_advantages)
-    model.backward(terms.grad_logits, terms.grad_values)
+    grad_pixel_q = None
+    if pixel:
+        pixel_terms = pixel_control_loss(model.recorded_pixel_q(), actions, pixel_rewards, dones, bootstrap_q,
+                                         gamma=pixel["gamma"], coef=pixel["coef"])
+        assert pixel_terms.loss == pytest.approx(pixel_loss.item(), rel=1e-10)
+        grad_pixel_q = pixel_terms.grad_q
+    model.backward(terms.grad_logits, terms.grad_values, grad_pixel_q)
 
     assert terms.policy == pytest.approx(policy_loss.item(), rel=1e-10, abs=1e-10)
     assert terms.value == pytest.approx(value_loss.item(), rel=1e-10)
@@ -130,6 +160,22 @@ def test_other_network_sizes(network):
     dones[2, 1] = 1.0
     masks = [None] + [(1.0 - dones[t - 1]).unsqueeze(1) for t in range(1, steps)]
     run_update(steps, batch, dones, masks, bootstrap_zero=False, seed=6, network=network)
+
+
+@pytest.mark.parametrize("network", [{"conv_channels": 8, "hidden_size": 24, "frame_size": 84},
+                                     {"core": "feedforward", "frame_stack": 2, "conv_channels": 8, "hidden_size": 24}])
+def test_pixel_control_with_a_life_lost_mid_rollout_and_an_episode_ending_at_the_last_step(network):
+    """A lost life is a done flag for both losses (the game and its state go on); an
+    episode's end at the last step leaves the bootstrap unused by both."""
+    steps, batch = 7, 3
+    dones = torch.zeros(steps, batch, dtype=F64)
+    dones[3, 0] = 1.0  # a life lost: no mask, the state goes on
+    dones[2, 1] = 1.0  # an episode's end: the state restarts at the next step
+    dones[steps - 1, 2] = 1.0  # an episode's end at the rollout's last step
+    masks = [None] * steps
+    masks[3] = torch.tensor([[1.0], [0.0], [1.0]], dtype=F64)
+    run_update(steps, batch, dones, masks, bootstrap_zero=False, seed=7, network=network,
+               pixel={"coef": 0.3, "gamma": 0.8})
 
 
 def test_normalized_advantages_have_mean_zero_and_unit_spread_and_survive_a_constant_rollout():

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from a3c.model import ActorCritic
-from layers import ELU, Conv2d, LayerNormLSTMCell, Linear, LSTMCell
+from layers import ELU, Conv2d, ConvTranspose2d, LayerNormLSTMCell, Linear, LSTMCell, ReLU
 
 
 def raises(match: str):
@@ -42,6 +42,7 @@ def test_lstm_wrong_state_shape():
 
 @pytest.mark.parametrize("layer,x", [
     (Conv2d(1, 2, 3), torch.zeros(1, 1, 5, 5, dtype=torch.float64)),
+    (ConvTranspose2d(1, 2, 3), torch.zeros(1, 1, 5, 5, dtype=torch.float64)),
     (Linear(3, 2), torch.zeros(1, 3, dtype=torch.float64)),
     (LSTMCell(3, 2), torch.zeros(1, 3, dtype=torch.float64)),
 ])
@@ -57,8 +58,10 @@ def test_device_mismatch():
 
 @pytest.mark.parametrize("layer,grad", [
     (Conv2d(1, 2, 3), torch.zeros(1, 2, 3, 3)),
+    (ConvTranspose2d(1, 2, 3), torch.zeros(1, 2, 3, 3)),
     (Linear(3, 2), torch.zeros(1, 2)),
     (ELU(), torch.zeros(1, 2)),
+    (ReLU(), torch.zeros(1, 2)),
 ])
 def test_backward_without_forward(layer, grad):
     with raises(r"backward called without a matching forward"):
@@ -105,6 +108,16 @@ def test_upstream_gradient_of_wrong_shape():
     elu.forward(torch.zeros(2, 3))
     with raises(r"ELU.*upstream gradient has shape \(2, 4\), output had \(2, 3\)"):
         elu.backward(torch.zeros(2, 4))
+    relu = ReLU()
+    relu.forward(torch.zeros(2, 3))
+    with raises(r"ReLU.*upstream gradient has shape \(2, 4\), output had \(2, 3\)"):
+        relu.backward(torch.zeros(2, 4))
+    deconv = ConvTranspose2d(3, 2, 4, stride=2)
+    deconv.forward(torch.zeros(2, 3, 5, 5))
+    with raises(r"ConvTranspose2d\(3, 2.*upstream gradient has shape \(2, 2, 11, 11\), the output had \(2, 2, 12, 12\)"):
+        deconv.backward(torch.zeros(2, 2, 11, 11))
+    with raises(r"ConvTranspose2d\(3, 2.*input must have shape \(N, 3, N, N\), got \(1, 2, 5, 5\)"):
+        deconv.forward(torch.zeros(1, 2, 5, 5))
 
 
 def test_lstm_upstream_gradient_of_wrong_shape():
@@ -121,6 +134,14 @@ def test_invalid_construction():
         Conv2d(1, 1, 3, stride=0)
     with raises(r"ELU: alpha must be positive"):
         ELU(alpha=0)
+    with raises(r"ConvTranspose2d: groups=2 must divide in_channels=3 and out_channels=4"):
+        ConvTranspose2d(3, 4, 3, groups=2)
+    with raises(r"ConvTranspose2d: kernel_size, stride and dilation must be >= 1"):
+        ConvTranspose2d(1, 1, 3, stride=0)
+    with raises(r"ConvTranspose2d: output_padding must be >= 0 and smaller than the stride or the dilation"):
+        ConvTranspose2d(1, 1, 3, stride=2, output_padding=2)
+    with raises(r"ConvTranspose2d.*gives an empty output"):
+        ConvTranspose2d(1, 1, 1, padding=1).forward(torch.zeros(1, 1, 1, 1))
 
 
 def test_state_dict_mismatch():

@@ -116,6 +116,9 @@ def test_every_field_has_a_docstring_shown_by_help():
     ({"vtrace_c_clip": -1}, "vtrace_c_clip must be positive, got -1.0"),
     ({"replay_ratio": 1, "epochs": 2}, "replay_ratio and epochs > 1 do not go together"),
     ({"action_reward_input": True, "sil_batch": 16}, "action_reward_input and sil_batch do not go together"),
+    ({"pixel_control": True, "frame_size": 19}, "frame_size must be at least 20 with pixel_control, got 19"),
+    ({"pixel_control_coef": -0.05}, "pixel_control_coef must not be negative, got -0.05"),
+    ({"pixel_control_gamma": 1.5}, r"pixel_control_gamma must be in \[0, 1\], got 1.5"),
 ])
 def test_bad_settings_raise_config_error(overrides, message):
     with pytest.raises(ConfigError, match=message):

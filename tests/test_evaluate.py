@@ -106,22 +106,25 @@ def test_export_pretrained_keeps_what_playing_needs(smoke_run, tmp_path):
     assert evaluate(out, episodes=1, max_steps=20, stream=io.StringIO())["episodes"][0]["length"] == 20
 
 
-@pytest.mark.parametrize("core, conv_stack, action_reward_input",
-                         [("lstm", "a3c", False), ("feedforward", "a3c", False), ("lstm", "nature", False),
-                          ("lstm", "a3c", True), ("feedforward", "a3c", True), ("layernorm_lstm", "a3c", False)])
+@pytest.mark.parametrize("core, conv_stack, action_reward_input, pixel_control",
+                         [("lstm", "a3c", False, False), ("feedforward", "a3c", False, False),
+                          ("lstm", "nature", False, False), ("lstm", "a3c", True, False),
+                          ("feedforward", "a3c", True, False), ("layernorm_lstm", "a3c", False, False),
+                          ("lstm", "a3c", False, True)])
 def test_a_checkpoint_plays_with_the_network_sizes_and_stacked_views_it_was_trained_with(tmp_path, core, conv_stack,
-                                                                                         action_reward_input):
+                                                                                         action_reward_input,
+                                                                                         pixel_control):
     from a3c.checkpoint import save_checkpoint
     from a3c.model import ActorCritic
 
     model = ActorCritic(18, seed=0, frame_stack=3, conv_channels=8, hidden_size=16, core=core, conv_stack=conv_stack,
-                        action_reward_input=action_reward_input)
+                        action_reward_input=action_reward_input, pixel_control=pixel_control)
     path = tmp_path / "small.pt"
     save_checkpoint(path, {"model": model.state_dict(), "optimizer": {}, "global_step": 10,
                            "obs_norm": torch.tensor([[0.5, 0.2, 100.0]], dtype=torch.float64), "n_actions": 18,
                            "config": {"env_id": "Riverraid-v0", "frame_stack": 3, "conv_channels": 8,
                                       "hidden_size": 16, "core": core, "conv_stack": conv_stack,
-                                      "action_reward_input": action_reward_input}})
+                                      "action_reward_input": action_reward_input, "pixel_control": pixel_control}})
     summary = evaluate(path, episodes=1, seed=0, max_steps=20, stream=io.StringIO())
     assert summary["episodes"][0]["length"] == 20
 

@@ -7,15 +7,15 @@ import torch
 
 from a3c.model import ActorCritic
 from a3c.optim import SharedAdam
-from layers import Conv2d, LayerNormLSTMCell, Linear, LSTMCell
+from layers import Conv2d, ConvTranspose2d, LayerNormLSTMCell, Linear, LSTMCell
 from tests.helpers import assert_close
 
 F64 = torch.float64
 
 
 def make_layers(dtype=None):
-    return [Conv2d(2, 3, 3, dtype=dtype), Linear(4, 5, dtype=dtype), LSTMCell(4, 3, dtype=dtype),
-            LayerNormLSTMCell(4, 3, dtype=dtype)]
+    return [Conv2d(2, 3, 3, dtype=dtype), ConvTranspose2d(2, 3, 4, stride=2, dtype=dtype), Linear(4, 5, dtype=dtype),
+            LSTMCell(4, 3, dtype=dtype), LayerNormLSTMCell(4, 3, dtype=dtype)]
 
 
 @pytest.fixture

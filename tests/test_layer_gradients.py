@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from layers import ELU, Conv2d, LayerNormLSTMCell, Linear, LSTMCell
+from layers import ELU, Conv2d, ConvTranspose2d, LayerNormLSTMCell, Linear, LSTMCell, ReLU
 from layers.softmax import entropy, entropy_backward, log_softmax, log_softmax_backward
 from tests.autograd_reference import TorchLayerNormLSTMCell
 from tests.helpers import assert_close
@@ -77,6 +77,91 @@ def test_linear_matches_autograd(seed):
     assert_close(linear.weight.grad, reference.weight.grad, what="weight gradient")
     if bias:
         assert_close(linear.bias.grad, reference.bias.grad, what="bias gradient")
+
+
+def conv_transpose_configs(count: int = 60, seed: int = 1):
+    """Random valid ConvTranspose2d configurations: strides, padding, output padding,
+    dilation, groups, odd and even non-square inputs (the pixel-control head's 4x4,
+    stride 2 among them)."""
+    rng = random.Random(seed)
+    configs = [dict(in_channels=8, out_channels=19, kernel_size=(4, 4), stride=(2, 2), padding=(0, 0),
+                    output_padding=(0, 0), dilation=(1, 1), groups=1, bias=True, batch=3, size=(9, 9), seed=0)]
+    while len(configs) < count:
+        groups = rng.choice([1, 2])
+        kernel = (rng.randint(1, 5), rng.randint(1, 5))
+        stride = (rng.randint(1, 3), rng.randint(1, 3))
+        dilation = (rng.randint(1, 2), rng.randint(1, 2))
+        padding = (rng.randint(0, 2), rng.randint(0, 2))
+        output_padding = tuple(rng.randint(0, max(s, d) - 1) for s, d in zip(stride, dilation))
+        size = (rng.randint(1, 9), rng.randint(1, 9))
+        if any((n - 1) * s - 2 * p + d * (k - 1) + op + 1 < 1
+               for n, s, p, d, k, op in zip(size, stride, padding, dilation, kernel, output_padding)):
+            continue
+        configs.append(dict(
+            in_channels=groups * rng.randint(1, 3), out_channels=groups * rng.randint(1, 3),
+            kernel_size=kernel, stride=stride, padding=padding, output_padding=output_padding,
+            dilation=dilation, groups=groups, bias=rng.random() < 0.5, batch=rng.randint(1, 4), size=size,
+            seed=len(configs),
+        ))
+    return configs
+
+
+@pytest.mark.parametrize("cfg", conv_transpose_configs(),
+                         ids=lambda c: "k{kernel_size}s{stride}p{padding}op{output_padding}d{dilation}g{groups}".format(**c))
+def test_conv_transpose2d_matches_autograd(cfg):
+    cfg = dict(cfg)
+    batch, size = cfg.pop("batch"), cfg.pop("size")
+    torch.manual_seed(cfg.pop("seed"))
+    reference = torch.nn.ConvTranspose2d(**cfg).double()
+    layer = ConvTranspose2d(**cfg, dtype=F64)
+    layer.load_state_dict(reference.state_dict())
+
+    x = torch.randn(batch, cfg["in_channels"], *size, dtype=F64, requires_grad=True)
+    y_ref = reference(x)
+    grad_out = torch.randn_like(y_ref)
+    y_ref.backward(grad_out)
+
+    y = layer.forward(x.detach())
+    assert tuple(y.shape[2:]) == layer.output_size(*size)
+    grad_x = layer.backward(grad_out)
+    assert_close(y, y_ref.detach(), what="output")
+    assert_close(grad_x, x.grad, what="input gradient")
+    assert_close(layer.weight.grad, reference.weight.grad, what="weight gradient")
+    if cfg["bias"]:
+        assert_close(layer.bias.grad, reference.bias.grad, what="bias gradient")
+
+
+def test_conv_transpose2d_backward_covers_several_forward_calls():
+    """As for the other layers: one backward over the T steps of a rollout, each a forward."""
+    torch.manual_seed(3)
+    reference = torch.nn.ConvTranspose2d(3, 5, 4, stride=2).double()
+    layer = ConvTranspose2d(3, 5, 4, stride=2, dtype=F64)
+    layer.load_state_dict(reference.state_dict())
+    xs = [torch.randn(2, 3, 4, 4, dtype=F64, requires_grad=True) for _ in range(3)]
+    outputs = [reference(x) for x in xs]
+    grad_out = torch.randn(6, 5, 10, 10, dtype=F64)
+    torch.cat(outputs).backward(grad_out)
+    for x in xs:
+        layer.forward(x.detach())
+    grad_x = layer.backward(grad_out)
+    assert_close(grad_x, torch.cat([x.grad for x in xs]), what="input gradient")
+    assert_close(layer.weight.grad, reference.weight.grad, what="weight gradient")
+    with pytest.raises(ValueError, match="without a matching forward"):  # the records were consumed
+        layer.backward(grad_out)
+
+
+@pytest.mark.parametrize("shape", [(1, 7), (4, 3, 5, 6), (2, 32, 9, 9)])
+def test_relu_matches_autograd(shape):
+    torch.manual_seed(len(shape))
+    x = torch.randn(*shape, dtype=F64)
+    x.view(-1)[::5] = 0.0  # the kink: both give 0 there
+    x.requires_grad_()
+    y_ref = F.relu(x)
+    grad_out = torch.randn_like(y_ref)
+    y_ref.backward(grad_out)
+    relu = ReLU()
+    assert_close(relu.forward(x.detach()), y_ref.detach(), what="output")
+    assert_close(relu.backward(grad_out), x.grad, what="input gradient")
 
 
 @pytest.mark.parametrize("alpha", [1.0, 0.3, 2.5])

@@ -27,14 +27,20 @@ WITH_ACTION_REWARD = [("a3c", "lstm", 1, 42, 32, 256), ("a3c", "lstm", 2, 23, 5,
                       ("a3c", "layernorm_lstm", 1, 23, 5, 7),
                       ("nature", "lstm", 1, 36, 4, 8), ("nature", "feedforward", 2, 45, 3, 16)]
 
+# with the pixel-control head too: each core and stack, its smallest grid (20 pixels: 4 cells) to the default's 20
+WITH_PIXEL_CONTROL = [("a3c", "lstm", 1, 84, 8, 32), ("a3c", "lstm", 2, 20, 5, 7), ("a3c", "feedforward", 1, 42, 4, 8),
+                      ("a3c", "layernorm_lstm", 1, 29, 5, 7), ("nature", "lstm", 1, 36, 4, 8)]
 
-@pytest.mark.parametrize("action_reward_input, conv_stack, core, stack, size, channels, hidden",
-                         [(False, *shape) for shape in SHAPES] + [(True, *shape) for shape in WITH_ACTION_REWARD])
-def test_rollout_gradients_match_autograd_for_every_parameter(action_reward_input, conv_stack, core, stack, size,
-                                                              channels, hidden):
+
+@pytest.mark.parametrize("action_reward_input, pixel_control, conv_stack, core, stack, size, channels, hidden",
+                         [(False, False, *shape) for shape in SHAPES]
+                         + [(True, False, *shape) for shape in WITH_ACTION_REWARD]
+                         + [(False, True, *shape) for shape in WITH_PIXEL_CONTROL])
+def test_rollout_gradients_match_autograd_for_every_parameter(action_reward_input, pixel_control, conv_stack, core,
+                                                              stack, size, channels, hidden):
     torch.manual_seed(0)
     sizes = dict(frame_stack=stack, frame_size=size, conv_channels=channels, hidden_size=hidden, core=core,
-                 conv_stack=conv_stack, action_reward_input=action_reward_input)
+                 conv_stack=conv_stack, action_reward_input=action_reward_input, pixel_control=pixel_control)
     model = ActorCritic(ACTIONS, **sizes, seed=0, dtype=F64)
     reference = TorchActorCritic(ACTIONS, **sizes).double().load_from(model)
     frames = torch.rand(STEPS, BATCH, stack, size, size, dtype=F64)
@@ -47,19 +53,28 @@ def test_rollout_gradients_match_autograd_for_every_parameter(action_reward_inpu
     grad_values = torch.randn(STEPS, BATCH, 1, dtype=F64)
     h0, c0 = torch.randn(BATCH, hidden, dtype=F64), torch.randn(BATCH, hidden, dtype=F64)
 
-    state, logits_ref, values_ref = (h0, c0), [], []
+    state, logits_ref, values_ref, hidden_ref = (h0, c0), [], [], []
     for t in range(STEPS):
         logits, values, state = reference(frames[t], state, masks[t], previous[t])
         logits_ref.append(logits)
         values_ref.append(values)
-    ((torch.stack(logits_ref) * grad_logits).sum() + (torch.stack(values_ref) * grad_values).sum()).backward()
+        hidden_ref.append(reference.last_hidden)
+    total = (torch.stack(logits_ref) * grad_logits).sum() + (torch.stack(values_ref) * grad_values).sum()
+    grad_pixel_q = None
+    if pixel_control:  # any upstream gradient for the Q maps of every step
+        q_ref = torch.stack([reference.pixel_q(h) for h in hidden_ref])
+        grad_pixel_q = torch.randn_like(q_ref)
+        total = total + (q_ref * grad_pixel_q).sum()
+    total.backward()
 
     state = (h0, c0)
     for t in range(STEPS):
         logits, values, state = model.step(frames[t], state, masks[t], previous=previous[t], record=True)
         assert_close(logits, logits_ref[t].detach(), what=f"logits at step {t}")
         assert_close(values, values_ref[t].detach(), what=f"values at step {t}")
-    model.backward(grad_logits, grad_values)
+    if pixel_control:
+        assert_close(model.recorded_pixel_q(), q_ref.detach(), what="pixel-control Q")
+    model.backward(grad_logits, grad_values, grad_pixel_q)
 
     reference_grads = reference.gradients_like(model)
     for name, param in model.named_parameters():

@@ -15,7 +15,9 @@ from a3c.model import ActorCritic, conv_sides, parameter_shapes
                                    {"frame_size": 84, "hidden_size": 24, "core": "layernorm_lstm"},
                                    {"frame_size": 84, "conv_stack": "nature"},
                                    {"frame_size": 36, "frame_stack": 4, "conv_channels": 8, "conv_stack": "nature"},
-                                   {"frame_size": 61, "hidden_size": 24, "core": "feedforward", "conv_stack": "nature"}])
+                                   {"frame_size": 61, "hidden_size": 24, "core": "feedforward", "conv_stack": "nature"},
+                                   {"frame_size": 84, "hidden_size": 24, "pixel_control": True},
+                                   {"frame_size": 20, "frame_stack": 2, "core": "feedforward", "pixel_control": True}])
 def test_parameter_shapes_are_those_of_the_network_built(sizes):
     model = ActorCritic(9, seed=0, **sizes)
     assert parameter_shapes(9, **sizes) == {name: tuple(p.shape) for name, p in model.named_parameters()}

@@ -161,6 +161,18 @@ def test_a_run_whose_core_reads_the_action_and_reward_before_trains_evaluates_an
     assert played["episodes"][0]["length"] == 30
 
 
+def test_a_run_with_pixel_control_logs_its_loss_and_keeps_the_head_in_its_checkpoint(tmp_path):
+    run_dir = tmp_path / "run"
+    proc, log = start_run(run_dir, "workers=1", "envs_per_worker=2", "total_steps=1200", "eval_interval=0",
+                          "pixel_control=true")
+    assert proc.wait(timeout=240) == 0, log.read_text()
+    losses = [point.value for point in scalars(run_dir, "loss/pixel_control")]
+    assert losses and all(loss > 0.0 for loss in losses)  # River Raid's screen scrolls: the views always change
+    checkpoint = load_checkpoint(run_dir / "checkpoints" / "latest.pt")
+    assert checkpoint["model"]["pixel_deconv.weight"].shape == (32, 18 + 1, 4, 4)  # value and 18 advantage maps
+    assert checkpoint["model"]["pixel_fc.weight"].shape == (32 * 3 * 3, 256)  # 42x42: an 8 x 8 grid from 3 x 3 maps
+
+
 def test_a_killed_worker_is_restarted_and_the_run_completes(tmp_path):
     run_dir = tmp_path / "run"
     proc, log = start_run(run_dir, "total_steps=5000")

@@ -19,7 +19,10 @@ the worker's rollout memory, each played again from its start state through the 
 of that moment (moved as for PPO's replays) with V-trace's targets, some of whose
 importance weights are cut; every rollout drawn is one the games played, stored by then.
 With ``action_reward_input`` the core also reads each step's action and reward before,
-which the reference builds from the games' own logs (zeros where a game restarts).
+which the reference builds from the games' own logs (zeros where a game restarts). With
+``pixel_control`` each rollout's own update adds UNREAL's pixel-control loss, whose
+pseudo-rewards the reference computes cell by cell from the frames the games showed
+(none where a game ended), with the rollout's done flags and its bootstrap's Q.
 """
 from __future__ import annotations
 
@@ -190,6 +193,13 @@ VARIANTS = {
         "life_loss_resets_state": True},
     "action-and-reward-input-feedforward": {"action_reward_input": True, "core": "feedforward", "frame_stack": 2,
                                             "life_loss_ends_returns": True},
+    "pixel-control": {"pixel_control": True, "pixel_control_coef": 0.3, "pixel_control_gamma": 0.8,
+                      "life_loss_ends_returns": True},
+    # the newest view of each stack is the one whose change is rewarded; the replays have no pixel-control term
+    "pixel-control-two-views-stacked-ppo-replays": {"pixel_control": True, "frame_stack": 2, "epochs": 2,
+                                                    "clip_range": 0.02, "life_loss_ends_returns": False},
+    "pixel-control-feedforward-v-trace-replays": {"pixel_control": True, "core": "feedforward", "replay_ratio": 1,
+                                                  "replay_capacity": 50, "life_loss_ends_returns": True},
 }
 REPLAY_STEP_SIZE = 0.02  # moves the policy enough between passes that some ratios leave [0.9, 1.1]
 
@@ -325,13 +335,14 @@ def reference_updates(served, games, actions, config, clip_counts=None, imitatio
         reference = reference_network(config, served[rollout * per_rollout])
         state = (state[0].detach(), state[1].detach())  # truncated BPTT between rollouts
         start_state = state
-        logits_seq, values_seq, starts = [], [], []
+        logits_seq, values_seq, starts, hidden_seq = [], [], [], []
         targets = rewards[start:start + STEPS].clone()
         dones = torch.zeros(STEPS, BATCH, dtype=F64)
         for t in range(start, start + STEPS):
             mask = restart_mask(ends, t - 1, resets)
             started = state if mask is None else (state[0] * mask, state[1] * mask)
             logits, values, state = reference(seen[t], state, mask, previous_inputs(actions, rewards, t))
+            hidden_seq.append(reference.last_hidden)
             starts.append(started)
             logits_seq.append(logits)
             values_seq.append(values.squeeze(1))
@@ -352,6 +363,7 @@ def reference_updates(served, games, actions, config, clip_counts=None, imitatio
         with torch.no_grad():
             _, bootstrap, _ = reference(following, state, restart_mask(ends, last, resets),
                                         previous_inputs(actions, rewards, last + 1))
+            following_hidden = reference.last_hidden
         logits, values = torch.stack(logits_seq), torch.stack(values_seq)
         returns, advantages = reference_targets(targets, dones, values.detach(), bootstrap.squeeze(1),
                                                 gamma, SETTINGS["gae_lambda"])
@@ -363,6 +375,11 @@ def reference_updates(served, games, actions, config, clip_counts=None, imitatio
         entropy = -(log_probs.exp() * log_probs).sum()
         value = 0.5 * ((returns - values) ** 2).sum()
         loss = policy + SETTINGS["value_loss_coef"] * value - SETTINGS["entropy_coef"] * entropy
+        if config.pixel_control:
+            views = torch.cat([seen[start:start + STEPS, :, -1], following[None, :, -1]])
+            ended = [[game in ends.get(t, {}) for game in range(BATCH)] for t in range(start, start + STEPS)]
+            loss = loss + pixel_control_reference(reference, torch.stack(hidden_seq), following_hidden, views, ended,
+                                                  actions[start:start + STEPS], dones, config)
         if imitation_batches and rollout in imitation_batches:
             loss = loss + imitation_loss(reference, imitation_batches[rollout], config.sil_value_coef,
                                          config.sil_clip)
@@ -434,6 +451,35 @@ def reference_updates(served, games, actions, config, clip_counts=None, imitatio
                 cut = log_rhos.exp() > config.vtrace_rho_clip
                 clip_counts.append((int(cut.sum()), cut.numel()))
     return updates
+
+
+def pixel_control_reference(network, hidden, following_hidden, views, ended, actions, dones, config):
+    """UNREAL's pixel-control loss for autograd, cell by cell: the pseudo-reward of step t
+    in a cell is the mean absolute change of its 4x4 pixels from view t to view t + 1 over
+    the central 4n x 4n pixels (none where the game ended at t); n-step Q-learning targets
+    with the rollout's done flags, started from max_a Q of the view after its last step."""
+    steps, side = len(ended), views.shape[-1]
+    cells = network.pixel_side * 2 + 2
+    start = (side - 4 * cells) // 2
+    pseudo = torch.zeros(steps, BATCH, cells, cells, dtype=F64)
+    for t in range(steps):
+        for game in range(BATCH):
+            if ended[t][game]:
+                continue
+            for i in range(cells):
+                for j in range(cells):
+                    rows, cols = slice(start + 4 * i, start + 4 * i + 4), slice(start + 4 * j, start + 4 * j + 4)
+                    pseudo[t, game, i, j] = (views[t + 1, game, rows, cols] - views[t, game, rows, cols]).abs().mean()
+    q = torch.stack([network.pixel_q(h) for h in hidden])  # (T, B, A, n, n)
+    with torch.no_grad():
+        following = network.pixel_q(following_hidden).max(1).values  # (B, n, n)
+    loss = 0.0
+    for game in range(BATCH):
+        target = following[game]
+        for t in reversed(range(steps)):
+            target = pseudo[t, game] + config.pixel_control_gamma * (1.0 - float(dones[t, game])) * target
+            loss = loss + 0.5 * ((target - q[t, game, int(actions[t, game])]) ** 2).sum()
+    return config.pixel_control_coef * loss
 
 
 def imitation_loss(network, batch, value_coef, clip=None):
