@@ -9,7 +9,7 @@ import itertools
 import pytest
 import torch
 
-from layers import ELU, Conv2d, LayerNormLSTMCell, Linear, LSTMCell
+from layers import ELU, Conv2d, ConvTranspose2d, LayerNormLSTMCell, Linear, LSTMCell, ReLU
 from layers.softmax import entropy, entropy_backward, log_softmax, log_softmax_backward
 from tests.helpers import assert_close
 
@@ -66,6 +66,22 @@ def test_conv2d_needing_output_padding():
     x = torch.randn(1, 1, 8, 7, dtype=F64)  # (8 + 2 - 3) % 3 != 0: the last rows are skipped
     grad_out = torch.randn_like(conv.forward(x, record=False))
     check_layer(conv, x, grad_out, conv.forward)
+
+
+def test_conv_transpose2d_strided_dilated_grouped_with_output_padding():
+    deconv = ConvTranspose2d(2, 4, (3, 2), stride=(2, 1), padding=(1, 0), output_padding=(1, 1), dilation=(1, 2),
+                             groups=2, dtype=F64)
+    init_random(deconv, 4)
+    x = torch.randn(2, 2, 4, 3, dtype=F64)
+    grad_out = torch.randn_like(deconv.forward(x, record=False))
+    check_layer(deconv, x, grad_out, deconv.forward)
+
+
+def test_relu_away_from_its_kink():
+    relu = ReLU()
+    x = torch.randn(3, 5, dtype=F64)
+    x = x + 0.1 * x.sign()  # at least 0.1 from 0: the finite difference's step never crosses it
+    check_layer(relu, x, torch.randn(3, 5, dtype=F64), relu.forward)
 
 
 def test_linear():
