@@ -25,7 +25,7 @@ FORMAT = "riverraid-a3c/checkpoint"
 # a file older than one of those settings had its first value (config.UNRECORDED_MEANT).
 FORMAT_VERSION = 1
 PLAY_SETTINGS = ("env_id", "frame", "frame_size", "frame_stack", "conv_channels", "hidden_size", "core",
-                 "conv_stack", "life_loss_resets_state")
+                 "conv_stack", "action_reward_input", "pixel_control", "life_loss_resets_state")
 
 
 class CheckpointError(ValueError):

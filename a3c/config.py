@@ -97,8 +97,9 @@ class Config:
     84x84) and each action, how much the cell's pixels will change over the next steps,
     learnt by n-step Q-learning on each rollout (a3c.pixel_control); its gradient trains the
     shared convolutions and core, the policy never reads the head. Needs frame_size >= 20.
-    Its loss joins each rollout's own update (not replays or self-imitation). Checkpoints
-    that record none had no such head."""
+    Its loss joins each rollout's own update; replays (epochs, replay_ratio) push a zero
+    gradient for the head, on which RMSProp's average for it decays. Checkpoints that
+    record none had no such head."""
     pixel_control_coef: float = 0.05
     """Weight of the pixel-control loss 0.5 sum (R - Q)^2 over the rollout's steps and the
     grid's cells, the pseudo-rewards in the view's [0, 1] intensities (the paper's range

@@ -18,7 +18,8 @@ import math
 import os
 
 from a3c.config import Config, ConfigError
-from a3c.model import conv_sides, conv_specs, network_settings, parameter_shapes
+from a3c.model import PIXEL_CHANNELS, conv_sides, conv_specs, network_settings, parameter_shapes
+from a3c.pixel_control import grid_cells
 
 MIB = 1 << 20
 PROCESS_BASE = 250 * MIB  # python + torch + gymnasium + ale-py, imported (measured 243 MiB)
@@ -33,14 +34,19 @@ def parameter_count(config: Config, n_actions: int = 18) -> int:
     return sum(math.prod(shape) for shape in parameter_shapes(n_actions, **network_settings(config)).values())
 
 
-def recorded_per_step(config: Config) -> int:
+def recorded_per_step(config: Config, n_actions: int = 18) -> int:
     """Numbers one game's step records for the backward: its stacked frames, each
-    convolution's and ELU's output and the LSTM's gates and states."""
+    convolution's and ELU's output and the LSTM's gates and states; with pixel control
+    its head's records (the ReLU's output, twice) and its Q maps with their gradient."""
     frame = config.frame_stack * config.frame_size ** 2
     specs = conv_specs(config.conv_stack, config.frame_stack, config.conv_channels)
     sides = conv_sides(config.frame_size, config.conv_stack)
     convs = sum(2 * out_channels * side * side for (_, out_channels, *_), side in zip(specs, sides))
-    return frame + convs + 8 * config.hidden_size
+    pixel = 0
+    if config.pixel_control:
+        cells = grid_cells(config.frame_size)
+        pixel = 2 * PIXEL_CHANNELS * (cells // 2 - 1) ** 2 + 3 * (n_actions + 1) * cells ** 2
+    return frame + convs + 8 * config.hidden_size + pixel
 
 
 def imitation_memory_bytes(config: Config) -> int:

@@ -215,9 +215,9 @@ class ActorCritic:
         convolutions); 'orthogonal': the PPO and A2C Atari baselines' (orthogonal, gain sqrt(2)
         for the convolutions and the feed-forward core, whose ELU passes positive inputs as a
         rectifier does; 1 for the LSTM and the value head; 0.01 for the policy head).
-        ``forget_bias`` applies to the LSTM only. The pixel-control head, in either scheme,
-        is Glorot-uniform as the convolutions, drawn after every other weight: a seed gives
-        the same network with or without it."""
+        ``forget_bias`` applies to the LSTM only. The pixel-control head is Glorot-uniform
+        in either scheme, drawn after every other weight: a seed gives the same network
+        with or without it."""
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
         if weight_init == "a3c":
             for conv in self.convs:
@@ -378,7 +378,9 @@ class ActorCritic:
         self._hidden.clear()
         if grad_pixel_q is not None:
             grad_h += self._pixel_backward(grad_pixel_q, steps, n)
-        elif self.pixel_fc is not None:  # a loss without pixel control (a replay): zero, as every parameter has one
+        elif self.pixel_fc is not None:
+            # a loss without pixel control (a replay, self-imitation): zero, as every parameter
+            # has a gradient (RMSProp's average for the head then decays on each such update)
             for layer in (self.pixel_fc, self.pixel_deconv):
                 for param in layer.parameters():
                     if param.grad is None:

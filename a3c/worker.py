@@ -126,6 +126,7 @@ class Worker:
         self.masks: list[torch.Tensor | None] = [None] * steps
         self.final_obs, self.final_mask = None, None  # the view after the last step and its mask (the bootstrap's)
         self.final_hidden = None  # the core's output at that view (pixel control's bootstrap)
+        self.last_views: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # step -> (games that ended, their last views)
         self.lives: np.ndarray | None = None  # each game's lives at the last step (ALE's info["lives"])
         if self.memory is not None:  # the LSTM state each step started from, for the memory
             self.step_h = torch.zeros(steps, batch, config.hidden_size, dtype=dtype)
@@ -164,6 +165,7 @@ class Worker:
         """
         model, clock, seconds = self.model, time.perf_counter, self.clock
         self.start_state = state
+        self.last_views = {}
         steps = self.config.num_steps
         self.previous[0] = self.previous[steps]  # the last rollout's bootstrap step is this one's first
         for t in range(self.config.num_steps):
@@ -183,6 +185,9 @@ class Worker:
             ended = terminated | truncated
             self.ended[t] = torch.from_numpy(ended)
             obs = self.normalizer.normalize_batch(obs, ended, info.get("final_obs"))
+            if self.config.pixel_control and ended.any():  # the view each ended game showed last (normalised)
+                last = np.stack(info["final_obs"][ended])[:, -1]
+                self.last_views[t] = (torch.from_numpy(ended.nonzero()[0]), torch.from_numpy(last).to(self.frames.dtype))
             seconds[1] += stepped - started
             seconds[0] += clock() - stepped
             self.rewards[t] = torch.from_numpy(rewards)
@@ -197,7 +202,8 @@ class Worker:
         started = clock()
         self.final_obs, self.final_mask = torch.from_numpy(obs).to(self.frames.dtype), restart_mask
         _, bootstrap, _ = model.step(self.final_obs, state, restart_mask, previous=self.previous[steps])
-        self.final_hidden = model.last_hidden
+        if self.config.pixel_control:
+            self.final_hidden = model.last_hidden
         seconds[1] += clock() - started
         return obs, state, restart_mask, bootstrap.view(-1)
 
@@ -323,12 +329,15 @@ class Worker:
 
     def pixel_control_terms(self):
         """Pixel control's loss and dL/dQ on the recorded rollout: the pseudo-rewards from
-        its views (the newest of each step's stack, back in the view's own intensities),
-        none where a game ended (the view after is a new game's), and the bootstrap from
-        the view after the last step."""
+        its views (the newest of each step's stack, back in the view's own intensities;
+        where a game ended, the change to the last view it showed, not to the next game's
+        first), and the bootstrap from the view after the last step."""
+        cells = self.model.pixel_cells
         views = torch.cat([self.frames[:, :, -1], self.final_obs[None, :, -1]])
-        rewards = pixel_change_rewards(views, self.model.pixel_cells) * self.normalizer.scale()
-        rewards[self.ended] = 0.0
+        rewards = pixel_change_rewards(views, cells)
+        for t, (games, last) in self.last_views.items():
+            rewards[t, games] = pixel_change_rewards(torch.stack([views[t, games], last]), cells)[0]
+        rewards *= self.normalizer.scale()
         return pixel_control_loss(self.model.recorded_pixel_q(), self.actions, rewards, self.dones,
                                   self.model.pixel_q(self.final_hidden), gamma=self.config.pixel_control_gamma,
                                   coef=self.config.pixel_control_coef)

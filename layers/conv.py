@@ -7,10 +7,10 @@ import torch.nn.functional as F
 from .base import Layer
 
 
-def _pair(value, what: str) -> tuple[int, int]:
+def _pair(value, what: str, layer: str = "Conv2d") -> tuple[int, int]:
     pair = (value, value) if isinstance(value, int) else tuple(value)
     if len(pair) != 2 or not all(isinstance(v, int) for v in pair):
-        raise ValueError(f"Conv2d: {what} must be an int or a pair of ints, got {value!r}")
+        raise ValueError(f"{layer}: {what} must be an int or a pair of ints, got {value!r}")
     return pair
 
 

@@ -7,6 +7,8 @@ import torch.nn.functional as F
 from .base import Layer
 from .conv import Conv2d, _pair
 
+NAME = "ConvTranspose2d"  # in the argument checks' messages
+
 
 class ConvTranspose2d(Layer):
     """y = conv_transpose2d(x, W) + b as in ``torch.nn.ConvTranspose2d``.
@@ -18,11 +20,13 @@ class ConvTranspose2d(Layer):
     from C_out to C_in channels with the same geometry (its adjoint), so its backward is
     that convolution run forwards, and its weight gradient that convolution's weight
     gradient with the roles of input and upstream gradient swapped:
-      dx  = conv2d(dy, W), cut to the input's size (rows output_padding added past the
-            adjoint's reach carry no gradient; with it at least the stride the adjoint
-            reaches positions past the input, which are dropped);
-      dW += dW[c, o, i, j] = sum_{n,p,q} x[n,c,p,q] dy[n,o,s p + d i - pad, s q + d j - pad],
-            i.e. ``Conv2d._weight_grad`` with dy as its input and x as its upstream gradient;
+      dx  = conv2d(dy, W), cut to x's size;
+      dW[c, o, i, j] += sum_{n,p,q} x[n,c,p,q] dy[n,o,s p + d i - pad, s q + d j - pad]
+            (``Conv2d._weight_grad`` with dy as its input and x as its upstream gradient);
+    output_padding adds rows at the output's end: those the adjoint's windows do not reach
+    carry no gradient; where it is at least the stride (it may be, below the dilation) the
+    adjoint reaches positions past x's last row, which are no input (cut from dx, zeros in x
+    for dW).
       db += sum_{n,y,x} dy.
     """
 
@@ -36,10 +40,11 @@ class ConvTranspose2d(Layer):
         if groups < 1 or in_channels % groups or out_channels % groups:
             raise ValueError(f"ConvTranspose2d: groups={groups} must divide in_channels={in_channels} "
                              f"and out_channels={out_channels}")
-        geometry = [_pair(kernel_size, "kernel_size"), _pair(stride, "stride"), _pair(dilation, "dilation")]
-        if min(sum(geometry, ())) < 1 or min(_pair(padding, "padding")) < 0:
+        geometry = [_pair(value, what, NAME) for value, what in
+                    [(kernel_size, "kernel_size"), (stride, "stride"), (dilation, "dilation"), (padding, "padding")]]
+        if min(sum(geometry[:3], ())) < 1 or min(geometry[3]) < 0:
             raise ValueError(f"ConvTranspose2d: kernel_size, stride and dilation must be >= 1 and padding >= 0, got "
-                             f"{geometry[0]}, {geometry[1]}, {geometry[2]}, {_pair(padding, 'padding')}")
+                             + ", ".join(map(str, geometry)))
         # the adjoint convolution checks the geometry and computes the weight gradient; it
         # holds a weight of its own shape, never read: only its geometry is used
         self._adjoint = Conv2d(out_channels, in_channels, kernel_size, stride, padding, dilation, groups,
@@ -47,7 +52,7 @@ class ConvTranspose2d(Layer):
         self._adjoint.weight = None
         self.kernel_size, self.stride = self._adjoint.kernel_size, self._adjoint.stride
         self.padding, self.dilation = self._adjoint.padding, self._adjoint.dilation
-        self.output_padding = _pair(output_padding, "output_padding")
+        self.output_padding = _pair(output_padding, "output_padding", NAME)
         if any(not 0 <= op < max(s, d) for op, s, d in zip(self.output_padding, self.stride, self.dilation)):
             raise ValueError(f"ConvTranspose2d: output_padding must be >= 0 and smaller than the stride or the "
                              f"dilation, got {self.output_padding}")

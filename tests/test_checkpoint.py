@@ -102,6 +102,10 @@ def test_a_checkpoint_whose_weights_are_not_finite_is_refused(tmp_path, bad):
     ("n_actions", "18", "bad n_actions"),
     ("optimizer", 3, "bad optimizer"),
     ("model", {}, "bad model"),
+    # the head's settings are checked as a run's: too small a view for it, or not a boolean
+    ("config", {"env_id": "Riverraid-v0", "pixel_control": True, "frame_size": 16},
+     "bad config: frame_size must be at least 20 with pixel_control, got 16"),
+    ("config", {"env_id": "Riverraid-v0", "pixel_control": "false"}, "bad config: pixel_control must be"),
 ])
 def test_a_crafted_field_is_a_one_line_checkpoint_error(tmp_path, field, value, message):
     path = tmp_path / "crafted.pt"

@@ -41,6 +41,22 @@ def test_changes_outside_the_central_crop_are_not_rewarded():
     assert pixel_change_rewards(views, 20)[0, 1, 0, 0] == 1 / 16
 
 
+def test_a_change_of_normalised_views_times_the_normalisers_scale_is_the_change_of_the_views():
+    """The worker's pseudo-rewards are in the view's own [0, 1] intensities, whatever
+    the input normalisation has learnt."""
+    from a3c.envs import ObsNormalizer
+
+    normalizer = ObsNormalizer()
+    assert normalizer.scale() == 1.0  # nothing seen: the views pass unchanged
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(50):
+        normalizer(torch.rand(1, 84, 84, generator=generator).numpy() * 0.6)
+    before, after = torch.rand(2, 1, 84, 84, generator=generator, dtype=F64).numpy()
+    change = (normalizer(after, update=False) - normalizer(before, update=False)) * normalizer.scale()
+    assert normalizer.scale() != pytest.approx(1.0, abs=0.1)
+    assert change == pytest.approx(after - before, abs=1e-6)
+
+
 def test_targets_discount_the_pseudo_rewards_and_start_from_the_best_action_after_the_rollout():
     rewards = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]], dtype=F64).view(3, 2, 1, 1)
     dones = torch.tensor([[0.0, 0.0], [0.0, 1.0], [0.0, 0.0]], dtype=F64)  # game 1's life ends at step 1
@@ -80,5 +96,7 @@ def test_the_head_is_a_dueling_one_and_the_policy_never_reads_it():
     maps = torch.nn.functional.conv_transpose2d(x.view(2, 32, 9, 9), with_head.pixel_deconv.weight,
                                                 with_head.pixel_deconv.bias, stride=2)
     assert torch.allclose(q.mean(1), maps[:, 0], rtol=0, atol=1e-12)
+    # and the actions differ by their advantages: Q_a - Q_b = A_a - A_b
+    assert torch.allclose(q - q[:, :1], maps[:, 1:] - maps[:, 1:2], rtol=0, atol=1e-12)
     with pytest.raises(ValueError, match="this network has no pixel-control head"):
         without.pixel_q(without.last_hidden)

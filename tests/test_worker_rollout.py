@@ -22,7 +22,8 @@ With ``action_reward_input`` the core also reads each step's action and reward b
 which the reference builds from the games' own logs (zeros where a game restarts). With
 ``pixel_control`` each rollout's own update adds UNREAL's pixel-control loss, whose
 pseudo-rewards the reference computes cell by cell from the frames the games showed
-(none where a game ended), with the rollout's done flags and its bootstrap's Q.
+(where a game ended, to its last frame), with the rollout's done flags and its
+bootstrap's Q.
 """
 from __future__ import annotations
 
@@ -200,6 +201,8 @@ VARIANTS = {
                                                     "clip_range": 0.02, "life_loss_ends_returns": False},
     "pixel-control-feedforward-v-trace-replays": {"pixel_control": True, "core": "feedforward", "replay_ratio": 1,
                                                   "replay_capacity": 50, "life_loss_ends_returns": True},
+    "pixel-control-self-imitation": {"pixel_control": True, "sil_batch": 3, "sil_capacity": 50,
+                                     "sil_value_coef": 0.3, "life_loss_ends_returns": True},
 }
 REPLAY_STEP_SIZE = 0.02  # moves the policy enough between passes that some ratios leave [0.9, 1.1]
 
@@ -377,9 +380,11 @@ def reference_updates(served, games, actions, config, clip_counts=None, imitatio
         loss = policy + SETTINGS["value_loss_coef"] * value - SETTINGS["entropy_coef"] * entropy
         if config.pixel_control:
             views = torch.cat([seen[start:start + STEPS, :, -1], following[None, :, -1]])
-            ended = [[game in ends.get(t, {}) for game in range(BATCH)] for t in range(start, start + STEPS)]
-            loss = loss + pixel_control_reference(reference, torch.stack(hidden_seq), following_hidden, views, ended,
-                                                  actions[start:start + STEPS], dones, config)
+            # where a game ended: the last frame it showed, not the next episode's first
+            last_frames = {(t - start, game): torch.from_numpy(games[game].final_frames[t][-1])
+                           for t in range(start, start + STEPS) for game in ends.get(t, {})}
+            loss = loss + pixel_control_reference(reference, torch.stack(hidden_seq), following_hidden, views,
+                                                  last_frames, actions[start:start + STEPS], dones, config)
         if imitation_batches and rollout in imitation_batches:
             loss = loss + imitation_loss(reference, imitation_batches[rollout], config.sil_value_coef,
                                          config.sil_clip)
@@ -453,23 +458,23 @@ def reference_updates(served, games, actions, config, clip_counts=None, imitatio
     return updates
 
 
-def pixel_control_reference(network, hidden, following_hidden, views, ended, actions, dones, config):
+def pixel_control_reference(network, hidden, following_hidden, views, last_frames, actions, dones, config):
     """UNREAL's pixel-control loss for autograd, cell by cell: the pseudo-reward of step t
-    in a cell is the mean absolute change of its 4x4 pixels from view t to view t + 1 over
-    the central 4n x 4n pixels (none where the game ended at t); n-step Q-learning targets
-    with the rollout's done flags, started from max_a Q of the view after its last step."""
-    steps, side = len(ended), views.shape[-1]
+    in a cell is the mean absolute change of its 4x4 pixels from view t to view t + 1 (to
+    ``last_frames[t, game]`` where the game ended at t) over the central 4n x 4n pixels;
+    n-step Q-learning targets with the rollout's done flags, started from max_a Q of the
+    view after its last step."""
+    steps, side = len(views) - 1, views.shape[-1]
     cells = network.pixel_side * 2 + 2
     start = (side - 4 * cells) // 2
     pseudo = torch.zeros(steps, BATCH, cells, cells, dtype=F64)
     for t in range(steps):
         for game in range(BATCH):
-            if ended[t][game]:
-                continue
+            after = last_frames.get((t, game), views[t + 1, game])
             for i in range(cells):
                 for j in range(cells):
                     rows, cols = slice(start + 4 * i, start + 4 * i + 4), slice(start + 4 * j, start + 4 * j + 4)
-                    pseudo[t, game, i, j] = (views[t + 1, game, rows, cols] - views[t, game, rows, cols]).abs().mean()
+                    pseudo[t, game, i, j] = (after[rows, cols] - views[t, game, rows, cols]).abs().mean()
     q = torch.stack([network.pixel_q(h) for h in hidden])  # (T, B, A, n, n)
     with torch.no_grad():
         following = network.pixel_q(following_hidden).max(1).values  # (B, n, n)
