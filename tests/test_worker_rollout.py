@@ -194,6 +194,9 @@ VARIANTS = {
         "life_loss_resets_state": True},
     "action-and-reward-input-feedforward": {"action_reward_input": True, "core": "feedforward", "frame_stack": 2,
                                             "life_loss_ends_returns": True},
+}
+# pixel control changes only the updates' gradients: checked by the update test alone (and its logging)
+PIXEL_CONTROL_VARIANTS = {
     "pixel-control": {"pixel_control": True, "pixel_control_coef": 0.3, "pixel_control_gamma": 0.8,
                       "life_loss_ends_returns": True},
     # the newest view of each stack is the one whose change is rewarded; the replays have no pixel-control term
@@ -508,6 +511,21 @@ def test_the_worker_feeds_the_network_what_each_game_showed(played):
 
 
 def test_every_update_equals_autograd_on_a_replay_of_the_games(played):
+    check_every_update_against_autograd(played)
+
+
+@pytest.mark.parametrize("played", list(PIXEL_CONTROL_VARIANTS.values()), ids=list(PIXEL_CONTROL_VARIANTS),
+                         indirect=True)
+def test_with_pixel_control_every_update_equals_autograd_and_its_loss_is_logged_with_the_rollouts_own(played):
+    check_every_update_against_autograd(played)
+    reported = [m.pixel_control_loss for m in played.messages if isinstance(m, UpdateDone)]
+    per_rollout = updates_per_rollout(played.worker.config)
+    assert len(reported) == ROLLOUTS * per_rollout
+    assert all(loss > 0 for loss in reported[::per_rollout])  # random frames: every cell changes
+    assert all(math.isnan(loss) for k, loss in enumerate(reported) if k % per_rollout)  # the replays have none
+
+
+def check_every_update_against_autograd(played):
     worker, link = played.worker, played.link
     replays = updates_per_rollout(worker.config) - 1
     assert len(link.updates) == len(link.served) == ROLLOUTS * (1 + replays)
