@@ -37,7 +37,39 @@ def stable_tanh(x: torch.Tensor) -> torch.Tensor:
     return torch.tanh(x)
 
 
-class ELU(Layer):
+class OutputRecordingActivation(Layer):
+    """An elementwise activation whose slope follows from its output y alone: forward
+    records y, backward multiplies the upstream gradient by ``slope(y)``."""
+
+    def forward(self, x: torch.Tensor, *, record: bool = True) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor) or x.dim() < 1:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"{self.name}: input must be a tensor with a batch dimension, got {shape}")
+        y = self.activate(x)
+        if record:
+            self._records.append((y,))
+        return y
+
+    def backward(self, grad_out: torch.Tensor) -> torch.Tensor:
+        """dx = dy * slope(y); shapes (N, *) -> (N, *)."""
+        records = self._pop_records(grad_out.shape[0] if grad_out.dim() else -1, tuple(grad_out.shape))
+        y = records[0][0] if len(records) == 1 else torch.cat([r[0] for r in records])
+        if grad_out.shape != y.shape:
+            raise ValueError(
+                f"{self.name}: upstream gradient has shape {tuple(grad_out.shape)}, "
+                f"output had {tuple(y.shape)}"
+            )
+        return self.slope(y).mul_(grad_out)
+
+    def activate(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def slope(self, y: torch.Tensor) -> torch.Tensor:
+        """dy/dx at the output y, as a new tensor."""
+        raise NotImplementedError
+
+
+class ELU(OutputRecordingActivation):
     """y = x for x > 0, alpha * (e^x - 1) otherwise.
 
     Backward: dx = dy for y > 0, dy * (y + alpha) otherwise (e^x = y/alpha + 1),
@@ -53,32 +85,16 @@ class ELU(Layer):
     def __repr__(self) -> str:
         return f"ELU(alpha={self.alpha})"
 
-    def forward(self, x: torch.Tensor, *, record: bool = True) -> torch.Tensor:
-        if not isinstance(x, torch.Tensor) or x.dim() < 1:
-            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"{self.name}: input must be a tensor with a batch dimension, got {shape}")
-        y = torch.nn.functional.elu(x, self.alpha)
-        if record:
-            self._records.append((y,))
-        return y
+    def activate(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.elu(x, self.alpha)
 
-    def backward(self, grad_out: torch.Tensor) -> torch.Tensor:
-        """dx = dy * where(y > 0, 1, y + alpha); shapes (N, *) -> (N, *)."""
-        records = self._pop_records(grad_out.shape[0] if grad_out.dim() else -1, tuple(grad_out.shape))
-        y = records[0][0] if len(records) == 1 else torch.cat([r[0] for r in records])
-        if grad_out.shape != y.shape:
-            raise ValueError(
-                f"{self.name}: upstream gradient has shape {tuple(grad_out.shape)}, "
-                f"output had {tuple(y.shape)}"
-            )
+    def slope(self, y: torch.Tensor) -> torch.Tensor:
         if self.alpha == 1.0:  # then the slope is min(y + 1, 1): one pass over memory fewer
-            slope = (y + 1.0).clamp_(max=1.0)
-        else:
-            slope = torch.where(y > 0, 1.0, y + self.alpha)
-        return slope.mul_(grad_out)
+            return (y + 1.0).clamp_(max=1.0)
+        return torch.where(y > 0, 1.0, y + self.alpha)
 
 
-class ReLU(Layer):
+class ReLU(OutputRecordingActivation):
     """y = max(x, 0).
 
     Backward: dx = dy where y > 0, else 0 (the subgradient 0 at x = 0, as torch's), so
@@ -87,22 +103,8 @@ class ReLU(Layer):
     def __repr__(self) -> str:
         return "ReLU()"
 
-    def forward(self, x: torch.Tensor, *, record: bool = True) -> torch.Tensor:
-        if not isinstance(x, torch.Tensor) or x.dim() < 1:
-            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"{self.name}: input must be a tensor with a batch dimension, got {shape}")
-        y = torch.relu(x)
-        if record:
-            self._records.append((y,))
-        return y
+    def activate(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x)
 
-    def backward(self, grad_out: torch.Tensor) -> torch.Tensor:
-        """dx = dy * (y > 0); shapes (N, *) -> (N, *)."""
-        records = self._pop_records(grad_out.shape[0] if grad_out.dim() else -1, tuple(grad_out.shape))
-        y = records[0][0] if len(records) == 1 else torch.cat([r[0] for r in records])
-        if grad_out.shape != y.shape:
-            raise ValueError(
-                f"{self.name}: upstream gradient has shape {tuple(grad_out.shape)}, "
-                f"output had {tuple(y.shape)}"
-            )
-        return grad_out * (y > 0)
+    def slope(self, y: torch.Tensor) -> torch.Tensor:
+        return (y > 0).to(y.dtype)

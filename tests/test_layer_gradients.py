@@ -36,27 +36,34 @@ def conv_configs(count: int = 80, seed: int = 0):
     return configs
 
 
-@pytest.mark.parametrize("cfg", conv_configs(), ids=lambda c: "k{kernel_size}s{stride}p{padding}d{dilation}g{groups}".format(**c))
-def test_conv2d_matches_autograd(cfg):
+def check_convolution(layer_type, reference_type, cfg):
+    """Output, input gradient and parameter gradients of ``layer_type(**cfg)`` against its
+    torch.nn twin's autograd, on a random input and upstream gradient."""
     cfg = dict(cfg)
     batch, size = cfg.pop("batch"), cfg.pop("size")
     torch.manual_seed(cfg.pop("seed"))
-    reference = torch.nn.Conv2d(**cfg).double()
-    conv = Conv2d(**cfg, dtype=F64)
-    conv.load_state_dict(reference.state_dict())
+    reference = reference_type(**cfg).double()
+    layer = layer_type(**cfg, dtype=F64)
+    layer.load_state_dict(reference.state_dict())
 
     x = torch.randn(batch, cfg["in_channels"], *size, dtype=F64, requires_grad=True)
     y_ref = reference(x)
     grad_out = torch.randn_like(y_ref)
     y_ref.backward(grad_out)
 
-    y = conv.forward(x.detach())
-    grad_x = conv.backward(grad_out)
+    y = layer.forward(x.detach())
+    assert tuple(y.shape[2:]) == layer.output_size(*size)
+    grad_x = layer.backward(grad_out)
     assert_close(y, y_ref.detach(), what="output")
     assert_close(grad_x, x.grad, what="input gradient")
-    assert_close(conv.weight.grad, reference.weight.grad, what="weight gradient")
+    assert_close(layer.weight.grad, reference.weight.grad, what="weight gradient")
     if cfg["bias"]:
-        assert_close(conv.bias.grad, reference.bias.grad, what="bias gradient")
+        assert_close(layer.bias.grad, reference.bias.grad, what="bias gradient")
+
+
+@pytest.mark.parametrize("cfg", conv_configs(), ids=lambda c: "k{kernel_size}s{stride}p{padding}d{dilation}g{groups}".format(**c))
+def test_conv2d_matches_autograd(cfg):
+    check_convolution(Conv2d, torch.nn.Conv2d, cfg)
 
 
 @pytest.mark.parametrize("seed", range(20))
@@ -109,26 +116,7 @@ def conv_transpose_configs(count: int = 60, seed: int = 1):
 @pytest.mark.parametrize("cfg", conv_transpose_configs(),
                          ids=lambda c: "k{kernel_size}s{stride}p{padding}op{output_padding}d{dilation}g{groups}".format(**c))
 def test_conv_transpose2d_matches_autograd(cfg):
-    cfg = dict(cfg)
-    batch, size = cfg.pop("batch"), cfg.pop("size")
-    torch.manual_seed(cfg.pop("seed"))
-    reference = torch.nn.ConvTranspose2d(**cfg).double()
-    layer = ConvTranspose2d(**cfg, dtype=F64)
-    layer.load_state_dict(reference.state_dict())
-
-    x = torch.randn(batch, cfg["in_channels"], *size, dtype=F64, requires_grad=True)
-    y_ref = reference(x)
-    grad_out = torch.randn_like(y_ref)
-    y_ref.backward(grad_out)
-
-    y = layer.forward(x.detach())
-    assert tuple(y.shape[2:]) == layer.output_size(*size)
-    grad_x = layer.backward(grad_out)
-    assert_close(y, y_ref.detach(), what="output")
-    assert_close(grad_x, x.grad, what="input gradient")
-    assert_close(layer.weight.grad, reference.weight.grad, what="weight gradient")
-    if cfg["bias"]:
-        assert_close(layer.bias.grad, reference.bias.grad, what="bias gradient")
+    check_convolution(ConvTranspose2d, torch.nn.ConvTranspose2d, cfg)
 
 
 def test_conv_transpose2d_backward_covers_several_forward_calls():
