@@ -72,7 +72,8 @@ class Config:
     record none had 'a3c'."""
     hidden_size: int = 256
     """Size of the LSTM's state, or of the feed-forward core's layer (the heads read it).
-    512: behind at 2M agent steps on two seeds at 42x42, level to 0.75M at 84x84
+    512: behind at 2M agent steps on two seeds at 42x42; at 84x84 (~1.2x the cost per
+    step) +606 on two seeds' means at 2M, a win on one of them, a third seed under way
     (scripts/RESULTS.md)."""
     core: str = "lstm"
     """What sits between the convolutions and the heads: 'lstm' (the A3C-LSTM agent's
