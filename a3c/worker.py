@@ -117,7 +117,6 @@ class Worker:
         self.actions = torch.zeros(steps, batch, dtype=torch.int64)
         self.rewards = torch.zeros(steps, batch, dtype=dtype)
         self.dones = torch.zeros(steps, batch, dtype=dtype)  # 1 where the episode ended at this step
-        self.ended = torch.zeros(steps, batch, dtype=torch.bool)  # the game itself ended (its next view is a new game's)
         # each step's action and reward before (the core's input with action_reward_input), then
         # the bootstrap's; kept for every network: a few numbers per game
         self.previous = torch.zeros(steps + 1, batch, self.n_actions + 1, dtype=dtype)
@@ -183,7 +182,6 @@ class Worker:
             stepped = clock()
             obs, rewards, terminated, truncated, info = self.envs.step(actions.numpy())
             ended = terminated | truncated
-            self.ended[t] = torch.from_numpy(ended)
             obs = self.normalizer.normalize_batch(obs, ended, info.get("final_obs"))
             if self.config.pixel_control and ended.any():  # the view each ended game showed last (normalised)
                 last = np.stack(info["final_obs"][ended])[:, -1]
