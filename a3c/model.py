@@ -191,9 +191,9 @@ class ActorCritic:
         self.critic = Linear(hidden_size, 1, dtype=dtype)
         self.actor = Linear(hidden_size, n_actions, dtype=dtype)
         self.pixel_fc = self.pixel_relu = self.pixel_deconv = None
-        self.pixel_cells = 0  # n, the pixel-control grid's side; 0 without the head
+        self.pixel_cells = self.pixel_side = 0  # n, the grid's side, and m, its maps'; 0 without the head
         if pixel_control:
-            side = pixel_map_side(frame_size)
+            side = self.pixel_side = pixel_map_side(frame_size)
             self.pixel_cells = 2 * side + 2
             self.pixel_fc = Linear(hidden_size, PIXEL_CHANNELS * side * side, dtype=dtype)
             self.pixel_relu = ReLU()
@@ -342,7 +342,7 @@ class ActorCritic:
         if self.pixel_fc is None:
             raise ValueError("ActorCritic: this network has no pixel-control head (pixel_control=False)")
         x = self.pixel_relu.forward(self.pixel_fc.forward(hidden, record=record), record=record)
-        side = self.pixel_cells // 2 - 1
+        side = self.pixel_side
         maps = self.pixel_deconv.forward(x.view(-1, PIXEL_CHANNELS, side, side), record=record)
         values, advantages = maps[:, :1], maps[:, 1:]
         return values + advantages - advantages.mean(1, keepdim=True)
