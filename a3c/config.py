@@ -420,9 +420,11 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
 NOT_RESUMED = ("run_dir", "resume", "workers", "backend", "ray_address")
 
 # what a run did before checkpoints recorded these settings, where today's default differs:
-# a resumed older run goes on doing it
+# a resumed older run goes on doing it; and the parts of the network a setting added, which
+# an older run had not, whatever the default file says (a head it lacks cannot be resumed)
 UNRECORDED_MEANT = {"frame": "original", "frame_size": 42, "optimizer": "adam", "life_loss_ends_returns": False,
-                    "envs_per_worker": 1, "eval_policy": "greedy"}
+                    "envs_per_worker": 1, "eval_policy": "greedy", "action_reward_input": False,
+                    "pixel_control": False}
 
 
 def recorded_settings(saved: dict) -> dict:

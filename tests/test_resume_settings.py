@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import a3c.config
 import a3c.trainer
 from a3c import train
 from a3c.checkpoint import save_checkpoint
@@ -195,3 +196,20 @@ def test_a_tensor_recorded_for_a_setting_a_resume_does_not_take_is_shown_not_com
     path = checkpoint(tmp_path, {**TRAINED, "workers": torch.zeros(2, 3, dtype=torch.bool)})
     config, _, note = parse_args([f"resume={path}", "workers=2"])
     assert config.workers == 2 and "workers=2 (was tensor(" in note
+
+
+def test_a_checkpoint_that_records_no_pixel_control_had_no_head_whatever_the_default_file_says(tmp_path, monkeypatch):
+    # the head came with the setting: an older run resumes without one even under a
+    # default file that turns it on (as the view and the core do), and a run with one keeps it
+    default_on = tmp_path / "riverraid.yaml"
+    default_on.write_text(a3c.config.DEFAULT_CONFIG.read_text() + "\npixel_control: true\n")
+    monkeypatch.setattr(a3c.config, "DEFAULT_CONFIG", default_on)
+    assert load_config().pixel_control
+    older = checkpoint(tmp_path / "older", {k: v for k, v in TRAINED.items() if k != "pixel_control"})
+    config, _, note = parse_args([f"resume={older}"])
+    assert not config.pixel_control and "pixel_control" not in note
+    with pytest.raises(ConfigError, match=r"was trained with pixel_control=False, this run asks for "
+                                          r"pixel_control=True \(give pixel_control=False\)$"):
+        parse_args([f"resume={older}", "pixel_control=true"])
+    with_head = checkpoint(tmp_path / "with-head", {**TRAINED, "pixel_control": True})
+    assert parse_args([f"resume={with_head}"])[0].pixel_control
