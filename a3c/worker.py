@@ -326,19 +326,22 @@ class Worker:
         return [p.grad for p in self.model.parameters()], logged
 
     def pixel_control_terms(self):
-        """Pixel control's loss and dL/dQ on the recorded rollout: the pseudo-rewards from
-        its views (the newest of each step's stack, back in the view's own intensities;
-        where a game ended, the change to the last view it showed, not to the next game's
-        first), and the bootstrap from the view after the last step."""
+        """Pixel control's loss and dL/dQ on the recorded rollout, bootstrapped from the
+        view after its last step."""
+        return pixel_control_loss(self.model.recorded_pixel_q(), self.actions, self.pixel_control_rewards(),
+                                  self.dones, self.model.pixel_q(self.final_hidden),
+                                  gamma=self.config.pixel_control_gamma, coef=self.config.pixel_control_coef)
+
+    def pixel_control_rewards(self) -> torch.Tensor:
+        """The recorded rollout's pseudo-rewards (T, N, n, n) from its views: the newest of
+        each step's stack, back in the view's own intensities; where a game ended, the
+        change to the last view it showed, not to the next game's first."""
         cells = self.model.pixel_cells
         views = torch.cat([self.frames[:, :, -1], self.final_obs[None, :, -1]])
         rewards = pixel_change_rewards(views, cells)
         for t, (games, last) in self.last_views.items():
             rewards[t, games] = pixel_change_rewards(torch.stack([views[t, games], last]), cells)[0]
-        rewards *= self.normalizer.scale()
-        return pixel_control_loss(self.model.recorded_pixel_q(), self.actions, rewards, self.dones,
-                                  self.model.pixel_q(self.final_hidden), gamma=self.config.pixel_control_gamma,
-                                  coef=self.config.pixel_control_coef)
+        return rewards * self.normalizer.scale()
 
     def imitation_gradients(self) -> tuple[float, float] | None:
         """The rollout's steps into the self-imitation memory (those whose life ended); then,

@@ -9,7 +9,8 @@ make in ``--duration`` seconds:
             (ours-B-T with num_steps=T, when ``--num-steps`` gives more than one T;
             ours-B-S with the settings S, when ``--settings`` gives more than one S);
   autograd  scripts/autograd_a3c.AutogradWorker: the same rollout code, network, loss
-            and shared optimizer, differentiated by torch autograd (B = 1).
+            and shared optimizer, differentiated by torch autograd (B = 1; the default
+            config's settings, whatever ``--settings`` gives ours).
 Rounds alternate env / ours-B... / autograd so that machine drift hits all alike; the
 ratios are computed per round and their median printed, with each run's time split
 per update (env, forward, backward, optimizer; ms, averaged over workers). Each rollout

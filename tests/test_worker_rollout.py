@@ -246,14 +246,7 @@ def played(monkeypatch, request):
     """A float64 worker after ROLLOUTS updates on scripted games, once per entry of VARIANTS
     (return rules, PPO replays, stacked views, reward handling, self-imitation)."""
     games = [ScriptedGame(k, request.param.get("frame_stack", 1)) for k in range(BATCH)]
-
-    def scripted_vector_env(env_id, num_envs, frame, frame_size, reward_scale, reward_clip, frame_stack):
-        # as training's make_vector_env: the score recorded on the raw game, then the reward to learn from
-        return gym.vector.SyncVectorEnv(
-            [lambda game=game: ClipRewardKeepScore(RecordEpisodeStatistics(game), reward_scale, reward_clip)
-             for game in games], copy=False, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
-
-    monkeypatch.setattr(worker_module, "make_vector_env", scripted_vector_env)
+    monkeypatch.setattr(worker_module, "make_vector_env", scripted_vector_env(games))
     # max_grad_norm: no clipping, so the pushed gradients are the raw ones autograd gives
     config = load_config(None, {"workers": 1, "envs_per_worker": BATCH, "num_steps": STEPS,
                                 "max_grad_norm": 1e12, **request.param, **SETTINGS})
@@ -278,7 +271,25 @@ def played(monkeypatch, request):
             return rollout
 
         worker.replay.sample = recorded_rollout_draw
-    worker.normalizer.frozen = True  # never updated: the identity, so the network sees the games' own frames
+    frames, actions = play_rollouts(worker, link)
+    return Played(worker, games, frames, actions, link, link.messages)
+
+
+def scripted_vector_env(games):
+    """A stand-in for a3c.worker.make_vector_env that serves ``games``, wrapped as training's
+    make_vector_env wraps Atari's: the score recorded on the raw game, then the reward to learn from."""
+    def make(env_id, num_envs, frame, frame_size, reward_scale, reward_clip, frame_stack):
+        return gym.vector.SyncVectorEnv(
+            [lambda game=game: ClipRewardKeepScore(RecordEpisodeStatistics(game), reward_scale, reward_clip)
+             for game in games], copy=False, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    return make
+
+
+def play_rollouts(worker: Worker, link: RecordingLink) -> tuple[torch.Tensor, torch.Tensor]:
+    """ROLLOUTS rollouts and updates of ``worker`` from its games' first steps, its input
+    normaliser frozen at the identity (the network sees the games' own frames) -> every
+    frame it saw (steps, games, stack, 42, 42) and every action it took (steps, games)."""
+    worker.normalizer.frozen = True
     obs, _ = worker.envs.reset(seed=[0, 1, 2])
     state, mask, frames, actions = worker.model.initial_state(BATCH), None, [], []
     for _ in range(ROLLOUTS):
@@ -287,7 +298,7 @@ def played(monkeypatch, request):
         frames.append(worker.frames.clone())
         actions.append(worker.actions.clone())
         worker.learn(bootstrap)
-    return Played(worker, games, torch.cat(frames), torch.cat(actions), link, link.messages)
+    return torch.cat(frames), torch.cat(actions)
 
 
 def ends_by_step() -> dict[int, dict[int, str]]:
