@@ -92,7 +92,7 @@ class Config:
     Checkpoints that record none had no such input. Not with sil_batch (its memory keeps no
     step before). Level with the default at every mark to 2M agent steps on two seeds
     (3,808 against 3,873 at 2M on their means: scripts/RESULTS.md)."""
-    pixel_control: bool = False
+    pixel_control: bool = True
     """UNREAL's pixel-control auxiliary task (Jaderberg et al. 2017): the network gets a
     head that predicts, for each 4x4-pixel cell over the centre of the view (20 x 20 at
     84x84) and each action, how much the cell's pixels will change over the next steps,
@@ -100,9 +100,10 @@ class Config:
     shared convolutions and core, the policy never reads the head. Needs frame_size >= 20.
     Its loss joins each rollout's own update; replays (epochs, replay_ratio) push a zero
     gradient for the head, on which RMSProp's average for it decays. Checkpoints that
-    record none had no such head. On the default: ahead at every mark to 2M agent steps on
-    two seeds, +1,031 on their means at 2M (4,904 against 3,873); a third seed and 5M
-    come before it becomes the default (scripts/RESULTS.md)."""
+    record none had no such head. The default from 2026-12-07: against the same run
+    without it, three seeds of three ahead at every mark to 2M agent steps (4,893 against
+    3,814 at 2M on their means) and two of two beyond (7,810 against 7,062 at 5M on seed
+    1); one update costs 1.15x (scripts/RESULTS.md)."""
     pixel_control_coef: float = 0.05
     """Weight of the pixel-control loss 0.5 sum (R - Q)^2 over the rollout's steps and the
     grid's cells, the pseudo-rewards in the view's [0, 1] intensities (the paper's range

@@ -22,7 +22,7 @@ from tests.helpers import assert_close
 from tests.test_worker_rollout import (BATCH, F64, ROLLOUTS, SETTINGS, STEPS, RecordingLink, ScriptedGame,
                                        play_rollouts, reference_network, scripted_vector_env)
 
-LOSSES = {"a3c": {}, "pixel-control": {"pixel_control": True, "pixel_control_coef": 0.3, "pixel_control_gamma": 0.8}}
+LOSSES = {"a3c": {"pixel_control": False}, "pixel-control": {"pixel_control": True, "pixel_control_coef": 0.3, "pixel_control_gamma": 0.8}}
 
 
 def played(monkeypatch, kind: str, config, weights: ActorCritic):

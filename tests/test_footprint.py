@@ -118,8 +118,13 @@ def test_the_command_line_refuses_it_with_one_line_and_no_run_folder(tmp_path):
 
 
 def test_a_step_records_what_each_convolution_of_its_stack_outputs():
-    """Per game and step: the frame, each convolution's and ELU's output, the LSTM's 8 x hidden."""
+    """Per game and step: the frame, each convolution's and ELU's output, the LSTM's 8 x
+    hidden; with pixel control (the default) its head's ReLU output twice (32 maps of 9 x 9)
+    and its Q maps three times (19 of 20 x 20: the maps, their gradient, the dueling split)."""
     a3c = 84 * 84 + 2 * 32 * (42 ** 2 + 21 ** 2 + 11 ** 2 + 6 ** 2) + 8 * 256
     nature = 84 * 84 + 2 * (32 * 20 ** 2 + 64 * 9 ** 2 + 64 * 7 ** 2) + 8 * 256
-    assert recorded_per_step(load_config(None, {})) == a3c == 160_272
-    assert recorded_per_step(load_config(None, {"conv_stack": "nature"})) == nature == 51_344
+    no_head = {"pixel_control": False}
+    assert recorded_per_step(load_config(None, no_head)) == a3c == 160_272
+    assert recorded_per_step(load_config(None, {**no_head, "conv_stack": "nature"})) == nature == 51_344
+    head = 2 * 32 * 9 ** 2 + 3 * 19 * 20 ** 2
+    assert recorded_per_step(load_config(None, {})) == a3c + head == 188_256

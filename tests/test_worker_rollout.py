@@ -248,8 +248,9 @@ def played(monkeypatch, request):
     games = [ScriptedGame(k, request.param.get("frame_stack", 1)) for k in range(BATCH)]
     monkeypatch.setattr(worker_module, "make_vector_env", scripted_vector_env(games))
     # max_grad_norm: no clipping, so the pushed gradients are the raw ones autograd gives
+    # pixel control off unless a variant turns it on (PIXEL_CONTROL_VARIANTS)
     config = load_config(None, {"workers": 1, "envs_per_worker": BATCH, "num_steps": STEPS,
-                                "max_grad_norm": 1e12, **request.param, **SETTINGS})
+                                "max_grad_norm": 1e12, "pixel_control": False, **request.param, **SETTINGS})
     link = RecordingLink(ActorCritic(18, **network_settings(config), seed=5, dtype=F64),
                          REPLAY_STEP_SIZE if updates_per_rollout(config) > 1 else 0.0)
     worker = Worker(0, config, link, dtype=F64)
