@@ -79,10 +79,9 @@ class AutogradWorker(Worker):
 
     def gradients(self, bootstrap: torch.Tensor):
         config = self.config
-        logits = torch.stack([r[0] for r in self.model.recorded])  # (T, B, A), with graph
-        values = torch.stack([r[1] for r in self.model.recorded]).squeeze(2)
-        hidden = torch.cat([r[2] for r in self.model.recorded])  # (T B, hidden), with graph
-        self.model.recorded.clear()
+        recorded, self.model.recorded = self.model.recorded, []
+        logits = torch.stack([r[0] for r in recorded])  # (T, B, A), with graph
+        values = torch.stack([r[1] for r in recorded]).squeeze(2)
         returns, advantages = discounted_targets(self.rewards, self.dones, values.detach(), bootstrap,
                                                  config.gamma, config.gae_lambda)
         log_probs = torch.log_softmax(logits, 2)
@@ -92,6 +91,7 @@ class AutogradWorker(Worker):
         loss = policy_loss + config.value_loss_coef * value_loss - config.entropy_coef * entropy
         logged = (policy_loss.item(), value_loss.item(), entropy.item())
         if config.pixel_control:  # UNREAL's n-step Q-learning on the rollout, as a3c.pixel_control states it
+            hidden = torch.cat([r[2] for r in recorded])  # (T B, hidden), with graph
             q = self.model.net.pixel_q(hidden)
             q = q.view(*self.actions.shape, *q.shape[1:])  # (T, B, A, n, n)
             with torch.no_grad():
