@@ -103,7 +103,7 @@ class Config:
     record none had no such head. The default from 2026-12-07: against the same run
     without it, three seeds of three ahead at every mark to 2M agent steps (4,893 against
     3,814 at 2M on their means) and two of two beyond (7,810 against 7,062 at 5M on seed
-    1); one update costs 1.15x (scripts/RESULTS.md)."""
+    1); a run makes 0.91x the steps/s without it (scripts/RESULTS.md)."""
     pixel_control_coef: float = 0.05
     """Weight of the pixel-control loss 0.5 sum (R - Q)^2 over the rollout's steps and the
     grid's cells, the pseudo-rewards in the view's [0, 1] intensities (the paper's range
