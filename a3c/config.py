@@ -70,11 +70,11 @@ class Config:
     least 36). 'nature': ahead to 0.75M agent steps, behind from 1.25M and on both seeds at
     2M (3,451 against 3,873), at ~1.06x the steps/s (scripts/RESULTS.md). Checkpoints that
     record none had 'a3c'."""
-    hidden_size: int = 256
+    hidden_size: int = 512
     """Size of the LSTM's state, or of the feed-forward core's layer (the heads read it).
-    512: behind at 2M agent steps on two seeds at 42x42; at 84x84 (~1.2x the cost per
-    step) +606 on two seeds' means at 2M, a win on one of them, a third seed under way
-    (scripts/RESULTS.md)."""
+    512 against 256 with pixel control: ahead on both seeds from 0.75M agent steps (+445 on
+    their mean at 2M), at 0.84x the steps/s (scripts/RESULTS.md); behind at 2M at 42x42.
+    Checkpoints that record none had 256."""
     core: str = "lstm"
     """What sits between the convolutions and the heads: 'lstm' (the A3C-LSTM agent's
     memory, trained through each rollout) or 'feedforward' (Linear + ELU of hidden_size, no
@@ -425,7 +425,7 @@ NOT_RESUMED = ("run_dir", "resume", "workers", "backend", "ray_address")
 # an older run had not, whatever the default file says (a head it lacks cannot be resumed)
 UNRECORDED_MEANT = {"frame": "original", "frame_size": 42, "optimizer": "adam", "life_loss_ends_returns": False,
                     "envs_per_worker": 1, "eval_policy": "greedy", "action_reward_input": False,
-                    "pixel_control": False}
+                    "pixel_control": False, "hidden_size": 256}
 
 
 def recorded_settings(saved: dict) -> dict:

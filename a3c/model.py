@@ -5,7 +5,7 @@ features -> LSTMCell(288, 256) -> critic Linear(256, 1) and actor Linear(256, A)
 class's default sizes (the first design's, and what a checkpoint that records no size
 had); the frames stacked as input channels, the frame side, the convolutions' channels
 and the LSTM size are settings (``network_settings``). The default run
-(``a3c.config.Config``) sees 84x84 frames: 1,152 features into the LSTM.
+(``a3c.config.Config``) sees 84x84 frames: 1,152 features into an LSTM of 512.
 
 ``conv_stack="nature"`` puts the DQN Nature paper's three convolutions (C@8x8 stride 4,
 2C@4x4 stride 2, 2C@3x3 stride 1, no padding; C = conv_channels, 32 in the paper) in place

@@ -58,7 +58,7 @@ def test_the_default_run_fits_in_a_few_gib_and_grows_with_every_size():
     default = load_config(str(DEFAULT), {})
     assert 0.5 * (1 << 30) < estimate_bytes(default) < 4 * (1 << 30)
     for key, value in [("workers", 4), ("envs_per_worker", 16), ("num_steps", 40), ("frame_size", 120),
-                       ("conv_channels", 64), ("hidden_size", 512)]:
+                       ("conv_channels", 64), ("hidden_size", 1024)]:
         assert estimate_bytes(load_config(str(DEFAULT), {key: value})) > estimate_bytes(default), key
     assert estimate_bytes(load_config(str(DEFAULT), {"eval_interval": 0})) < estimate_bytes(default)
 
@@ -66,9 +66,9 @@ def test_the_default_run_fits_in_a_few_gib_and_grows_with_every_size():
 def test_a_self_imitation_memory_adds_its_size_to_each_worker():
     default = load_config(str(DEFAULT), {"workers": 2})
     remembering = load_config(str(DEFAULT), {"workers": 2, "sil_batch": 160, "sil_capacity": 25_000})
-    # per step: the 84x84 view in half precision (14,112 bytes), h and c (2 x 256 floats), action, return;
+    # per step: the 84x84 view in half precision (14,112 bytes), h and c (2 x 512 floats), action, return;
     # the ring's and as many waiting, in each of the two workers
-    assert estimate_bytes(remembering) - estimate_bytes(default) == 2 * 2 * 25_000 * (14_112 + 2_048 + 16)
+    assert estimate_bytes(remembering) - estimate_bytes(default) == 2 * 2 * 25_000 * (14_112 + 4_096 + 16)
     # a batch larger than the rollout's 8 x 20 steps records more for its backward
     assert estimate_bytes(load_config(str(DEFAULT), {"workers": 2, "sil_batch": 640, "sil_capacity": 25_000})) \
         > estimate_bytes(remembering)
@@ -121,10 +121,10 @@ def test_a_step_records_what_each_convolution_of_its_stack_outputs():
     """Per game and step: the frame, each convolution's and ELU's output, the LSTM's 8 x
     hidden; with pixel control (the default) its head's ReLU output twice (32 maps of 9 x 9)
     and its Q maps three times (19 of 20 x 20: the maps, their gradient, the dueling split)."""
-    a3c = 84 * 84 + 2 * 32 * (42 ** 2 + 21 ** 2 + 11 ** 2 + 6 ** 2) + 8 * 256
-    nature = 84 * 84 + 2 * (32 * 20 ** 2 + 64 * 9 ** 2 + 64 * 7 ** 2) + 8 * 256
+    a3c = 84 * 84 + 2 * 32 * (42 ** 2 + 21 ** 2 + 11 ** 2 + 6 ** 2) + 8 * 512
+    nature = 84 * 84 + 2 * (32 * 20 ** 2 + 64 * 9 ** 2 + 64 * 7 ** 2) + 8 * 512
     no_head = {"pixel_control": False}
-    assert recorded_per_step(load_config(None, no_head)) == a3c == 160_272
-    assert recorded_per_step(load_config(None, {**no_head, "conv_stack": "nature"})) == nature == 51_344
+    assert recorded_per_step(load_config(None, no_head)) == a3c == 162_320
+    assert recorded_per_step(load_config(None, {**no_head, "conv_stack": "nature"})) == nature == 53_392
     head = 2 * 32 * 9 ** 2 + 3 * 19 * 20 ** 2
-    assert recorded_per_step(load_config(None, {})) == a3c + head == 188_256
+    assert recorded_per_step(load_config(None, {})) == a3c + head == 190_304

@@ -31,8 +31,9 @@ def test_the_default_runs_network_reads_1152_features_from_84x84_and_one_built_w
     from a3c.model import network_settings
 
     assert conv_sides(84) == [42, 21, 11, 6]
-    assert parameter_shapes(18, **network_settings(Config()))["lstm.weight_ih"] == (1024, 1152)
-    # without sizes (and in checkpoints that record none): the first runs' 42x42
+    # the default run's LSTM of 512: four gates of 512
+    assert parameter_shapes(18, **network_settings(Config()))["lstm.weight_ih"] == (2048, 1152)
+    # without sizes (and in checkpoints that record none): the first runs' 42x42 and LSTM of 256
     assert conv_sides(42) == [21, 11, 6, 3]
     assert parameter_shapes(18)["lstm.weight_ih"] == (1024, 288)
 

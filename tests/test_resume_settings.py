@@ -213,3 +213,17 @@ def test_a_checkpoint_that_records_no_pixel_control_had_no_head_whatever_the_def
         parse_args([f"resume={older}", "pixel_control=true"])
     with_head = checkpoint(tmp_path / "with-head", {**TRAINED, "pixel_control": True})
     assert parse_args([f"resume={with_head}"])[0].pixel_control
+
+
+def test_a_checkpoint_that_records_no_hidden_size_had_the_256_wide_lstm_of_its_day(tmp_path):
+    # the default grew to 512 long after the setting came: an older run resumes at its own
+    # width, and a run that records 512 keeps it
+    assert load_config().hidden_size == 512
+    older = checkpoint(tmp_path / "older", {k: v for k, v in TRAINED.items() if k != "hidden_size"})
+    config, _, note = parse_args([f"resume={older}"])
+    assert config.hidden_size == 256 and "hidden_size" not in note
+    with pytest.raises(ConfigError, match=r"was trained with hidden_size=256, this run asks for "
+                                          r"hidden_size=512 \(give hidden_size=256\)$"):
+        parse_args([f"resume={older}", "hidden_size=512"])
+    wider = checkpoint(tmp_path / "wider", {**TRAINED, "hidden_size": 512})
+    assert parse_args([f"resume={wider}"])[0].hidden_size == 512
