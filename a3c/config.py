@@ -72,9 +72,9 @@ class Config:
     record none had 'a3c'."""
     hidden_size: int = 512
     """Size of the LSTM's state, or of the feed-forward core's layer (the heads read it).
-    512 against 256 with pixel control: ahead on both seeds from 0.75M agent steps (+445 on
-    their mean at 2M), at 0.84x the steps/s (scripts/RESULTS.md); behind at 2M at 42x42.
-    Checkpoints that record none had 256."""
+    512 against 256 with pixel control: each of three seeds ahead of its own from 0.75M
+    agent steps (+442 on their mean at 2M), at 0.84x the steps/s (scripts/RESULTS.md);
+    behind at 2M at 42x42. Checkpoints that record none had 256."""
     core: str = "lstm"
     """What sits between the convolutions and the heads: 'lstm' (the A3C-LSTM agent's
     memory, trained through each rollout) or 'feedforward' (Linear + ELU of hidden_size, no
