@@ -156,7 +156,7 @@ def test_a_run_whose_core_reads_the_action_and_reward_before_trains_evaluates_an
     assert scalars(run_dir, "eval/mean_return") and scalars(run_dir, "grad/norm")
     checkpoint = load_checkpoint(run_dir / "checkpoints" / "latest.pt")
     assert checkpoint["config"]["action_reward_input"] is True
-    assert checkpoint["model"]["lstm.weight_ih"].shape == (4 * 256, 288 + 18 + 1)  # 42x42 features, action, reward
+    assert checkpoint["model"]["lstm.weight_ih"].shape == (4 * 512, 288 + 18 + 1)  # 42x42 features, action, reward
     played = evaluate(run_dir / "checkpoints" / "latest.pt", episodes=1, seed=0, max_steps=30, stream=io.StringIO())
     assert played["episodes"][0]["length"] == 30
 
@@ -170,7 +170,7 @@ def test_a_run_with_pixel_control_logs_its_loss_and_keeps_the_head_in_its_checkp
     assert losses and all(loss > 0.0 for loss in losses)  # River Raid's screen scrolls: the views always change
     checkpoint = load_checkpoint(run_dir / "checkpoints" / "latest.pt")
     assert checkpoint["model"]["pixel_deconv.weight"].shape == (32, 18 + 1, 4, 4)  # value and 18 advantage maps
-    assert checkpoint["model"]["pixel_fc.weight"].shape == (32 * 3 * 3, 256)  # 42x42: an 8 x 8 grid from 3 x 3 maps
+    assert checkpoint["model"]["pixel_fc.weight"].shape == (32 * 3 * 3, 512)  # 42x42: an 8 x 8 grid from 3 x 3 maps
 
 
 def test_a_killed_worker_is_restarted_and_the_run_completes(tmp_path):
