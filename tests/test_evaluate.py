@@ -85,25 +85,64 @@ def test_the_pretrained_agent_ships_with_the_package_and_plays():
     assert summary["episodes"][0]["length"] == 100 and summary["global_step"] >= 1_000_000
 
 
-def test_export_pretrained_keeps_what_playing_needs(smoke_run, tmp_path):
+def export(checkpoint, out, *extra):
     import subprocess
     import sys
 
+    return subprocess.run([sys.executable, "-m", "scripts.export_pretrained", "--checkpoint", str(checkpoint),
+                           "--source", "runs/smoke: a test", "--out", str(out), *extra],
+                          cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=120)
+
+
+def test_export_pretrained_keeps_what_playing_needs(smoke_run, tmp_path):
     out = tmp_path / "agent.pt"
-    result = subprocess.run([sys.executable, "-m", "scripts.export_pretrained", "--checkpoint",
-                             str(smoke_run / "checkpoints" / "latest.pt"), "--source", "runs/smoke: a test",
-                             "--out", str(out)], cwd=Path(__file__).resolve().parent.parent,
-                            capture_output=True, text=True, timeout=120)
+    result = export(smoke_run / "checkpoints" / "latest.pt", out)
     assert result.returncode == 0, result.stderr
     exported, original = load_checkpoint(out), load_checkpoint(smoke_run / "checkpoints" / "latest.pt")
     assert exported["optimizer"] == {} and exported["source"] == "runs/smoke: a test"
-    assert all(torch.equal(exported["model"][k], original["model"][k]) for k in original["model"])
+    # the pixel-control head trains the core but no action reads it: it stays behind, and the
+    # settings name the network the file holds
+    assert original["config"]["pixel_control"] and not exported["config"]["pixel_control"]
+    acting = {k for k in original["model"] if not k.startswith("pixel_")}
+    assert acting < original["model"].keys() and exported["model"].keys() == acting
+    assert all(torch.equal(exported["model"][k], original["model"][k]) for k in acting)
     assert torch.equal(exported["obs_norm"], original["obs_norm"])
     assert original["config"]["run_dir"] == str(smoke_run)  # a folder of the machine that trained it ...
     assert exported["config"]["run_dir"] is None and exported["config"]["resume"] is None  # ... not shipped
-    assert {k: v for k, v in exported["config"].items() if k not in ("run_dir", "resume")} == \
-        {k: v for k, v in original["config"].items() if k not in ("run_dir", "resume")}
+    unchanged = ("run_dir", "resume", "pixel_control")
+    assert {k: v for k, v in exported["config"].items() if k not in unchanged} == \
+        {k: v for k, v in original["config"].items() if k not in unchanged}
     assert evaluate(out, episodes=1, max_steps=20, stream=io.StringIO())["episodes"][0]["length"] == 20
+
+
+def test_export_in_float16_halves_the_weights_and_plays_as_the_float32_agent(smoke_run, tmp_path):
+    from a3c.policy import load_agent
+
+    full, half = tmp_path / "full.pt", tmp_path / "half.pt"
+    assert export(smoke_run / "checkpoints" / "latest.pt", full).returncode == 0
+    result = export(smoke_run / "checkpoints" / "latest.pt", half, "--dtype", "float16")
+    assert result.returncode == 0, result.stderr
+    stored = load_checkpoint(half)["model"]
+    assert all(weight.dtype == torch.float16 for weight in stored.values())
+    weights = sum(weight.numel() for weight in stored.values())
+    assert full.stat().st_size - half.stat().st_size > 0.9 * 2 * weights  # 2 bytes fewer per weight
+    (model32, norm32, _, _), (model16, norm16, _, _) = load_agent(full), load_agent(half)
+    assert model16.actor.weight.dtype == torch.float32  # loaded back for playing
+    shape = (16, model32.convs[0].in_channels, model32.frame_size, model32.frame_size)
+    frames = torch.rand(shape, generator=torch.Generator().manual_seed(0))
+    probs = [torch.softmax(model.step(frames, model.initial_state(16))[0], 1) for model in (model32, model16)]
+    assert 0 < (probs[0] - probs[1]).abs().max() < 1e-2  # rounded weights, the same policy to within a percent
+    assert evaluate(half, episodes=1, max_steps=20, stream=io.StringIO())["episodes"][0]["length"] == 20
+
+
+def test_export_refuses_a_bad_checkpoint_or_storage_type_in_one_line(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    for result in (export(bad, tmp_path / "out.pt"), export(bad, tmp_path / "out.pt", "--dtype", "int8")):
+        assert result.returncode == 2
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    assert not (tmp_path / "out.pt").exists()
 
 
 @pytest.mark.parametrize("core, conv_stack, action_reward_input, pixel_control",
