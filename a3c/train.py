@@ -55,6 +55,9 @@ def parse_args(argv: list[str] | None) -> tuple[Config, dict | None, str | None]
             checkpoint = load_checkpoint(config.resume)
         except CheckpointError as error:
             raise ConfigError(f"resume: {error}") from None
+        if not checkpoint["optimizer"]:  # scripts.export_pretrained keeps what playing needs only
+            raise ConfigError(f"resume: {config.resume} holds no optimizer state (an exported agent): it plays with "
+                              f"python -m a3c.evaluate; resume a run's checkpoints/latest.pt")
         # the run goes on with the settings it was trained with, but for those given anew
         recorded = recorded_settings(checkpoint["config"])
         replaced = {*overrides, *(read_settings_file(args.config) if args.config else {})}

@@ -54,6 +54,15 @@ def test_resume_and_evaluate_refuse_a_checkpoint_whose_weights_are_nan(tmp_path)
         assert "NaN or inf" in result.stderr
 
 
+def test_resume_from_the_shipped_agent_says_it_plays_but_cannot_resume(tmp_path):
+    from a3c.policy import PRETRAINED
+
+    result = train(f"resume={PRETRAINED}", "total_steps=100000000", f"run_dir={tmp_path / 'run'}")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith(f"error: resume: {PRETRAINED} holds no optimizer state (an exported agent)")
+    assert not (tmp_path / "run").exists()
+
+
 def test_evaluate_refuses_a_json_folder_before_playing(tmp_path):
     model = ActorCritic(18, seed=0)
     path = tmp_path / "ok.pt"
