@@ -135,10 +135,22 @@ def test_export_in_float16_halves_the_weights_and_plays_as_the_float32_agent(smo
     assert evaluate(half, episodes=1, max_steps=20, stream=io.StringIO())["episodes"][0]["length"] == 20
 
 
-def test_export_refuses_a_bad_checkpoint_or_storage_type_in_one_line(tmp_path):
+def test_export_refuses_a_bad_checkpoint_storage_type_or_weight_beyond_float16_in_one_line(tmp_path):
+    from a3c.checkpoint import save_checkpoint
+    from a3c.model import ActorCritic
+
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
-    for result in (export(bad, tmp_path / "out.pt"), export(bad, tmp_path / "out.pt", "--dtype", "int8")):
+    model = ActorCritic(18, seed=0, frame_size=42, hidden_size=16)
+    model.actor.weight[0, 0] = 1e6  # finite in float32, inf in float16 (largest 65,504)
+    large = tmp_path / "large.pt"
+    save_checkpoint(large, {"model": model.state_dict(), "optimizer": {}, "global_step": 10, "n_actions": 18,
+                            "obs_norm": torch.tensor([[0.5, 0.2, 100.0]], dtype=torch.float64),
+                            "config": {"env_id": "Riverraid-v0", "frame_size": 42, "hidden_size": 16}})
+    results = [export(bad, tmp_path / "out.pt"), export(large, tmp_path / "out.pt", "--dtype", "int8"),
+               export(large, tmp_path / "out.pt", "--dtype", "float16")]
+    assert "beyond float16's range" in results[-1].stderr
+    for result in results:
         assert result.returncode == 2
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
