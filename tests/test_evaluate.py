@@ -109,9 +109,9 @@ def test_export_pretrained_keeps_what_playing_needs(smoke_run, tmp_path):
     assert torch.equal(exported["obs_norm"], original["obs_norm"])
     assert original["config"]["run_dir"] == str(smoke_run)  # a folder of the machine that trained it ...
     assert exported["config"]["run_dir"] is None and exported["config"]["resume"] is None  # ... not shipped
-    unchanged = ("run_dir", "resume", "pixel_control")
-    assert {k: v for k, v in exported["config"].items() if k not in unchanged} == \
-        {k: v for k, v in original["config"].items() if k not in unchanged}
+    rewritten = ("run_dir", "resume", "pixel_control")
+    assert {k: v for k, v in exported["config"].items() if k not in rewritten} == \
+        {k: v for k, v in original["config"].items() if k not in rewritten}
     assert evaluate(out, episodes=1, max_steps=20, stream=io.StringIO())["episodes"][0]["length"] == 20
 
 
@@ -126,7 +126,7 @@ def test_export_in_float16_halves_the_weights_and_plays_as_the_float32_agent(smo
     assert all(weight.dtype == torch.float16 for weight in stored.values())
     weights = sum(weight.numel() for weight in stored.values())
     assert full.stat().st_size - half.stat().st_size > 0.9 * 2 * weights  # 2 bytes fewer per weight
-    (model32, norm32, _, _), (model16, norm16, _, _) = load_agent(full), load_agent(half)
+    (model32, *_), (model16, *_) = load_agent(full), load_agent(half)
     assert model16.actor.weight.dtype == torch.float32  # loaded back for playing
     shape = (16, model32.convs[0].in_channels, model32.frame_size, model32.frame_size)
     frames = torch.rand(shape, generator=torch.Generator().manual_seed(0))
