@@ -10,7 +10,8 @@ and drops the rest, so the file stays a few MB: the optimizer's state, and the
 pixel-control head, which serves an auxiliary task and which no action reads (the
 settings then say ``pixel_control: false``, the network the file holds).
 ``--dtype float16`` halves the weights' bytes; playing loads them back into float32.
-``source`` records which run and command produced it. ``python -m a3c.evaluate --checkpoint pretrained`` then plays it.
+``source`` records which run and command produced it.
+``python -m a3c.evaluate --checkpoint pretrained`` then plays it.
 """
 from __future__ import annotations
 
